@@ -1,0 +1,195 @@
+//! Request bodies (unknown fields refused), responses, streamed events and
+//! the typed error every failure comes back as.
+
+use crate::container::{Phase, Record};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsureBody {
+    pub channel: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Create on behalf of this uid (honoured for root and admins only; the
+    /// CLI sends its SUDO_UID).
+    #[serde(default)]
+    pub owner_uid: Option<u32>,
+}
+
+/// What a user sees of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub name: String,
+    /// The recorded phase.
+    pub phase: Phase,
+    /// `running`, `stopped`, or a transitional phase; `dead` when the record
+    /// says running but no process is there.
+    pub state: String,
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub owner_uid: u32,
+    pub channel: String,
+    pub aliases: Vec<String>,
+    pub address: String,
+    pub host_address: String,
+    pub system_path: Option<String>,
+    pub created: String,
+    pub last_deploy: String,
+    pub enabled: bool,
+}
+
+impl ContainerInfo {
+    pub fn new(r: &Record, pid: Option<u32>) -> ContainerInfo {
+        let running = pid.is_some();
+        let state = match (r.phase, running) {
+            (Phase::Running, true) => "running".to_string(),
+            (Phase::Running, false) => "dead".to_string(),
+            (Phase::Stopped, false) => "stopped".to_string(),
+            (Phase::Stopped, true) => "running".to_string(),
+            (p, _) => p.as_str().to_string(),
+        };
+        ContainerInfo {
+            name: r.name.to_string(),
+            phase: r.phase,
+            state,
+            running,
+            pid,
+            owner_uid: r.owner_uid,
+            channel: r.channel.to_string(),
+            aliases: r.aliases.iter().map(|a| a.to_string()).collect(),
+            address: r.addresses.local.to_string(),
+            host_address: r.addresses.host.to_string(),
+            system_path: r.system_path.clone(),
+            created: r.created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            last_deploy: r
+                .last_deploy
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            enabled: r.enabled,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub containers: Vec<ContainerInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub version: String,
+    pub backend: String,
+    /// What the last reconcile found and did.
+    pub findings: Vec<String>,
+}
+
+/// One line of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Log {
+        line: String,
+    },
+    Phase {
+        phase: Phase,
+    },
+    Done {
+        message: String,
+        container: Option<Box<ContainerInfo>>,
+    },
+    Error {
+        error: ApiError,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request is malformed or a value is invalid.
+    BadRequest,
+    /// The caller may not do this.
+    Forbidden,
+    NotFound,
+    /// The operation was tried and failed (build, boot, network).
+    Failed,
+    /// A bug or an unexpected host condition.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Failed => 500,
+            ErrorKind::Internal => 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::BadRequest, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::Forbidden, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::NotFound, m)
+    }
+    pub fn failed(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::Failed, m)
+    }
+    pub fn internal(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::Internal, m)
+    }
+}
+
+impl From<crate::container::NameError> for ApiError {
+    fn from(e: crate::container::NameError) -> ApiError {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ensure_body_refuses_unknown_fields() {
+        let e =
+            serde_json::from_str::<EnsureBody>(r#"{"channel":"/x","alias":["a"]}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `alias`"), "{e}");
+        let b: EnsureBody = serde_json::from_str(r#"{"channel":"/x"}"#).unwrap();
+        assert_eq!(b.aliases, Vec::<String>::new());
+    }
+
+    #[test]
+    fn events_are_tagged() {
+        let e = Event::Log { line: "x".into() };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"log","line":"x"}"#
+        );
+        let e = Event::Error {
+            error: ApiError::forbidden("no"),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"error","error":{"kind":"forbidden","message":"no"}}"#
+        );
+    }
+}

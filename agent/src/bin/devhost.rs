@@ -1,0 +1,18 @@
+//! `devhost`: the agent and the native CLI. Installed under the compatible
+//! names (`fc-build-dev-container`, `nixos-container`) it behaves as those.
+
+fn main() {
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let called = std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
+    let rest: Vec<String> = std::env::args().skip(1).collect();
+    let code = match called.as_str() {
+        "fc-build-dev-container" => devhost::cli::compat::fc_build_dev_container::main(&rest),
+        "nixos-container" => devhost::cli::compat::nixos_container::main(&rest),
+        _ => devhost::cli::devhost::main(),
+    };
+    std::process::exit(code);
+}

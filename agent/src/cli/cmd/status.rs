@@ -1,0 +1,35 @@
+//! `devhost status NAME`.
+
+use crate::api::types::ContainerInfo;
+use std::path::Path;
+
+pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
+    let name = match super::name_or_exit(name) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let client = crate::cli::client(sock);
+    let c: ContainerInfo =
+        match crate::cli::block_on(client.get_json(&format!("/v1/containers/{name}"))) {
+            Ok(c) => c,
+            Err(e) => return crate::cli::fail(&e, json),
+        };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c).expect("serializes"));
+        return 0;
+    }
+    println!("name:        {}", c.name);
+    println!("state:       {}", c.state);
+    if let Some(pid) = c.pid {
+        println!("pid:         {pid}");
+    }
+    println!("address:     {} (host side {})", c.address, c.host_address);
+    println!("aliases:     {}", c.aliases.join(" "));
+    println!("channel:     {}", c.channel);
+    println!("system:      {}", c.system_path.as_deref().unwrap_or("-"));
+    println!("owner uid:   {}", c.owner_uid);
+    println!("created:     {}", c.created);
+    println!("last deploy: {}", c.last_deploy);
+    println!("enabled:     {}", c.enabled);
+    0
+}

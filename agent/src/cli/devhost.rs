@@ -1,0 +1,83 @@
+//! The native CLI: `devhost <subcommand>`. Argument parsing only; each
+//! subcommand lives in its own file under [`super::cmd`].
+
+use super::cmd;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "devhost",
+    version,
+    about = "NixOS development containers on this host"
+)]
+pub struct Cli {
+    /// The agent's API socket (default: from $DEVHOST_SOCKET or the agent config).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the agent (the root daemon) in the foreground.
+    Agent {
+        /// The agent's TOML config; built-in defaults when absent.
+        #[arg(long, env = "DEVHOST_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Create a container (or start and refresh an existing one).
+    Ensure {
+        name: String,
+        /// Channel tarball URL, file:///path or /path.
+        channel: String,
+        /// Aliases (DNS labels), as separate arguments or one quoted list.
+        aliases: Vec<String>,
+    },
+    /// List containers.
+    List,
+    /// Show one container.
+    Status { name: String },
+    /// Show a container's console (or build) log.
+    Logs {
+        name: String,
+        /// The build log instead of the console.
+        #[arg(long)]
+        build: bool,
+        #[arg(long, default_value_t = 200)]
+        lines: usize,
+    },
+    /// Start a stopped container.
+    Start { name: String },
+    /// Stop a container (graceful poweroff, then kill after the timeout).
+    Stop { name: String },
+    /// Remove a container and everything it has on the host.
+    Destroy { name: String },
+    /// The agent's version, backend and what its last start reconciled.
+    Info,
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let sock = cli.socket.as_deref();
+    let json = cli.json;
+    match cli.command {
+        Command::Agent { config } => cmd::agent::run(config.as_deref()),
+        Command::Ensure {
+            name,
+            channel,
+            aliases,
+        } => cmd::ensure::run(sock, json, &name, &channel, &aliases),
+        Command::List => cmd::list::run(sock, json),
+        Command::Status { name } => cmd::status::run(sock, json, &name),
+        Command::Logs { name, build, lines } => cmd::logs::run(sock, &name, build, lines),
+        Command::Start { name } => cmd::start::run(sock, json, &name),
+        Command::Stop { name } => cmd::stop::run(sock, json, &name),
+        Command::Destroy { name } => cmd::destroy::run(sock, json, &name),
+        Command::Info => cmd::info::run(sock, json),
+    }
+}

@@ -1,0 +1,86 @@
+//! The container record: the one persistent description of a container, as
+//! the supervisor owns it. Every field a user or another subsystem needs is
+//! here; what is derived (paths, interface names) is computed from it.
+
+use super::names::{Alias, ChannelUrl, ContainerName};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// Where a container is in its life. The phase is written *before* the side
+/// effects it names, so after a crash the agent knows what may be half done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Record written, nothing else yet.
+    Creating,
+    /// nix-build running.
+    Building,
+    /// Root dir, network namespace, veth, routes being set up.
+    Networking,
+    /// systemd-nspawn started, waiting for readiness.
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Destroying,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Creating => "creating",
+            Phase::Building => "building",
+            Phase::Networking => "networking",
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Destroying => "destroying",
+        }
+    }
+}
+
+/// The address pair of one container: `host` on `ve-NAME` in the host's
+/// namespace, `local` on `eth0` inside; both /32 with host routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    /// Index in the address pool (stable for the container's life).
+    pub index: u32,
+    pub host: Ipv4Addr,
+    pub local: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub name: ContainerName,
+    /// uid the container belongs to (who may manage it besides admins).
+    pub owner_uid: u32,
+    pub channel: ChannelUrl,
+    pub aliases: Vec<Alias>,
+    pub addresses: Addresses,
+    /// The built system (`/nix/store/…`); `None` until the first build.
+    pub system_path: Option<String>,
+    pub created: DateTime<Utc>,
+    /// Set by every ensure; the cleanup clock.
+    pub last_deploy: DateTime<Utc>,
+    /// False once cleanup disabled it (no routes, not started at boot).
+    pub enabled: bool,
+    pub phase: Phase,
+    /// True once the container first ran: before that, a crash rolls the
+    /// whole creation back; after it, the container is kept and repaired.
+    pub established: bool,
+    /// What the owner last asked for: running (ensure/start) or not (stop).
+    pub want_running: bool,
+}
+
+impl Record {
+    /// Host-side veth name, as nixos-container names it.
+    pub fn host_interface(&self) -> String {
+        host_interface(&self.name)
+    }
+}
+
+pub fn host_interface(name: &ContainerName) -> String {
+    format!("ve-{name}")
+}

@@ -1,0 +1,149 @@
+//! The agent process: checks the host, takes the state lock, reconciles,
+//! serves the API socket, tells systemd it is ready, and exits on SIGTERM
+//! *without* stopping containers (they run on; the next agent adopts them).
+
+use crate::api::server::serve;
+use crate::config::{Config, Readiness};
+use crate::net::exec::{IpCommand, NftCommand};
+use crate::nix::runner::NixBuild;
+use crate::nspawn::direct::DirectBackend;
+use crate::nspawn::ready::ReadyCheck;
+use crate::state::Store;
+use crate::supervisor::{Env, Supervisor};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("another agent is listening on {0}")]
+    SocketInUse(String),
+    #[error("{0}")]
+    Start(String),
+}
+
+fn io<'a>(
+    what: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> DaemonError + 'a {
+    move |source| DaemonError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Host settings that make containers fail in obscure ways when too low.
+pub fn host_warnings() -> Vec<String> {
+    let mut w = Vec::new();
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    if let Some(n) = read("/proc/sys/fs/inotify/max_user_instances") {
+        if n < 512 {
+            w.push(format!(
+                "fs.inotify.max_user_instances is {n}: systemd containers need one or more each, and beyond about {} running containers they die at boot with \"Too many open files\"; set it to 512 or more (the NixOS module does)",
+                n / 2
+            ));
+        }
+    }
+    if read("/proc/sys/net/ipv4/ip_forward") == Some(0) {
+        w.push("net.ipv4.ip_forward is 0: containers reach the host but not the outside world; set it to 1 (the NixOS module does)".into());
+    }
+    w
+}
+
+pub async fn run(cfg: Config) -> Result<(), DaemonError> {
+    let paths = &cfg.paths;
+    for d in [&paths.state_dir, &paths.run_dir] {
+        std::fs::create_dir_all(d).map_err(io("creating", d))?;
+    }
+    std::fs::set_permissions(&paths.state_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("chmod", &paths.state_dir))?;
+    let store = Store::new(&paths.state_dir);
+    let _lock = store.lock()?;
+    for w in host_warnings() {
+        tracing::warn!("{w}");
+    }
+    let ready = match cfg.nspawn.readiness {
+        Readiness::Notify => ReadyCheck::Notify,
+        Readiness::Tcp => ReadyCheck::Tcp(cfg.nspawn.ready_tcp_port),
+        Readiness::Delay => ReadyCheck::Delay(Duration::from_millis(cfg.nspawn.ready_delay_ms)),
+    };
+    let backend = DirectBackend::new(
+        paths.containers_dir.clone(),
+        paths.run_dir.clone(),
+        ready,
+        Duration::from_secs(cfg.nspawn.ready_timeout_secs),
+    );
+    let socket = paths.socket.clone();
+    if let Some(parent) = socket.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    }
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        return Err(DaemonError::SocketInUse(socket.display().to_string()));
+    }
+    let _ = std::fs::remove_file(&socket);
+    let env = Env {
+        cfg: cfg.clone(),
+        store,
+        backend: Arc::new(backend),
+        netlink: Arc::new(IpCommand),
+        nft: Arc::new(NftCommand),
+        nix: Arc::new(NixBuild),
+    };
+    let handle = Supervisor::start(env)
+        .await
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    let listener = UnixListener::bind(&socket).map_err(io("binding", &socket))?;
+    std::fs::set_permissions(
+        &socket,
+        std::fs::Permissions::from_mode(cfg.access.socket_mode),
+    )
+    .map_err(io("chmod", &socket))?;
+    tracing::info!("devhost agent listening on {}", socket.display());
+    notify_systemd_ready();
+    let server = tokio::spawn(serve(listener, handle, Arc::new(cfg.clone())));
+    let mut term =
+        signal(SignalKind::terminate()).map_err(io("installing signal handler", &socket))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(io("installing signal handler", &socket))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("devhost agent stopping; containers keep running");
+    server.abort();
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+/// `READY=1` to systemd when started as a Type=notify service.
+fn notify_systemd_ready() {
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        let p = path.to_string_lossy().into_owned();
+        if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+            let target = if let Some(abs) = p.strip_prefix('@') {
+                use std::os::linux::net::SocketAddrExt;
+                std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes()).ok()
+            } else {
+                std::os::unix::net::SocketAddr::from_pathname(&p).ok()
+            };
+            if let Some(addr) = target {
+                let _ = sock.send_to_addr(b"READY=1\n", &addr);
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! devhost: a node agent for NixOS development hosts. It builds containers
+//! from pinned channels with Nix, runs them with systemd-nspawn, networks
+//! them, and serves an API that the CLIs (native and compatible) talk to.
+//!
+//! Modules, in the order a request meets them:
+//! - [`cli`]: the command-line front-ends (thin; one file per subcommand).
+//! - [`api`]: HTTP/JSON over the Unix socket: types, server, client.
+//! - [`access`]: who the caller is and what they may do.
+//! - [`supervisor`]: the one owner of container state; jobs; reconcile.
+//! - [`container`]: validated names and the persistent record.
+//! - [`nix`]: configuration.nix and nix-build (pure plan + runner).
+//! - [`net`]: address pool, netns/veth plan, NAT ruleset, hosts block.
+//! - [`nspawn`]: nspawn argv and the backends that run it.
+//! - [`state`]: records on disk and the agent lock.
+//! - [`sys`]: raw system calls (safe file writes, /proc).
+//! - [`config`], [`daemon`], [`progress`]: configuration, the agent process,
+//!   progress streaming.
+
+pub mod access;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod container;
+pub mod daemon;
+pub mod net;
+pub mod nix;
+pub mod nspawn;
+pub mod progress;
+pub mod state;
+pub mod supervisor;
+pub mod sys;

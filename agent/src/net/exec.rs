@@ -1,0 +1,127 @@
+//! Thin executors for the network plans: run `ip` and `nft` with argv (never
+//! a shell), behind small traits so the supervisor can be tested without root.
+
+use super::NetError;
+use async_trait::async_trait;
+use std::path::Path;
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+#[async_trait]
+pub trait Netlink: Send + Sync {
+    /// Run `ip` command lines in order; stop at the first failure.
+    async fn run(&self, commands: &[Vec<String>]) -> Result<(), NetError>;
+    fn netns_exists(&self, netns: &str) -> bool;
+    fn link_exists(&self, ifname: &str) -> bool;
+    /// Named network namespaces starting with `prefix`.
+    fn list_netns(&self, prefix: &str) -> Vec<String>;
+}
+
+#[async_trait]
+pub trait Nft: Send + Sync {
+    /// Apply an `nft -f` script as one transaction.
+    async fn apply(&self, script: &str) -> Result<(), NetError>;
+    /// The table as `nft list table` prints it (None when absent).
+    async fn list_table(&self, table: &str) -> Option<String>;
+}
+
+/// The real thing: iproute2's `ip` and nftables' `nft`.
+pub struct IpCommand;
+
+#[async_trait]
+impl Netlink for IpCommand {
+    async fn run(&self, commands: &[Vec<String>]) -> Result<(), NetError> {
+        for args in commands {
+            let out = Command::new("ip")
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .map_err(|source| NetError::Spawn {
+                    program: "ip".into(),
+                    source,
+                })?;
+            if !out.status.success() {
+                return Err(NetError::Command {
+                    command: format!("ip {}", args.join(" ")),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn netns_exists(&self, netns: &str) -> bool {
+        Path::new("/run/netns").join(netns).exists()
+    }
+
+    fn link_exists(&self, ifname: &str) -> bool {
+        Path::new("/sys/class/net").join(ifname).exists()
+    }
+
+    fn list_netns(&self, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+pub struct NftCommand;
+
+#[async_trait]
+impl Nft for NftCommand {
+    async fn apply(&self, script: &str) -> Result<(), NetError> {
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| NetError::Spawn {
+                program: "nft".into(),
+                source,
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(script.as_bytes())
+                .await
+                .map_err(|source| NetError::Spawn {
+                    program: "nft".into(),
+                    source,
+                })?;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|source| NetError::Spawn {
+                program: "nft".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(NetError::Command {
+                command: "nft -f -".into(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn list_table(&self, table: &str) -> Option<String> {
+        let out = Command::new("nft")
+            .args(["list", "table", "ip", table])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}

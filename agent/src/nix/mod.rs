@@ -1,0 +1,26 @@
+//! Building a container's system with the real `nix-build`: the generated
+//! `configuration.nix` and the argv are pure ([`plan`]); [`runner`] runs the
+//! build, streams its output and keeps the tail for errors.
+
+pub mod plan;
+pub mod runner;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NixError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("nix-build failed ({status}); last lines:\n{tail}")]
+    BuildFailed { status: String, tail: String },
+    #[error("nix-build did not finish within {0} s and was stopped")]
+    Timeout(u64),
+    #[error("nix-build printed no store path (output: {0:?})")]
+    NoOutput(String),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        source: crate::sys::fs::FsError,
+    },
+}

@@ -1,0 +1,114 @@
+//! Runs a planned build: output lines go to the build log and to the caller's
+//! progress as they come; the last lines are kept for the error message; a
+//! build past its timeout (or whose caller went away) is killed.
+
+use super::NixError;
+use crate::progress::Progress;
+use async_trait::async_trait;
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+const TAIL_LINES: usize = 25;
+
+#[async_trait]
+pub trait NixBuilder: Send + Sync {
+    /// Run `program args…`; return the store path it printed.
+    async fn build(
+        &self,
+        program: &str,
+        args: &[String],
+        log_file: &Path,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<String, NixError>;
+}
+
+pub struct NixBuild;
+
+#[async_trait]
+impl NixBuilder for NixBuild {
+    async fn build(
+        &self,
+        program: &str,
+        args: &[String],
+        log_file: &Path,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<String, NixError> {
+        let spawn_err = |source| NixError::Spawn {
+            program: program.to_string(),
+            source,
+        };
+        let mut log = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_file)
+            .await
+            .map_err(spawn_err)?;
+        let _ = log
+            .write_all(format!("$ {program} {}\n", args.join(" ")).as_bytes())
+            .await;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| NixError::Spawn {
+                program: program.to_string(),
+                source,
+            })?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let out_task = tokio::spawn(async move {
+            let mut s = String::new();
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                s.push_str(&l);
+                s.push('\n');
+            }
+            s
+        });
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let mut lines = BufReader::new(stderr).lines();
+        let run = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = log.write_all(line.as_bytes()).await;
+                let _ = log.write_all(b"\n").await;
+                progress.log(line.clone());
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            child.wait().await
+        };
+        let status = match tokio::time::timeout(timeout, run).await {
+            Ok(status) => status.map_err(spawn_err)?,
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(NixError::Timeout(timeout.as_secs()));
+            }
+        };
+        let stdout = out_task.await.unwrap_or_default();
+        let _ = log.flush().await;
+        if !status.success() {
+            let tail: Vec<String> = tail.into_iter().collect();
+            return Err(NixError::BuildFailed {
+                status: status.to_string(),
+                tail: tail.join("\n"),
+            });
+        }
+        stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("/nix/store/"))
+            .map(|l| l.trim().to_string())
+            .ok_or(NixError::NoOutput(stdout))
+    }
+}

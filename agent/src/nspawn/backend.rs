@@ -1,0 +1,46 @@
+//! The seam between the supervisor and how containers are run. A backend
+//! starts a prepared container and waits for readiness, finds running ones
+//! (also those started by an earlier agent), and stops them.
+
+use super::NspawnError;
+use crate::container::ContainerName;
+use crate::progress::Progress;
+use async_trait::async_trait;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything needed to start one container; built by the supervisor.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub name: ContainerName,
+    pub argv: Vec<String>,
+    pub console_log: PathBuf,
+    /// The container's address, for TCP readiness.
+    pub address: Ipv4Addr,
+}
+
+/// A running container as the backend sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Running {
+    pub name: ContainerName,
+    /// The main process (systemd-nspawn).
+    pub pid: u32,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> &'static str;
+    async fn start(&self, req: &StartRequest, progress: &Progress) -> Result<Running, NspawnError>;
+    /// The container's main process, if it runs.
+    fn find(&self, name: &ContainerName) -> Option<Running>;
+    /// Every container of this agent that runs (to find orphans).
+    fn list(&self) -> Vec<Running>;
+    /// Graceful poweroff, then kill after `timeout`. Not running is fine.
+    async fn stop(
+        &self,
+        name: &ContainerName,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<(), NspawnError>;
+}

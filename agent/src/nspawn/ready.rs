@@ -1,0 +1,80 @@
+//! Waiting for a container to be ready: READY=1 relayed by nspawn over a
+//! notify socket (systemd and NixOS inits), or a configured fallback for
+//! inits that cannot notify: a TCP port answering at the container's address,
+//! or a fixed delay.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+use tokio::net::UnixDatagram;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyCheck {
+    Notify,
+    Tcp(u16),
+    Delay(Duration),
+}
+
+impl ReadyCheck {
+    pub fn describe(&self) -> String {
+        match self {
+            ReadyCheck::Notify => "READY=1 from the container's init".into(),
+            ReadyCheck::Tcp(p) => format!("TCP port {p} to accept connections"),
+            ReadyCheck::Delay(d) => format!("{} ms after start", d.as_millis()),
+        }
+    }
+}
+
+/// Resolves when the container is ready. `notify` must be the socket nspawn
+/// was given as NOTIFY_SOCKET (only used for [`ReadyCheck::Notify`]).
+pub async fn wait_ready(check: ReadyCheck, notify: Option<&UnixDatagram>, address: Ipv4Addr) {
+    match check {
+        ReadyCheck::Notify => {
+            let Some(sock) = notify else {
+                return std::future::pending().await;
+            };
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match sock.recv(&mut buf).await {
+                    Ok(n) => {
+                        let msg = String::from_utf8_lossy(&buf[..n]);
+                        if msg.lines().any(|l| l == "READY=1") {
+                            return;
+                        }
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        ReadyCheck::Tcp(port) => {
+            let addr = SocketAddr::from((address, port));
+            loop {
+                let attempt = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await;
+                if let Ok(Ok(_)) = attempt {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+        ReadyCheck::Delay(d) => tokio::time::sleep(d).await,
+    }
+}
+
+/// Bind a fresh notify socket at `path` (a stale one is replaced).
+pub fn bind_notify(path: &Path) -> std::io::Result<UnixDatagram> {
+    let _ = std::fs::remove_file(path);
+    UnixDatagram::bind(path)
+}
+
+/// The last `n` lines of a log file (for error messages).
+pub fn tail_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("\n")
+}

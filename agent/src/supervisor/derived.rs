@@ -1,0 +1,98 @@
+//! Files and kernel state derived from the records as a whole: the hosts
+//! block, the NAT table, `/etc/devhost/NAME.json`. Recomputed after every
+//! record change and written only when their content changed.
+
+use super::Env;
+use crate::container::Record;
+use crate::net::{compat, hosts, nft};
+use crate::sys::fs::{atomic_write, replace_file};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DerivedError {
+    #[error("updating {what}: {why}")]
+    Write { what: String, why: String },
+}
+
+#[derive(Default)]
+pub struct Derived {
+    hosts: Option<Vec<(Ipv4Addr, String)>>,
+    nat: Option<Vec<Ipv4Addr>>,
+    compat: BTreeMap<String, String>,
+}
+
+impl Derived {
+    pub async fn sync(
+        &mut self,
+        env: &Env,
+        records: &[&Record],
+        force: bool,
+    ) -> Result<(), DerivedError> {
+        let cfg = &env.cfg;
+        // Hosts: every container, by name.
+        let entries: Vec<(Ipv4Addr, String)> = records
+            .iter()
+            .map(|r| (r.addresses.local, r.name.to_string()))
+            .collect();
+        if force || self.hosts.as_ref() != Some(&entries) {
+            let path = &cfg.paths.hosts_file;
+            let existing = std::fs::read_to_string(path).unwrap_or_default();
+            let text = hosts::render(&existing, &entries);
+            if text != existing {
+                replace_file(path, text.as_bytes(), 0o644).map_err(|e| DerivedError::Write {
+                    what: path.display().to_string(),
+                    why: e.to_string(),
+                })?;
+            }
+            self.hosts = Some(entries);
+        }
+        // NAT: every container address.
+        let mut addrs: Vec<Ipv4Addr> = records.iter().map(|r| r.addresses.local).collect();
+        addrs.sort();
+        if force || self.nat.as_ref() != Some(&addrs) {
+            let script = nft::ruleset(&nft::NatSpec {
+                table: &cfg.network.nft_table,
+                pool: cfg.pool,
+                out_interface: &cfg.network.nat_interface,
+                containers: addrs.clone(),
+            });
+            env.nft
+                .apply(&script)
+                .await
+                .map_err(|e| DerivedError::Write {
+                    what: format!("nftables table {}", cfg.network.nft_table),
+                    why: e.to_string(),
+                })?;
+            self.nat = Some(addrs);
+        }
+        // Compatibility records.
+        let dir = &cfg.paths.compat_dir;
+        let wanted: BTreeMap<String, String> = records
+            .iter()
+            .map(|r| (r.name.to_string(), compat::host_json(r)))
+            .collect();
+        if force || wanted != self.compat {
+            std::fs::create_dir_all(dir).map_err(|e| DerivedError::Write {
+                what: dir.display().to_string(),
+                why: e.to_string(),
+            })?;
+            for (name, json) in &wanted {
+                if force || self.compat.get(name) != Some(json) {
+                    let p = dir.join(format!("{name}.json"));
+                    atomic_write(&p, json.as_bytes(), 0o644).map_err(|e| DerivedError::Write {
+                        what: p.display().to_string(),
+                        why: e.to_string(),
+                    })?;
+                }
+            }
+            for name in self.compat.keys() {
+                if !wanted.contains_key(name) {
+                    let _ = std::fs::remove_file(dir.join(format!("{name}.json")));
+                }
+            }
+            self.compat = wanted;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,460 @@
+//! The one owner of container state. API handlers send typed commands to the
+//! supervisor task; it authorizes them against the records it holds, queues
+//! operations per container name (one at a time per name, different names in
+//! parallel) and runs each as a job task that reports back by message. Jobs
+//! persist every phase through the supervisor *before* the side effects the
+//! phase names; the supervisor keeps the derived files (hosts block, NAT
+//! table, compatibility records) in step with the records.
+
+mod derived;
+mod ops;
+mod reconcile;
+mod steps;
+
+use crate::access::Caller;
+use crate::api::types::{AgentInfo, ApiError, ContainerInfo};
+use crate::config::Config;
+use crate::container::{Alias, ChannelUrl, ContainerName, Phase, Record};
+use crate::net::exec::{Netlink, Nft};
+use crate::net::pool::AddressPool;
+use crate::nix::runner::NixBuilder;
+use crate::nspawn::backend::Backend;
+use crate::progress::Progress;
+use crate::state::Store;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// The subsystems a job uses, shared read-only.
+pub struct Env {
+    pub cfg: Config,
+    pub store: Store,
+    pub backend: Arc<dyn Backend>,
+    pub netlink: Arc<dyn Netlink>,
+    pub nft: Arc<dyn Nft>,
+    pub nix: Arc<dyn NixBuilder>,
+}
+
+/// An operation on one container, validated.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Ensure {
+        channel: ChannelUrl,
+        aliases: Vec<Alias>,
+        owner_uid: Option<u32>,
+    },
+    Start,
+    Stop,
+    Destroy,
+}
+
+impl Op {
+    fn verb(&self) -> &'static str {
+        match self {
+            Op::Ensure { .. } => "ensure",
+            Op::Start => "start",
+            Op::Stop => "stop",
+            Op::Destroy => "destroy",
+        }
+    }
+}
+
+/// What a finished operation reports.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub message: String,
+    pub container: Option<ContainerInfo>,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Msg {
+    Run {
+        name: ContainerName,
+        op: Op,
+        caller: Caller,
+        progress: Progress,
+        reply: Reply<Result<Outcome, ApiError>>,
+    },
+    List {
+        reply: Reply<Vec<ContainerInfo>>,
+    },
+    Get {
+        name: ContainerName,
+        reply: Reply<Result<ContainerInfo, ApiError>>,
+    },
+    Info {
+        reply: Reply<AgentInfo>,
+    },
+    Save {
+        record: Record,
+        reply: Reply<Result<(), ApiError>>,
+    },
+    Remove {
+        name: ContainerName,
+        reply: Reply<Result<(), ApiError>>,
+    },
+    Finished {
+        name: ContainerName,
+    },
+}
+
+/// The handle API handlers and jobs use.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Msg>,
+}
+
+fn gone() -> ApiError {
+    ApiError::internal("the agent is shutting down")
+}
+
+impl Handle {
+    pub async fn run(
+        &self,
+        name: ContainerName,
+        op: Op,
+        caller: Caller,
+        progress: Progress,
+    ) -> Result<Outcome, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Run {
+                name,
+                op,
+                caller,
+                progress,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn list(&self) -> Result<Vec<ContainerInfo>, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::List { reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// A container's status (anyone may read it).
+    pub async fn get(&self, name: ContainerName) -> Result<ContainerInfo, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Get { name, reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn info(&self) -> Result<AgentInfo, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Info { reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Persist a record (jobs call this before each phase's side effects).
+    pub(crate) async fn save(&self, record: &Record) -> Result<(), ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Save {
+                record: record.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub(crate) async fn remove(&self, name: &ContainerName) -> Result<(), ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Remove {
+                name: name.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
+struct Pending {
+    op: Op,
+    caller: Caller,
+    progress: Progress,
+    reply: Reply<Result<Outcome, ApiError>>,
+}
+
+pub struct Supervisor {
+    env: Arc<Env>,
+    records: BTreeMap<ContainerName, Record>,
+    queues: HashMap<ContainerName, VecDeque<Pending>>,
+    busy: BTreeSet<ContainerName>,
+    findings: Vec<String>,
+    derived: derived::Derived,
+    handle: Handle,
+    rx: mpsc::Receiver<Msg>,
+}
+
+impl Supervisor {
+    /// Load the records, reconcile them with reality, and start the
+    /// supervisor task. Returns once the state is consistent.
+    pub async fn start(env: Env) -> Result<Handle, ApiError> {
+        let env = Arc::new(env);
+        env.store
+            .ensure_dirs()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let (records, findings) = reconcile::reconcile(&env).await;
+        for f in &findings {
+            tracing::warn!(target: "devhost::reconcile", "{f}");
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let handle = Handle { tx };
+        let mut sup = Supervisor {
+            records: records.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            queues: HashMap::new(),
+            busy: BTreeSet::new(),
+            findings,
+            derived: derived::Derived::default(),
+            handle: handle.clone(),
+            env,
+            rx,
+        };
+        if let Err(e) = sup.sync_derived(true).await {
+            sup.findings
+                .push(format!("could not write derived files at start: {e}"));
+            tracing::error!("{e}");
+        }
+        tokio::spawn(sup.run());
+        Ok(handle)
+    }
+
+    async fn run(mut self) {
+        while let Some(msg) = self.rx.recv().await {
+            match msg {
+                Msg::Run {
+                    name,
+                    op,
+                    caller,
+                    progress,
+                    reply,
+                } => {
+                    self.queues
+                        .entry(name.clone())
+                        .or_default()
+                        .push_back(Pending {
+                            op,
+                            caller,
+                            progress,
+                            reply,
+                        });
+                    if !self.busy.contains(&name) {
+                        self.start_next(&name);
+                    }
+                }
+                Msg::Finished { name } => {
+                    self.busy.remove(&name);
+                    self.start_next(&name);
+                }
+                Msg::List { reply } => {
+                    let infos = self.records.values().map(|r| self.info_of(r)).collect();
+                    let _ = reply.send(infos);
+                }
+                Msg::Get { name, reply } => {
+                    let res = match self.records.get(&name) {
+                        None => Err(ApiError::not_found(format!("no container named {name}"))),
+                        Some(r) => Ok(self.info_of(r)),
+                    };
+                    let _ = reply.send(res);
+                }
+                Msg::Info { reply } => {
+                    let _ = reply.send(AgentInfo {
+                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        backend: self.env.backend.kind().to_string(),
+                        findings: self.findings.clone(),
+                    });
+                }
+                Msg::Save { record, reply } => {
+                    let res = self.save(record).await;
+                    let _ = reply.send(res);
+                }
+                Msg::Remove { name, reply } => {
+                    let res = self.remove(&name).await;
+                    let _ = reply.send(res);
+                }
+            }
+        }
+    }
+
+    fn info_of(&self, r: &Record) -> ContainerInfo {
+        ContainerInfo::new(r, self.env.backend.find(&r.name).map(|x| x.pid))
+    }
+
+    async fn save(&mut self, record: Record) -> Result<(), ApiError> {
+        self.env
+            .store
+            .save(&record)
+            .map_err(|e| ApiError::internal(format!("saving record of {}: {e}", record.name)))?;
+        self.records.insert(record.name.clone(), record);
+        self.sync_derived(false).await
+    }
+
+    async fn remove(&mut self, name: &ContainerName) -> Result<(), ApiError> {
+        self.env
+            .store
+            .remove(name)
+            .map_err(|e| ApiError::internal(format!("removing record of {name}: {e}")))?;
+        self.records.remove(name);
+        self.sync_derived(false).await
+    }
+
+    async fn sync_derived(&mut self, force: bool) -> Result<(), ApiError> {
+        let records: Vec<&Record> = self.records.values().collect();
+        self.derived
+            .sync(&self.env, &records, force)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// Start the next queued operation on `name`, if any.
+    fn start_next(&mut self, name: &ContainerName) {
+        let Some(p) = self.queues.get_mut(name).and_then(|q| q.pop_front()) else {
+            self.queues.remove(name);
+            return;
+        };
+        let current = self.records.get(name).cloned();
+        let job = match self.admit(name, &p.op, &p.caller, current) {
+            Ok(job) => job,
+            Err(e) => {
+                let _ = p.reply.send(Err(e));
+                return self.start_next(name);
+            }
+        };
+        if let ops::Job::Ensure {
+            new: true, record, ..
+        } = &job
+        {
+            // Reserve the name and addresses now, so concurrent ensures of
+            // other names cannot take them; the job persists it first thing.
+            self.records.insert(name.clone(), record.clone());
+        }
+        self.busy.insert(name.clone());
+        let env = self.env.clone();
+        let handle = self.handle.clone();
+        let name = name.clone();
+        let verb = p.op.verb();
+        tokio::spawn(async move {
+            tracing::info!(container = %name, "{verb} started");
+            let ctx = ops::JobCtx {
+                env,
+                sup: handle.clone(),
+                progress: p.progress,
+            };
+            let result = ops::run(&ctx, job).await;
+            match &result {
+                Ok(o) => tracing::info!(container = %name, "{verb} done: {}", o.message),
+                Err(e) => tracing::warn!(container = %name, "{verb} failed: {e}"),
+            }
+            let _ = p.reply.send(result);
+            let _ = handle.tx.send(Msg::Finished { name }).await;
+        });
+    }
+
+    /// Authorize an operation against the current record and turn it into a job.
+    fn admit(
+        &self,
+        name: &ContainerName,
+        op: &Op,
+        caller: &Caller,
+        current: Option<Record>,
+    ) -> Result<ops::Job, ApiError> {
+        let forbidden = |r: &Record| {
+            ApiError::forbidden(format!(
+                "container {name} belongs to uid {}; only its owner or an admin may {} it",
+                r.owner_uid,
+                op.verb()
+            ))
+        };
+        match (op, current) {
+            (
+                Op::Ensure {
+                    channel,
+                    aliases,
+                    owner_uid,
+                },
+                None,
+            ) => {
+                if !caller.may_create() {
+                    return Err(ApiError::forbidden(format!(
+                        "uid {} may not create containers (not root, not in group {:?} or {:?})",
+                        caller.uid, self.env.cfg.access.user_group, self.env.cfg.access.admin_group
+                    )));
+                }
+                let pool = AddressPool::new(self.env.cfg.pool);
+                let used: BTreeSet<u32> =
+                    self.records.values().map(|r| r.addresses.index).collect();
+                let addresses = pool
+                    .allocate(&used)
+                    .map_err(|e| ApiError::failed(e.to_string()))?;
+                let now = chrono::Utc::now();
+                let record = Record {
+                    name: name.clone(),
+                    owner_uid: caller.owner_for(*owner_uid),
+                    channel: channel.clone(),
+                    aliases: aliases.clone(),
+                    addresses,
+                    system_path: None,
+                    created: now,
+                    last_deploy: now,
+                    enabled: true,
+                    phase: Phase::Creating,
+                    established: false,
+                    want_running: true,
+                };
+                Ok(ops::Job::Ensure {
+                    new: true,
+                    record,
+                    channel: channel.clone(),
+                    aliases: aliases.clone(),
+                })
+            }
+            (
+                Op::Ensure {
+                    channel, aliases, ..
+                },
+                Some(r),
+            ) => {
+                if !caller.may_manage(r.owner_uid) {
+                    return Err(forbidden(&r));
+                }
+                Ok(ops::Job::Ensure {
+                    new: false,
+                    record: r,
+                    channel: channel.clone(),
+                    aliases: aliases.clone(),
+                })
+            }
+            (Op::Destroy, None) => Ok(ops::Job::Nothing(format!(
+                "no container named {name}; nothing to destroy"
+            ))),
+            (_, None) => Err(ApiError::not_found(format!("no container named {name}"))),
+            (op, Some(r)) => {
+                if !caller.may_manage(r.owner_uid) {
+                    return Err(forbidden(&r));
+                }
+                Ok(match op {
+                    Op::Start => ops::Job::Start(r),
+                    Op::Stop => ops::Job::Stop(r),
+                    _ => ops::Job::Destroy(r),
+                })
+            }
+        }
+    }
+}

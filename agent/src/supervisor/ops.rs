@@ -1,0 +1,276 @@
+//! The jobs: ensure, start, stop, destroy of one container. A job owns a copy
+//! of its record (no other job touches that name meanwhile), saves each phase
+//! through the supervisor before acting on it, and on failure of a first
+//! creation rolls everything back so a retry starts clean.
+
+use super::{steps, Env, Handle, Outcome};
+use crate::api::types::{ApiError, ContainerInfo};
+use crate::container::{Alias, ChannelUrl, Phase, Record};
+use crate::nix::plan::{build_argv, configuration_nix, system_link, BuildSpec};
+use crate::progress::Progress;
+use crate::sys::fs::atomic_write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct JobCtx {
+    pub env: Arc<Env>,
+    pub sup: Handle,
+    pub progress: Progress,
+}
+
+impl JobCtx {
+    async fn phase(&self, r: &mut Record, phase: Phase) -> Result<(), ApiError> {
+        r.phase = phase;
+        self.progress.phase(phase);
+        self.sup.save(r).await
+    }
+
+    fn info(&self, r: &Record) -> ContainerInfo {
+        ContainerInfo::new(r, self.env.backend.find(&r.name).map(|x| x.pid))
+    }
+}
+
+pub enum Job {
+    Ensure {
+        new: bool,
+        record: Record,
+        channel: ChannelUrl,
+        aliases: Vec<Alias>,
+    },
+    Start(Record),
+    Stop(Record),
+    Destroy(Record),
+    Nothing(String),
+}
+
+pub async fn run(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
+    match job {
+        Job::Ensure {
+            new: true, record, ..
+        } => create(ctx, record).await,
+        Job::Ensure {
+            new: false,
+            record,
+            channel,
+            aliases,
+        } => refresh(ctx, record, channel, aliases).await,
+        Job::Start(r) => start(ctx, r).await,
+        Job::Stop(r) => stop(ctx, r).await,
+        Job::Destroy(r) => destroy(ctx, r).await,
+        Job::Nothing(message) => Ok(Outcome {
+            message,
+            container: None,
+        }),
+    }
+}
+
+/// First ensure: build, network, boot. Any failure removes everything again.
+async fn create(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+    let started = Instant::now();
+    ctx.sup.save(&r).await?;
+    match create_steps(ctx, &mut r).await {
+        Ok(()) => {
+            r.established = true;
+            ctx.phase(&mut r, Phase::Running).await?;
+            Ok(Outcome {
+                message: format!(
+                    "container {} created and running at {} ({} ms)",
+                    r.name,
+                    r.addresses.local,
+                    started.elapsed().as_millis()
+                ),
+                container: Some(ctx.info(&r)),
+            })
+        }
+        Err(e) => {
+            ctx.progress.log(format!(
+                "creating {} failed; removing what was made",
+                r.name
+            ));
+            let cleanup = steps::remove_everything(&ctx.env, &r, &Progress::none()).await;
+            let removed = ctx.sup.remove(&r.name).await;
+            let mut msg = e.message.clone();
+            if let Err(c) = cleanup {
+                msg.push_str(&format!(
+                    "\n(cleanup also failed: {c}; the agent will retry at its next start)"
+                ));
+            } else if let Err(c) = removed {
+                msg.push_str(&format!("\n(removing the record failed: {c})"));
+            }
+            Err(ApiError::new(e.kind, msg))
+        }
+    }
+}
+
+async fn create_steps(ctx: &JobCtx, r: &mut Record) -> Result<(), ApiError> {
+    let env = &ctx.env;
+    ctx.phase(r, Phase::Building).await?;
+    let system = build(ctx, r).await?;
+    r.system_path = Some(system);
+    ctx.phase(r, Phase::Networking).await?;
+    let t = Instant::now();
+    steps::prepare_root(env, r).map_err(ApiError::failed)?;
+    steps::net_up(env, r).await.map_err(ApiError::failed)?;
+    ctx.progress
+        .log(format!("network ready in {} ms", t.elapsed().as_millis()));
+    ctx.phase(r, Phase::Starting).await?;
+    steps::start_container(env, r, &ctx.progress)
+        .await
+        .map_err(ApiError::failed)?;
+    Ok(())
+}
+
+/// Generate configuration.nix and run nix-build; the system link in the
+/// container's profile is its GC root.
+async fn build(ctx: &JobCtx, r: &Record) -> Result<String, ApiError> {
+    let env = &ctx.env;
+    let cfg = &env.cfg;
+    let dir = env.store.container_dir(&r.name);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+    let conf_path = dir.join("configuration.nix");
+    let conf = configuration_nix(&r.name, &cfg.nix.base_imports, &cfg.nix.extra_config);
+    atomic_write(&conf_path, conf.as_bytes(), 0o644)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let out_link = system_link(&cfg.paths.profiles_dir, &r.name);
+    if let Some(parent) = out_link.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ApiError::internal(format!("creating {}: {e}", parent.display())))?;
+    }
+    let (program, args) = build_argv(&BuildSpec {
+        nix_build: &cfg.nix.nix_build,
+        extra_args: &cfg.nix.extra_args,
+        channel: &r.channel,
+        configuration: &conf_path,
+        out_link: &out_link,
+    });
+    ctx.progress.log(format!(
+        "building the system of {} from {}",
+        r.name, r.channel
+    ));
+    let t = Instant::now();
+    let path = env
+        .nix
+        .build(
+            &program,
+            &args,
+            &env.store.build_log(&r.name),
+            Duration::from_secs(cfg.nix.build_timeout_secs),
+            &ctx.progress,
+        )
+        .await
+        .map_err(|e| ApiError::failed(format!("building {}: {e}", r.name)))?;
+    ctx.progress.log(format!(
+        "system {path} built in {} ms",
+        t.elapsed().as_millis()
+    ));
+    Ok(path)
+}
+
+/// Ensure of an existing container: refresh what the caller gave, count it
+/// as deployed now, and make sure it runs. The system is not rebuilt (the
+/// container switches channels itself, as before).
+async fn refresh(
+    ctx: &JobCtx,
+    mut r: Record,
+    channel: ChannelUrl,
+    aliases: Vec<Alias>,
+) -> Result<Outcome, ApiError> {
+    let channel_changed = r.channel != channel;
+    r.channel = channel;
+    r.aliases = aliases;
+    r.last_deploy = chrono::Utc::now();
+    r.enabled = true;
+    r.want_running = true;
+    if channel_changed {
+        steps::write_enc_json(&ctx.env, &r).map_err(ApiError::failed)?;
+    }
+    if ctx.env.backend.find(&r.name).is_some() {
+        r.phase = Phase::Running;
+        ctx.sup.save(&r).await?;
+        return Ok(Outcome {
+            message: format!("container {} is running at {}", r.name, r.addresses.local),
+            container: Some(ctx.info(&r)),
+        });
+    }
+    boot(ctx, r, "ensured").await
+}
+
+/// Bring an existing, stopped container up.
+async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, ApiError> {
+    let env = &ctx.env;
+    let t = Instant::now();
+    ctx.phase(&mut r, Phase::Networking).await?;
+    let result = async {
+        steps::prepare_root(env, &r).map_err(ApiError::failed)?;
+        steps::net_up(env, &r).await.map_err(ApiError::failed)?;
+        r.phase = Phase::Starting;
+        ctx.progress.phase(Phase::Starting);
+        ctx.sup.save(&r).await?;
+        steps::start_container(env, &r, &ctx.progress)
+            .await
+            .map_err(ApiError::failed)
+    }
+    .await;
+    match result {
+        Ok(_) => {
+            ctx.phase(&mut r, Phase::Running).await?;
+            Ok(Outcome {
+                message: format!(
+                    "container {} {verb} and running at {} ({} ms)",
+                    r.name,
+                    r.addresses.local,
+                    t.elapsed().as_millis()
+                ),
+                container: Some(ctx.info(&r)),
+            })
+        }
+        Err(e) => {
+            let _ = steps::stop_container(env, &r, &Progress::none()).await;
+            ctx.phase(&mut r, Phase::Stopped).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+    r.want_running = true;
+    if ctx.env.backend.find(&r.name).is_some() {
+        ctx.phase(&mut r, Phase::Running).await?;
+        return Ok(Outcome {
+            message: format!("container {} is already running", r.name),
+            container: Some(ctx.info(&r)),
+        });
+    }
+    boot(ctx, r, "started").await
+}
+
+async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+    r.want_running = false;
+    let was_running = ctx.env.backend.find(&r.name).is_some();
+    ctx.phase(&mut r, Phase::Stopping).await?;
+    steps::stop_container(&ctx.env, &r, &ctx.progress)
+        .await
+        .map_err(ApiError::failed)?;
+    ctx.phase(&mut r, Phase::Stopped).await?;
+    Ok(Outcome {
+        message: if was_running {
+            format!("container {} stopped", r.name)
+        } else {
+            format!("container {} was not running", r.name)
+        },
+        container: Some(ctx.info(&r)),
+    })
+}
+
+async fn destroy(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+    ctx.phase(&mut r, Phase::Destroying).await?;
+    steps::remove_everything(&ctx.env, &r, &ctx.progress)
+        .await
+        .map_err(ApiError::failed)?;
+    ctx.sup.remove(&r.name).await?;
+    Ok(Outcome {
+        message: format!("container {} destroyed", r.name),
+        container: None,
+    })
+}

@@ -1,0 +1,161 @@
+//! Reconcile records with reality when the agent starts. A record's phase
+//! says what may be half done; the real world (processes, network
+//! namespaces, veths, mounts) says what is. Every difference is repaired or
+//! reported, and the findings stay visible through `devhost agent-info`.
+
+use super::{steps, Env};
+use crate::container::{Phase, Record};
+use crate::progress::Progress;
+use std::collections::BTreeSet;
+
+pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
+    let (loaded, mut findings) = env.store.load_all();
+    let mut kept = Vec::new();
+    let quiet = Progress::none();
+    for mut r in loaded {
+        let running = env.backend.find(&r.name).is_some();
+        if !r.established {
+            // Interrupted first creation: roll it back entirely.
+            let res = steps::remove_everything(env, &r, &quiet).await;
+            match res.and_then(|_| env.store.remove(&r.name).map_err(|e| e.to_string())) {
+                Ok(()) => findings.push(format!(
+                    "{}: creation was interrupted in phase {}; rolled back (ensure again to retry)",
+                    r.name,
+                    r.phase.as_str()
+                )),
+                Err(e) => {
+                    findings.push(format!(
+                        "{}: rolling back an interrupted creation failed: {e}",
+                        r.name
+                    ));
+                    kept.push(r);
+                }
+            }
+            continue;
+        }
+        let before = r.phase;
+        match r.phase {
+            Phase::Destroying => {
+                let res = steps::remove_everything(env, &r, &quiet).await;
+                match res.and_then(|_| env.store.remove(&r.name).map_err(|e| e.to_string())) {
+                    Ok(()) => findings.push(format!("{}: finished an interrupted destroy", r.name)),
+                    Err(e) => {
+                        findings.push(format!(
+                            "{}: finishing an interrupted destroy failed: {e}",
+                            r.name
+                        ));
+                        kept.push(r);
+                    }
+                }
+                continue;
+            }
+            Phase::Stopping => {
+                if let Err(e) = steps::stop_container(env, &r, &quiet).await {
+                    findings.push(format!(
+                        "{}: finishing an interrupted stop failed: {e}",
+                        r.name
+                    ));
+                }
+                r.phase = Phase::Stopped;
+            }
+            _ if running => r.phase = Phase::Running,
+            Phase::Stopped => {}
+            _ => {
+                r.phase = Phase::Stopped;
+                findings.push(format!(
+                    "{}: recorded as {} but not running; marked stopped{}",
+                    r.name,
+                    before.as_str(),
+                    if r.want_running {
+                        " (start it with `devhost start`)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        if r.phase == Phase::Running && before != Phase::Running {
+            findings.push(format!(
+                "{}: found running (recorded {}); adopted",
+                r.name,
+                before.as_str()
+            ));
+        }
+        let plan = steps::net_plan(env, &r);
+        if r.phase == Phase::Running && !env.netlink.netns_exists(&plan.netns) {
+            findings.push(format!(
+                "{}: running but its network namespace {} is gone; restart it to repair",
+                r.name, plan.netns
+            ));
+        }
+        if r.phase != before {
+            if let Err(e) = env.store.save(&r) {
+                findings.push(format!(
+                    "{}: saving the reconciled record failed: {e}",
+                    r.name
+                ));
+            }
+        }
+        kept.push(r);
+    }
+    orphans(env, &kept, &mut findings).await;
+    (kept, findings)
+}
+
+/// Things of ours on the host that no record explains.
+async fn orphans(env: &Env, records: &[Record], findings: &mut Vec<String>) {
+    let names: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    let prefix = &env.cfg.network.netns_prefix;
+    for ns in env.netlink.list_netns(prefix) {
+        let name = &ns[prefix.len()..];
+        if !names.contains(name) {
+            let cmd = vec!["netns".to_string(), "delete".into(), ns.clone()];
+            match env.netlink.run(&[cmd]).await {
+                Ok(()) => findings.push(format!(
+                    "network namespace {ns} had no container record; removed"
+                )),
+                Err(e) => findings.push(format!(
+                    "network namespace {ns} has no container record; removing it failed: {e}"
+                )),
+            }
+        }
+    }
+    for run in env.backend.list() {
+        if !names.contains(run.name.as_str()) {
+            findings.push(format!(
+                "systemd-nspawn pid {} runs container {} from {} without a record; left running (stop it by hand)",
+                run.pid,
+                run.name,
+                env.cfg.paths.containers_dir.display()
+            ));
+        }
+    }
+    let containers_dir = env.cfg.paths.containers_dir.display().to_string();
+    if let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for line in mountinfo.lines() {
+            if let Some(mp) = line.split(' ').nth(4) {
+                if mp.starts_with(&format!("{containers_dir}/")) {
+                    findings.push(format!(
+                        "mount at {mp} inside the container roots on the host; not touched"
+                    ));
+                }
+            }
+        }
+    }
+    // Compatibility records of containers that no longer exist.
+    if let Ok(rd) = std::fs::read_dir(&env.cfg.paths.compat_dir) {
+        for e in rd.flatten() {
+            let fname = e.file_name().to_string_lossy().into_owned();
+            let Some(stem) = fname.strip_suffix(".json") else {
+                continue;
+            };
+            if stem.parse::<crate::container::ContainerName>().is_ok() && !names.contains(stem) {
+                let _ = std::fs::remove_file(e.path());
+                findings.push(format!(
+                    "{}: stale compatibility record removed",
+                    e.path().display()
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The side-effecting steps jobs and reconcile share: preparing a root,
+//! bringing the network up and down, starting a container, removing
+//! everything a container left on the host. Each step is idempotent, so a
+//! retry after a crash finishes what was half done.
+
+use super::Env;
+use crate::container::Record;
+use crate::net::compat;
+use crate::net::plan::NetPlan;
+use crate::nspawn::argv::{nspawn_argv, NspawnSpec};
+use crate::nspawn::backend::{Running, StartRequest};
+use crate::progress::Progress;
+use crate::sys::fs::{remove_tree_one_fs, write_in_root};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub fn root_dir(env: &Env, r: &Record) -> PathBuf {
+    env.cfg.paths.containers_dir.join(r.name.as_str())
+}
+
+pub fn profile_dir(env: &Env, r: &Record) -> PathBuf {
+    env.cfg.paths.profiles_dir.join(r.name.as_str())
+}
+
+pub fn gcroots_dir(env: &Env, r: &Record) -> PathBuf {
+    env.cfg.paths.gcroots_dir.join(r.name.as_str())
+}
+
+pub fn net_plan(env: &Env, r: &Record) -> NetPlan {
+    NetPlan::new(&env.cfg.network.netns_prefix, &r.name, r.addresses)
+}
+
+fn mkdir(p: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(p)
+        .map_err(|e| format!("creating {}: {e}", p.display()))
+}
+
+/// The nearly empty root NixOS containers start from, plus the files the old
+/// tooling kept inside (`/etc/nixos/enc.json`, `/etc/nixos/local.nix`).
+/// Written without following symlinks the container may have planted.
+pub fn prepare_root(env: &Env, r: &Record) -> Result<(), String> {
+    let root = root_dir(env, r);
+    mkdir(&env.cfg.paths.containers_dir, 0o700)?;
+    mkdir(&root, 0o755)?;
+    let write = |rel: &str, body: &[u8], mode: u32| {
+        write_in_root(&root, Path::new(rel), body, mode).map_err(|e| e.to_string())
+    };
+    if !root.join("etc/os-release").exists() {
+        write("etc/os-release", b"", 0o644)?;
+    }
+    crate::sys::fs::open_dir_in_root(&root, &[std::ffi::OsStr::new("usr")], 0o755)
+        .map_err(|e| e.to_string())?;
+    write("etc/nixos/enc.json", compat::enc_json(r).as_bytes(), 0o644)?;
+    write(
+        "etc/nixos/local.nix",
+        compat::local_nix(r).as_bytes(),
+        0o644,
+    )?;
+    mkdir(&profile_dir(env, r), 0o755)?;
+    mkdir(&gcroots_dir(env, r), 0o755)?;
+    Ok(())
+}
+
+/// Refresh `enc.json` after the channel changed (container exists).
+pub fn write_enc_json(env: &Env, r: &Record) -> Result<(), String> {
+    write_in_root(
+        &root_dir(env, r),
+        Path::new("etc/nixos/enc.json"),
+        compat::enc_json(r).as_bytes(),
+        0o644,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// (Re)create the container's network from nothing. Only called while the
+/// container does not run, so a stale namespace can be replaced.
+pub async fn net_up(env: &Env, r: &Record) -> Result<(), String> {
+    let plan = net_plan(env, r);
+    net_down(env, r).await?;
+    if let Err(e) = env.netlink.run(&plan.setup()).await {
+        let _ = net_down(env, r).await;
+        return Err(format!("setting up the network of {}: {e}", r.name));
+    }
+    Ok(())
+}
+
+/// Remove the namespace (and with it the veth pair); a host-side veth left
+/// without its namespace is deleted too. Nothing there is fine.
+pub async fn net_down(env: &Env, r: &Record) -> Result<(), String> {
+    let plan = net_plan(env, r);
+    if env.netlink.netns_exists(&plan.netns) {
+        env.netlink
+            .run(&plan.teardown())
+            .await
+            .map_err(|e| format!("removing the network of {}: {e}", r.name))?;
+    }
+    // The kernel removes the veth pair with the namespace, but not at once.
+    for _ in 0..100 {
+        if !env.netlink.link_exists(&plan.host_if) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delete = vec!["link".to_string(), "delete".into(), plan.host_if.clone()];
+    if let Err(e) = env.netlink.run(&[delete]).await {
+        if env.netlink.link_exists(&plan.host_if) {
+            return Err(format!("removing {}: {e}", plan.host_if));
+        }
+    }
+    Ok(())
+}
+
+pub async fn start_container(
+    env: &Env,
+    r: &Record,
+    progress: &Progress,
+) -> Result<Running, String> {
+    let system = r
+        .system_path
+        .as_deref()
+        .ok_or_else(|| format!("container {} has no built system", r.name))?;
+    let ro_binds: Vec<PathBuf> = env
+        .cfg
+        .nspawn
+        .optional_ro_binds
+        .iter()
+        .filter(|p| p.exists())
+        .cloned()
+        .collect();
+    let plan = net_plan(env, r);
+    let root = root_dir(env, r);
+    let profile = profile_dir(env, r);
+    let gcroots = gcroots_dir(env, r);
+    let netns_path = Path::new("/run/netns").join(&plan.netns);
+    let argv = nspawn_argv(&NspawnSpec {
+        program: &env.cfg.nspawn.program,
+        name: r.name.as_str(),
+        root: &root,
+        system_path: system,
+        netns_path: &netns_path,
+        profile_dir: &profile,
+        gcroots_dir: &gcroots,
+        ro_binds: &ro_binds,
+        notify_ready: env.cfg.nspawn.readiness == crate::config::Readiness::Notify,
+        register: false,
+        extra_args: &env.cfg.nspawn.extra_args,
+    });
+    mkdir(&env.store.container_dir(&r.name), 0o700)?;
+    let req = StartRequest {
+        name: r.name.clone(),
+        argv,
+        console_log: env.store.console_log(&r.name),
+        address: r.addresses.local,
+    };
+    env.backend
+        .start(&req, progress)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+pub async fn stop_container(env: &Env, r: &Record, progress: &Progress) -> Result<(), String> {
+    let timeout = Duration::from_secs(env.cfg.nspawn.stop_timeout_secs);
+    env.backend
+        .stop(&r.name, timeout, progress)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Everything a container has on the host except its record: process,
+/// network, root directory (never crossing into another filesystem),
+/// profile and GC roots. Idempotent.
+pub async fn remove_everything(env: &Env, r: &Record, progress: &Progress) -> Result<(), String> {
+    stop_container(env, r, progress).await?;
+    net_down(env, r).await?;
+    let root = root_dir(env, r);
+    remove_tree_one_fs(&root).map_err(|e| format!("removing root {}: {e}", root.display()))?;
+    for d in [profile_dir(env, r), gcroots_dir(env, r)] {
+        remove_tree_one_fs(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! File operations the agent's promises rest on: atomic replacement (temp +
+//! fsync + rename + dir fsync), writes into a container root that never follow
+//! a symlink out of it (the container may be hostile), and removal of a
+//! container root that never crosses into another filesystem.
+
+use nix::dir::{Dir, Type};
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: path must be relative and plain (no '..', no root)")]
+    BadRelativePath { path: PathBuf },
+    #[error(
+        "{path}: is a symlink or not a directory inside the container root; refusing to follow it"
+    )]
+    NotADirectory { path: PathBuf },
+    #[error("{path}: another filesystem is mounted there; refusing to remove across it")]
+    MountPoint { path: PathBuf },
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> FsError + 'a {
+    move |e| FsError::Io {
+        op,
+        path: path.to_path_buf(),
+        source: std::io::Error::from(e),
+    }
+}
+
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was just returned by a successful open call and is owned by no one else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Replace `path` with `contents` atomically: readers see the old or the new
+/// file, never a part, also across a crash.
+pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or(OsStr::new("file"));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let wrap = |op, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| FsError::Io {
+            op,
+            path: p,
+            source,
+        }
+    };
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(wrap("create", &tmp))?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(wrap("chmod", &tmp))?;
+        f.write_all(contents).map_err(wrap("write", &tmp))?;
+        f.sync_all().map_err(wrap("fsync", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(wrap("rename", path))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Like [`atomic_write`], but for files that may be bind mounts (a container
+/// runtime's `/etc/hosts`): when rename is refused (EBUSY), rewrite in place.
+pub fn replace_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    match atomic_write(path, contents, mode) {
+        Err(FsError::Io {
+            op: "rename",
+            source,
+            ..
+        }) if source.raw_os_error() == Some(libc_ebusy()) => {
+            let mut f = File::create(path).map_err(|source| FsError::Io {
+                op: "rewrite",
+                path: path.to_path_buf(),
+                source,
+            })?;
+            f.write_all(contents)
+                .and_then(|_| f.sync_all())
+                .map_err(|source| FsError::Io {
+                    op: "rewrite",
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+        other => other,
+    }
+}
+
+fn libc_ebusy() -> i32 {
+    Errno::EBUSY as i32
+}
+
+/// Plain components of a relative path; anything else is refused.
+fn plain_components(rel: &Path) -> Result<Vec<&OsStr>, FsError> {
+    let mut out = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::CurDir => {}
+            _ => {
+                return Err(FsError::BadRelativePath {
+                    path: rel.to_path_buf(),
+                })
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(FsError::BadRelativePath {
+            path: rel.to_path_buf(),
+        });
+    }
+    Ok(out)
+}
+
+/// Open (creating with `dir_mode` where missing) the directory `rel` below
+/// `root`, never following a symlink: each step is `openat(O_NOFOLLOW)`.
+pub fn open_dir_in_root(root: &Path, rel: &[&OsStr], dir_mode: u32) -> Result<OwnedFd, FsError> {
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let mut cur = owned(openat(None, root, flags, Mode::empty()).map_err(io("open", root))?);
+    let mut shown = root.to_path_buf();
+    for comp in rel {
+        shown.push(comp);
+        match mkdirat(
+            Some(cur.as_raw_fd()),
+            *comp,
+            Mode::from_bits_truncate(dir_mode),
+        ) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(io("mkdir", &shown)(e)),
+        }
+        let next = match openat(Some(cur.as_raw_fd()), *comp, flags, Mode::empty()) {
+            Ok(fd) => owned(fd),
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+                return Err(FsError::NotADirectory { path: shown })
+            }
+            Err(e) => return Err(io("open", &shown)(e)),
+        };
+        cur = next;
+    }
+    Ok(cur)
+}
+
+/// Write `contents` to `root/rel` atomically with `mode`, creating parent
+/// directories (0755), without following any symlink in the container.
+pub fn write_in_root(root: &Path, rel: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    let comps = plain_components(rel)?;
+    let (file, parents) = comps.split_last().expect("non-empty");
+    let dir = open_dir_in_root(root, parents, 0o755)?;
+    let shown = root.join(rel);
+    let tmp_name = format!(".{}.devhost-tmp", file.to_string_lossy());
+    let _ = unlinkat(
+        Some(dir.as_raw_fd()),
+        tmp_name.as_str(),
+        UnlinkatFlags::NoRemoveDir,
+    );
+    let fd = owned(
+        openat(
+            Some(dir.as_raw_fd()),
+            tmp_name.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(io("create", &shown))?,
+    );
+    fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode)).map_err(io("chmod", &shown))?;
+    let mut f = File::from(fd);
+    f.write_all(contents)
+        .and_then(|_| f.sync_all())
+        .map_err(|source| FsError::Io {
+            op: "write",
+            path: shown.clone(),
+            source,
+        })?;
+    renameat(
+        Some(dir.as_raw_fd()),
+        tmp_name.as_str(),
+        Some(dir.as_raw_fd()),
+        *file,
+    )
+    .map_err(io("rename", &shown))?;
+    Ok(())
+}
+
+/// Remove `path` and everything below it without following symlinks and
+/// without descending into another filesystem (a bind mount left inside a
+/// container root must never take the host's files with it). Missing is fine.
+pub fn remove_tree_one_fs(path: &Path) -> Result<(), FsError> {
+    let top = match nix::sys::stat::lstat(path) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(io("stat", path)(e)),
+    };
+    if SFlag::from_bits_truncate(top.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+        return std::fs::remove_file(path).map_err(|source| FsError::Io {
+            op: "remove",
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    let fd = owned(
+        openat(
+            None,
+            path,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .map_err(io("open", path))?,
+    );
+    let st = fstat(fd.as_raw_fd()).map_err(io("stat", path))?;
+    remove_contents(fd, st.st_dev, path)?;
+    std::fs::remove_dir(path).map_err(|source| FsError::Io {
+        op: "rmdir",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn remove_contents(dirfd: OwnedFd, dev: u64, shown: &Path) -> Result<(), FsError> {
+    let raw = dirfd.as_raw_fd();
+    let dup = owned(nix::unistd::dup(raw).map_err(io("dup", shown))?);
+    let mut dir =
+        Dir::from_fd(std::os::fd::IntoRawFd::into_raw_fd(dup)).map_err(io("opendir", shown))?;
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(io("readdir", shown))?;
+        let name = entry.file_name().to_owned();
+        if name.as_bytes() == b"." || name.as_bytes() == b".." {
+            continue;
+        }
+        names.push((name, entry.file_type()));
+    }
+    for (name, ty) in names {
+        let child = shown.join(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            name.as_bytes(),
+        ));
+        let is_dir = match ty {
+            Some(Type::Directory) => true,
+            Some(_) => false,
+            None => {
+                let st: FileStat = fstatat(
+                    Some(raw),
+                    name.as_c_str(),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(io("stat", &child))?;
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+            }
+        };
+        if is_dir {
+            let sub = owned(
+                openat(
+                    Some(raw),
+                    name.as_c_str(),
+                    OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+                    Mode::empty(),
+                )
+                .map_err(io("open", &child))?,
+            );
+            let st = fstat(sub.as_raw_fd()).map_err(io("stat", &child))?;
+            if st.st_dev != dev {
+                return Err(FsError::MountPoint { path: child });
+            }
+            remove_contents(sub, dev, &child)?;
+            unlinkat(Some(raw), name.as_c_str(), UnlinkatFlags::RemoveDir)
+                .map_err(io("rmdir", &child))?;
+        } else {
+            unlinkat(Some(raw), name.as_c_str(), UnlinkatFlags::NoRemoveDir)
+                .map_err(io("unlink", &child))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_sets_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rec.json");
+        atomic_write(&p, b"one", 0o600).unwrap();
+        atomic_write(&p, b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+
+    #[test]
+    fn write_in_root_refuses_symlinks_out() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("etc/nixos")).unwrap();
+        let e = write_in_root(&root, Path::new("etc/nixos/enc.json"), b"{}", 0o644).unwrap_err();
+        assert!(matches!(e, FsError::NotADirectory { .. }), "{e}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+
+        // A symlink as the final component is replaced, not followed.
+        std::os::unix::fs::symlink(outside.join("victim"), root.join("etc/hostname")).unwrap();
+        write_in_root(&root, Path::new("etc/hostname"), b"c1\n", 0o644).unwrap();
+        assert!(!outside.join("victim").exists());
+        assert_eq!(std::fs::read(root.join("etc/hostname")).unwrap(), b"c1\n");
+        assert!(!std::fs::symlink_metadata(root.join("etc/hostname"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+
+        write_in_root(&root, Path::new("a/b/c.txt"), b"x", 0o640).unwrap();
+        assert_eq!(
+            std::fs::metadata(root.join("a/b/c.txt"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o640
+        );
+        assert!(write_in_root(&root, Path::new("../x"), b"x", 0o644).is_err());
+        assert!(write_in_root(&root, Path::new("/etc/x"), b"x", 0o644).is_err());
+    }
+
+    #[test]
+    fn remove_tree_does_not_follow_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let keep = d.path().join("keep");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(keep.join("precious"), b"x").unwrap();
+        std::fs::write(root.join("a/b/f"), b"x").unwrap();
+        std::os::unix::fs::symlink(&keep, root.join("a/link")).unwrap();
+        remove_tree_one_fs(&root).unwrap();
+        assert!(!root.exists());
+        assert!(keep.join("precious").exists());
+        remove_tree_one_fs(&root).unwrap();
+    }
+}

@@ -1,0 +1,113 @@
+//! Process inspection through /proc: enough to re-adopt containers started by
+//! an earlier agent (match a pid to its command line and start time, so a
+//! recycled pid is never mistaken for a container) and to find a container's
+//! init below its systemd-nspawn.
+
+use std::path::Path;
+
+/// A process identified beyond its pid: the kernel's start time (clock ticks
+/// since boot) makes the pair unique for the life of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessId {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    /// The process as it is now, if it exists.
+    pub fn of(pid: u32) -> Option<ProcessId> {
+        start_time(pid).map(|start_time| ProcessId { pid, start_time })
+    }
+
+    /// Still the same process (not exited, pid not recycled, not a zombie)?
+    pub fn is_alive(&self) -> bool {
+        match stat_fields(self.pid) {
+            Some((state, st)) => st == self.start_time && state != 'Z' && state != 'X',
+            None => false,
+        }
+    }
+}
+
+/// (state, start time) from /proc/PID/stat; the command name may hold spaces
+/// and parentheses, so fields are counted after the last ')'.
+fn stat_fields(pid: u32) -> Option<(char, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: state is field 3 (index 0 here), starttime field 22 (index 19).
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The parent pid.
+pub fn ppid(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid).map(|(_, st)| st)
+}
+
+/// The argv of a process (empty for kernel threads and vanished processes).
+pub fn cmdline(pid: u32) -> Vec<String> {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(b) => b
+            .split(|&c| c == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Direct children of a process.
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Every pid on the host.
+pub fn all_pids() -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The network namespace inode a process is in (to compare with a named netns).
+pub fn netns_inode(pid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+pub fn path_inode(p: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| m.ino())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process() {
+        let me = ProcessId::of(std::process::id()).unwrap();
+        assert!(me.is_alive());
+        let recycled = ProcessId {
+            pid: me.pid,
+            start_time: me.start_time + 1,
+        };
+        assert!(!recycled.is_alive());
+        assert!(!cmdline(me.pid).is_empty());
+        assert!(all_pids().contains(&me.pid));
+    }
+}

@@ -52,17 +52,26 @@ impl NixBuilder for NixBuild {
         let _ = log
             .write_all(format!("$ {program} {}\n", args.join(" ")).as_bytes())
             .await;
-        let mut child = Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| NixError::Spawn {
-                program: program.to_string(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        // Unlike containers, a build must not outlive the agent: after a
+        // crash, reconcile rolls the creation back, and an orphaned build
+        // would recreate its out-link behind it.
+        // SAFETY: prctl is async-signal-safe and touches no shared state.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| NixError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let out_task = tokio::spawn(async move {

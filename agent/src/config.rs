@@ -123,6 +123,11 @@ pub struct Nix {
     pub extra_config: String,
     /// A build running longer than this is killed.
     pub build_timeout_secs: u64,
+    /// Reuse a system built from the same http(s) channel URL and the same
+    /// configuration for this long without running Nix (0: never).
+    pub reuse_secs: u64,
+    /// Where indirect GC roots go (as `nix-build -o` registers them).
+    pub gcroots_auto_dir: PathBuf,
 }
 
 impl Default for Nix {
@@ -133,6 +138,8 @@ impl Default for Nix {
             base_imports: Vec::new(),
             extra_config: String::new(),
             build_timeout_secs: 3600,
+            reuse_secs: 3600,
+            gcroots_auto_dir: "/nix/var/nix/gcroots/auto".into(),
         }
     }
 }
@@ -247,6 +254,7 @@ impl RawConfig {
             ("paths.gcroots_dir", &p.gcroots_dir),
             ("paths.hosts_file", &p.hosts_file),
             ("paths.compat_dir", &p.compat_dir),
+            ("nix.gcroots_auto_dir", &self.nix.gcroots_auto_dir),
         ] {
             if !path.is_absolute() {
                 return Err(invalid(

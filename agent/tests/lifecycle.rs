@@ -121,6 +121,11 @@ fn lifecycle_end_to_end() {
         String::from_utf8_lossy(&agent.nixos_container(&["status", &name]).stdout),
         "down\n"
     );
+    let console = text(&agent.devhost(&["logs", &name]));
+    assert!(
+        console.contains("fixture init: powering off"),
+        "stop was a graceful poweroff:\n{console}"
+    );
 
     // Start again.
     assert_ok(&agent.devhost(&["start", &name]), "start");

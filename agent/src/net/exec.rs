@@ -1,6 +1,7 @@
 //! Thin executors for the network plans: run `ip` and `nft` with argv (never
 //! a shell), behind small traits so the supervisor can be tested without root.
 
+use super::plan::IpBatch;
 use super::NetError;
 use async_trait::async_trait;
 use std::path::Path;
@@ -10,8 +11,8 @@ use tokio::process::Command;
 
 #[async_trait]
 pub trait Netlink: Send + Sync {
-    /// Run `ip` command lines in order; stop at the first failure.
-    async fn run(&self, commands: &[Vec<String>]) -> Result<(), NetError>;
+    /// Run `ip` batches in order; stop at the first failure.
+    async fn run(&self, batches: &[IpBatch]) -> Result<(), NetError>;
     fn netns_exists(&self, netns: &str) -> bool;
     fn link_exists(&self, ifname: &str) -> bool;
     /// Named network namespaces starting with `prefix`.
@@ -31,20 +32,23 @@ pub struct IpCommand;
 
 #[async_trait]
 impl Netlink for IpCommand {
-    async fn run(&self, commands: &[Vec<String>]) -> Result<(), NetError> {
-        for args in commands {
-            let out = Command::new("ip")
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .await
-                .map_err(|source| NetError::Spawn {
-                    program: "ip".into(),
-                    source,
-                })?;
+    async fn run(&self, batches: &[IpBatch]) -> Result<(), NetError> {
+        for batch in batches {
+            let mut args: Vec<&str> = Vec::new();
+            if let Some(ns) = &batch.netns {
+                args.extend(["-n", ns.as_str()]);
+            }
+            args.extend(["-batch", "-"]);
+            let mut script = batch.lines.join("\n");
+            script.push('\n');
+            let shown = || match &batch.netns {
+                Some(ns) => format!("ip -n {ns} -batch: {}", batch.lines.join("; ")),
+                None => format!("ip -batch: {}", batch.lines.join("; ")),
+            };
+            let out = run_with_stdin("ip", &args, &script).await?;
             if !out.status.success() {
                 return Err(NetError::Command {
-                    command: format!("ip {}", args.join(" ")),
+                    command: shown(),
                     stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
                 });
             }
@@ -78,32 +82,7 @@ pub struct NftCommand;
 #[async_trait]
 impl Nft for NftCommand {
     async fn apply(&self, script: &str) -> Result<(), NetError> {
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| NetError::Spawn {
-                program: "nft".into(),
-                source,
-            })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(script.as_bytes())
-                .await
-                .map_err(|source| NetError::Spawn {
-                    program: "nft".into(),
-                    source,
-                })?;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|source| NetError::Spawn {
-                program: "nft".into(),
-                source,
-            })?;
+        let out = run_with_stdin("nft", &["-f", "-"], script).await?;
         if !out.status.success() {
             return Err(NetError::Command {
                 command: "nft -f -".into(),
@@ -124,4 +103,26 @@ impl Nft for NftCommand {
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+async fn run_with_stdin(
+    program: &str,
+    args: &[&str],
+    input: &str,
+) -> Result<std::process::Output, NetError> {
+    let spawn_err = |source| NetError::Spawn {
+        program: program.to_string(),
+        source,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).await.map_err(spawn_err)?;
+    }
+    child.wait_with_output().await.map_err(spawn_err)
 }

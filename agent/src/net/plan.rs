@@ -21,61 +21,52 @@ impl NetPlan {
         }
     }
 
-    /// `ip` argv lists (without the program) that build the network from
-    /// nothing. Run in order; the first failure stops.
-    pub fn setup(&self) -> Vec<Vec<String>> {
+    /// Two `ip -batch` runs that build the network from nothing: the host
+    /// side (which creates the namespace), then the inside of the namespace.
+    /// Each stops at its first failing line.
+    pub fn setup(&self) -> Vec<IpBatch> {
         let ns = self.netns.as_str();
         let ve = self.host_if.as_str();
-        let host = self.addresses.host.to_string();
-        let local = self.addresses.local.to_string();
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let host = self.addresses.host;
+        let local = self.addresses.local;
         vec![
-            v(&["netns", "add", ns]),
-            v(&[
-                "link", "add", ve, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            IpBatch::host(vec![
+                format!("netns add {ns}"),
+                format!("link add {ve} type veth peer name eth0 netns {ns}"),
+                format!("addr add {host}/32 dev {ve}"),
+                format!("link set {ve} up"),
+                format!("route add {local}/32 dev {ve} src {host}"),
             ]),
-            v(&["addr", "add", &format!("{host}/32"), "dev", ve]),
-            v(&["link", "set", ve, "up"]),
-            v(&[
-                "route",
-                "add",
-                &format!("{local}/32"),
-                "dev",
-                ve,
-                "src",
-                &host,
-            ]),
-            v(&["-n", ns, "link", "set", "lo", "up"]),
-            v(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{local}/32"),
-                "dev",
-                "eth0",
-            ]),
-            v(&["-n", ns, "link", "set", "eth0", "up"]),
-            v(&[
-                "-n",
-                ns,
-                "route",
-                "add",
-                &format!("{host}/32"),
-                "dev",
-                "eth0",
-                "src",
-                &local,
-            ]),
-            v(&[
-                "-n", ns, "route", "add", "default", "via", &host, "dev", "eth0",
-            ]),
+            IpBatch {
+                netns: Some(ns.to_string()),
+                lines: vec![
+                    "link set lo up".into(),
+                    format!("addr add {local}/32 dev eth0"),
+                    "link set eth0 up".into(),
+                    format!("route add {host}/32 dev eth0 src {local}"),
+                    format!("route add default via {host} dev eth0"),
+                ],
+            },
         ]
     }
 
     /// Removing the namespace destroys the veth pair with it.
-    pub fn teardown(&self) -> Vec<Vec<String>> {
-        vec![vec!["netns".into(), "delete".into(), self.netns.clone()]]
+    pub fn teardown(&self) -> Vec<IpBatch> {
+        vec![IpBatch::host(vec![format!("netns delete {}", self.netns)])]
+    }
+}
+
+/// Lines for one `ip [-n NETNS] -batch -` run. Every word in them is a
+/// validated name or an address, never free text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpBatch {
+    pub netns: Option<String>,
+    pub lines: Vec<String>,
+}
+
+impl IpBatch {
+    pub fn host(lines: Vec<String>) -> IpBatch {
+        IpBatch { netns: None, lines }
     }
 }
 
@@ -95,29 +86,31 @@ mod tests {
             local: "10.233.0.6".parse().unwrap(),
         };
         let p = NetPlan::new("devhost-", &"web01".parse().unwrap(), a);
-        let lines: Vec<String> = p.setup().iter().map(|c| c.join(" ")).collect();
         assert_eq!(
-            lines,
+            p.setup(),
             vec![
-                "netns add devhost-web01",
-                "link add ve-web01 type veth peer name eth0 netns devhost-web01",
-                "addr add 10.233.0.5/32 dev ve-web01",
-                "link set ve-web01 up",
-                "route add 10.233.0.6/32 dev ve-web01 src 10.233.0.5",
-                "-n devhost-web01 link set lo up",
-                "-n devhost-web01 addr add 10.233.0.6/32 dev eth0",
-                "-n devhost-web01 link set eth0 up",
-                "-n devhost-web01 route add 10.233.0.5/32 dev eth0 src 10.233.0.6",
-                "-n devhost-web01 route add default via 10.233.0.5 dev eth0",
+                IpBatch::host(vec![
+                    "netns add devhost-web01".into(),
+                    "link add ve-web01 type veth peer name eth0 netns devhost-web01".into(),
+                    "addr add 10.233.0.5/32 dev ve-web01".into(),
+                    "link set ve-web01 up".into(),
+                    "route add 10.233.0.6/32 dev ve-web01 src 10.233.0.5".into(),
+                ]),
+                IpBatch {
+                    netns: Some("devhost-web01".into()),
+                    lines: vec![
+                        "link set lo up".into(),
+                        "addr add 10.233.0.6/32 dev eth0".into(),
+                        "link set eth0 up".into(),
+                        "route add 10.233.0.5/32 dev eth0 src 10.233.0.6".into(),
+                        "route add default via 10.233.0.5 dev eth0".into(),
+                    ],
+                },
             ]
         );
         assert_eq!(
             p.teardown(),
-            vec![vec![
-                "netns".to_string(),
-                "delete".into(),
-                "devhost-web01".into()
-            ]]
+            vec![IpBatch::host(vec!["netns delete devhost-web01".into()])]
         );
     }
 }

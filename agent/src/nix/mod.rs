@@ -3,6 +3,7 @@
 //! build, streams its output and keeps the tail for errors.
 
 pub mod plan;
+pub mod reuse;
 pub mod runner;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,9 @@
 //! Files and kernel state derived from the records as a whole: the hosts
-//! block, the NAT table, `/etc/devhost/NAME.json`. Recomputed after every
-//! record change and written only when their content changed.
+//! block, the NAT table, `/etc/devhost/NAME.json`. A task of their own keeps
+//! them in step: it always applies the newest snapshot of the records
+//! (coalescing bursts of changes into one update) and writes only what
+//! changed; jobs wait for it only before they report success, so NAT and
+//! hosts updates overlap with a container's boot.
 
 use super::Env;
 use crate::container::Record;
@@ -8,6 +11,48 @@ use crate::net::{compat, hosts, nft};
 use crate::sys::fs::{atomic_write, replace_file};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A version of the records, as the supervisor publishes it.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub records: Arc<Vec<Record>>,
+}
+
+/// What the derived task has applied: the version and its outcome.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    pub version: u64,
+    pub error: Option<String>,
+}
+
+/// Run the derived-state task until the supervisor goes away.
+pub async fn run(
+    env: Arc<Env>,
+    mut snapshots: watch::Receiver<Snapshot>,
+    applied: watch::Sender<Applied>,
+) {
+    let mut d = Derived::default();
+    loop {
+        let snap = snapshots.borrow_and_update().clone();
+        let refs: Vec<&Record> = snap.records.iter().collect();
+        let result = d.sync(&env, &refs, false).await;
+        if let Err(e) = &result {
+            tracing::error!("{e}");
+            // Try everything again next time, whatever we believe is there.
+            d = Derived::default();
+        }
+        applied.send_replace(Applied {
+            version: snap.version,
+            error: result.err().map(|e| e.to_string()),
+        });
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DerivedError {

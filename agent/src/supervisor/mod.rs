@@ -23,7 +23,7 @@ use crate::progress::Progress;
 use crate::state::Store;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The subsystems a job uses, shared read-only.
 pub struct Env {
@@ -97,12 +97,17 @@ enum Msg {
     Finished {
         name: ContainerName,
     },
+    /// The current records version (for [`Handle::synced`]).
+    Version {
+        reply: Reply<u64>,
+    },
 }
 
 /// The handle API handlers and jobs use.
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Msg>,
+    applied: watch::Receiver<derived::Applied>,
 }
 
 fn gone() -> ApiError {
@@ -172,6 +177,27 @@ impl Handle {
         rx.await.map_err(|_| gone())?
     }
 
+    /// Wait until the hosts block, NAT table and compatibility records
+    /// reflect every record change made so far.
+    pub(crate) async fn synced(&self) -> Result<(), ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Version { reply })
+            .await
+            .map_err(|_| gone())?;
+        let version = rx.await.map_err(|_| gone())?;
+        let mut applied = self.applied.clone();
+        let a = applied
+            .wait_for(|a| a.version >= version)
+            .await
+            .map_err(|_| gone())?
+            .clone();
+        match a.error {
+            None => Ok(()),
+            Some(e) => Err(ApiError::internal(e)),
+        }
+    }
+
     pub(crate) async fn remove(&self, name: &ContainerName) -> Result<(), ApiError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -198,7 +224,8 @@ pub struct Supervisor {
     queues: HashMap<ContainerName, VecDeque<Pending>>,
     busy: BTreeSet<ContainerName>,
     findings: Vec<String>,
-    derived: derived::Derived,
+    version: u64,
+    snapshots: watch::Sender<derived::Snapshot>,
     handle: Handle,
     rx: mpsc::Receiver<Msg>,
 }
@@ -216,22 +243,33 @@ impl Supervisor {
             tracing::warn!(target: "devhost::reconcile", "{f}");
         }
         let (tx, rx) = mpsc::channel(256);
-        let handle = Handle { tx };
-        let mut sup = Supervisor {
+        // Bring the derived state in line with the records before serving.
+        let mut initial = derived::Derived::default();
+        let refs: Vec<&Record> = records.iter().collect();
+        let mut findings = findings;
+        if let Err(e) = initial.sync(&env, &refs, true).await {
+            findings.push(format!("could not write derived files at start: {e}"));
+            tracing::error!("{e}");
+        }
+        let snapshot = derived::Snapshot {
+            version: 0,
+            records: Arc::new(records.clone()),
+        };
+        let (snapshots, snap_rx) = watch::channel(snapshot);
+        let (applied_tx, applied) = watch::channel(derived::Applied::default());
+        tokio::spawn(derived::run(env.clone(), snap_rx, applied_tx));
+        let handle = Handle { tx, applied };
+        let sup = Supervisor {
             records: records.into_iter().map(|r| (r.name.clone(), r)).collect(),
             queues: HashMap::new(),
             busy: BTreeSet::new(),
             findings,
-            derived: derived::Derived::default(),
+            version: 0,
+            snapshots,
             handle: handle.clone(),
             env,
             rx,
         };
-        if let Err(e) = sup.sync_derived(true).await {
-            sup.findings
-                .push(format!("could not write derived files at start: {e}"));
-            tracing::error!("{e}");
-        }
         tokio::spawn(sup.run());
         Ok(handle)
     }
@@ -289,6 +327,9 @@ impl Supervisor {
                     let res = self.remove(&name).await;
                     let _ = reply.send(res);
                 }
+                Msg::Version { reply } => {
+                    let _ = reply.send(self.version);
+                }
             }
         }
     }
@@ -303,7 +344,8 @@ impl Supervisor {
             .save(&record)
             .map_err(|e| ApiError::internal(format!("saving record of {}: {e}", record.name)))?;
         self.records.insert(record.name.clone(), record);
-        self.sync_derived(false).await
+        self.publish();
+        Ok(())
     }
 
     async fn remove(&mut self, name: &ContainerName) -> Result<(), ApiError> {
@@ -312,15 +354,18 @@ impl Supervisor {
             .remove(name)
             .map_err(|e| ApiError::internal(format!("removing record of {name}: {e}")))?;
         self.records.remove(name);
-        self.sync_derived(false).await
+        self.publish();
+        Ok(())
     }
 
-    async fn sync_derived(&mut self, force: bool) -> Result<(), ApiError> {
-        let records: Vec<&Record> = self.records.values().collect();
-        self.derived
-            .sync(&self.env, &records, force)
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))
+    /// Publish the records to the derived-state task.
+    fn publish(&mut self) {
+        self.version += 1;
+        let records: Vec<Record> = self.records.values().cloned().collect();
+        self.snapshots.send_replace(derived::Snapshot {
+            version: self.version,
+            records: Arc::new(records),
+        });
     }
 
     /// Start the next queued operation on `name`, if any.

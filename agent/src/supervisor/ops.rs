@@ -7,6 +7,7 @@ use super::{steps, Env, Handle, Outcome};
 use crate::api::types::{ApiError, ContainerInfo};
 use crate::container::{Alias, ChannelUrl, Phase, Record};
 use crate::nix::plan::{build_argv, configuration_nix, system_link, BuildSpec};
+use crate::nix::reuse;
 use crate::progress::Progress;
 use crate::sys::fs::atomic_write;
 use std::sync::Arc;
@@ -43,7 +44,19 @@ pub enum Job {
     Nothing(String),
 }
 
+/// Run a job; whatever its outcome, return only once the derived state
+/// (hosts block, NAT, compatibility records) reflects what it did.
 pub async fn run(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
+    let result = run_job(ctx, job).await;
+    let synced = ctx.sup.synced().await;
+    match (result, synced) {
+        (Ok(o), Ok(())) => Ok(o),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+    }
+}
+
+async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
     match job {
         Job::Ensure {
             new: true, record, ..
@@ -137,6 +150,25 @@ async fn build(ctx: &JobCtx, r: &Record) -> Result<String, ApiError> {
         std::fs::create_dir_all(parent)
             .map_err(|e| ApiError::internal(format!("creating {}: {e}", parent.display())))?;
     }
+    let state_dir = &cfg.paths.state_dir;
+    let now = chrono::Utc::now();
+    let found = reuse::lookup(
+        state_dir,
+        &r.name,
+        &r.channel,
+        &conf,
+        now,
+        cfg.nix.reuse_secs,
+        |p| std::path::Path::new(p).exists(),
+    );
+    if let Some(system) = found {
+        reuse::link_system(&out_link, &system, &cfg.nix.gcroots_auto_dir)
+            .map_err(|e| ApiError::internal(format!("linking {}: {e}", out_link.display())))?;
+        ctx.progress.log(format!(
+            "system {system} built in 0 ms (reused: same channel URL and configuration)"
+        ));
+        return Ok(system);
+    }
     let (program, args) = build_argv(&BuildSpec {
         nix_build: &cfg.nix.nix_build,
         extra_args: &cfg.nix.extra_args,
@@ -164,6 +196,15 @@ async fn build(ctx: &JobCtx, r: &Record) -> Result<String, ApiError> {
         "system {path} built in {} ms",
         t.elapsed().as_millis()
     ));
+    let built = reuse::Built {
+        channel: r.channel.to_string(),
+        configuration: conf,
+        system: path.clone(),
+        built: now,
+    };
+    if let Err(e) = reuse::remember(state_dir, &r.name, &built) {
+        tracing::warn!("{}: cannot remember the built system: {e}", r.name);
+    }
     Ok(path)
 }
 

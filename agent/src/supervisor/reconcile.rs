@@ -108,8 +108,11 @@ async fn orphans(env: &Env, records: &[Record], findings: &mut Vec<String>) {
     let prefix = &env.cfg.network.netns_prefix;
     for ns in env.netlink.list_netns(prefix) {
         let name = &ns[prefix.len()..];
+        if name.parse::<crate::container::ContainerName>().is_err() {
+            continue; // not a name this agent could have made
+        }
         if !names.contains(name) {
-            let cmd = vec!["netns".to_string(), "delete".into(), ns.clone()];
+            let cmd = crate::net::plan::IpBatch::host(vec![format!("netns delete {ns}")]);
             match env.netlink.run(&[cmd]).await {
                 Ok(()) => findings.push(format!(
                     "network namespace {ns} had no container record; removed"

@@ -6,7 +6,7 @@
 use super::Env;
 use crate::container::Record;
 use crate::net::compat;
-use crate::net::plan::NetPlan;
+use crate::net::plan::{IpBatch, NetPlan};
 use crate::nspawn::argv::{nspawn_argv, NspawnSpec};
 use crate::nspawn::backend::{Running, StartRequest};
 use crate::progress::Progress;
@@ -105,7 +105,7 @@ pub async fn net_down(env: &Env, r: &Record) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let delete = vec!["link".to_string(), "delete".into(), plan.host_if.clone()];
+    let delete = IpBatch::host(vec![format!("link delete {}", plan.host_if)]);
     if let Err(e) = env.netlink.run(&[delete]).await {
         if env.netlink.link_exists(&plan.host_if) {
             return Err(format!("removing {}: {e}", plan.host_if));
@@ -178,6 +178,11 @@ pub async fn remove_everything(env: &Env, r: &Record, progress: &Progress) -> Re
     net_down(env, r).await?;
     let root = root_dir(env, r);
     remove_tree_one_fs(&root).map_err(|e| format!("removing root {}: {e}", root.display()))?;
+    let link = crate::nix::plan::system_link(&env.cfg.paths.profiles_dir, &r.name);
+    let _ = std::fs::remove_file(crate::nix::reuse::auto_root(
+        &env.cfg.nix.gcroots_auto_dir,
+        &link,
+    ));
     for d in [profile_dir(env, r), gcroots_dir(env, r)] {
         remove_tree_one_fs(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
     }

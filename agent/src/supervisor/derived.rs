@@ -6,7 +6,7 @@
 //! hosts updates overlap with a container's boot.
 
 use super::Env;
-use crate::container::Record;
+use crate::container::{Phase, Record};
 use crate::net::{compat, hosts, nft};
 use crate::sys::fs::{atomic_write, replace_file};
 use std::collections::BTreeMap;
@@ -60,6 +60,13 @@ pub enum DerivedError {
     Write { what: String, why: String },
 }
 
+/// A container is named in the hosts block, NAT set and compatibility
+/// records once it has run or is starting — not while its first build and
+/// network setup are under way (so that update overlaps the boot).
+pub fn published(r: &Record) -> bool {
+    r.established || matches!(r.phase, Phase::Starting | Phase::Running)
+}
+
 #[derive(Default)]
 pub struct Derived {
     hosts: Option<Vec<(Ipv4Addr, String)>>,
@@ -71,10 +78,11 @@ impl Derived {
     pub async fn sync(
         &mut self,
         env: &Env,
-        records: &[&Record],
+        all: &[&Record],
         force: bool,
     ) -> Result<(), DerivedError> {
         let cfg = &env.cfg;
+        let records: Vec<&Record> = all.iter().copied().filter(|r| published(r)).collect();
         // Hosts: every container, by name.
         let entries: Vec<(Ipv4Addr, String)> = records
             .iter()

@@ -118,3 +118,80 @@ fn tcp_readiness_fallback_and_file_channel() {
         "plain path channel",
     );
 }
+
+#[test]
+fn stop_kills_a_container_that_ignores_poweroff() {
+    let Some(()) = prerequisites("stop_kills_a_container_that_ignores_poweroff") else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        nix_extra_config: "devhost.fixture.ignorePoweroff = true;".into(),
+        stop_timeout_secs: 2,
+        ..Options::default()
+    });
+    let name = agent.name("stub");
+    assert_ok(&agent.devhost(&["ensure", &name, &channel().url]), "ensure");
+    let addr = agent.address(&name);
+    let out = agent.devhost(&["stop", &name]);
+    assert_ok(&out, "stop");
+    assert!(
+        text(&out).contains(&format!("{name} did not power off within 2 s; killing it")),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&agent.devhost(&["logs", &name])).contains("fixture init: ignoring poweroff"));
+    assert!(http_get(addr, 80).is_err());
+    assert!(nspawn_pids(&agent.dir.join("containers")).is_empty());
+    assert_eq!(agent.status_json(&name).unwrap()["state"], "stopped");
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn destroy_never_crosses_into_a_mount() {
+    let Some(()) = prerequisites("destroy_never_crosses_into_a_mount") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("mnt");
+    assert_ok(&agent.devhost(&["ensure", &name, &channel().url]), "ensure");
+    let addr = agent.address(&name);
+    assert_ok(&agent.devhost(&["stop", &name]), "stop");
+    // Something of the host's mounted inside the container root.
+    let mp = agent.dir.join(format!("containers/{name}/srv/host-data"));
+    std::fs::create_dir_all(&mp).unwrap();
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&mp)
+        .status()
+        .unwrap()
+        .success());
+    let guard = Mounted(mp.clone());
+    std::fs::write(mp.join("precious"), "keep me").unwrap();
+
+    let out = agent.devhost(&["destroy", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("another filesystem is mounted there; refusing to remove across it"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(mp.join("precious")).unwrap(),
+        "keep me"
+    );
+
+    drop(guard);
+    assert_ok(
+        &agent.devhost(&["destroy", &name]),
+        "destroy retried after unmount",
+    );
+    assert_eq!(agent.traces_of(&name, addr), Vec::<String>::new());
+}

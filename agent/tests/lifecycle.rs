@@ -324,6 +324,32 @@ fn ensures_of_different_names_run_concurrently() {
         elapsed < Duration::from_secs(6),
         "two 3-second builds took {elapsed:?}: ensures of different names were serialized"
     );
+    // Operations on one name queue behind each other: two ensures of the
+    // same new name both succeed and make one container.
+    let same = agent.name("cs");
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (n, url, sock) = (same.clone(), ch.url.clone(), agent.socket.clone());
+            std::thread::spawn(move || {
+                std::process::Command::new(DEVHOST)
+                    .args(["ensure", &n, &url])
+                    .env("DEVHOST_SOCKET", sock)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for th in threads {
+        assert_ok(&th.join().unwrap(), "ensure of the same name");
+    }
+    let procs = nspawn_pids(&agent.dir.join("containers"));
+    assert_eq!(
+        procs.iter().filter(|(_, n)| n == &same).count(),
+        1,
+        "{procs:?}"
+    );
+
     let a = agent.address(&names[0]);
     let b = agent.address(&names[1]);
     assert_ne!(a, b);

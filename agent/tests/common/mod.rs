@@ -242,6 +242,7 @@ pub struct Options {
     /// Nix for `nix.extra_config`.
     pub nix_extra_config: String,
     pub ready_timeout_secs: u64,
+    pub stop_timeout_secs: u64,
 }
 
 impl Default for Options {
@@ -250,6 +251,7 @@ impl Default for Options {
             extra_toml: String::new(),
             nix_extra_config: String::new(),
             ready_timeout_secs: 30,
+            stop_timeout_secs: 5,
         }
     }
 }
@@ -300,10 +302,10 @@ extra_config = "{extra_config}"
 
 [nspawn]
 ready_timeout_secs = {}
-stop_timeout_secs = 5
+stop_timeout_secs = {}
 {}
 "#,
-            opts.ready_timeout_secs, opts.extra_toml
+            opts.ready_timeout_secs, opts.stop_timeout_secs, opts.extra_toml
         );
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, config).unwrap();

@@ -139,6 +139,17 @@ fn lifecycle_end_to_end() {
         "{}",
         text(&logs)
     );
+    let j: serde_json::Value =
+        serde_json::from_slice(&agent.devhost(&["--json", "logs", &name]).stdout).unwrap();
+    assert_eq!(j["kind"], "console");
+    assert!(
+        j["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("serving on ports 80")),
+        "{j}"
+    );
     let build_log = agent.devhost(&["logs", "--build", &name]);
     assert!(
         text(&build_log).contains("nix-build"),
@@ -302,19 +313,7 @@ fn ensures_of_different_names_run_concurrently() {
     let names = [agent.name("cc"), agent.name("cd")];
     let threads: Vec<_> = names
         .iter()
-        .map(|n| {
-            let n = n.clone();
-            let url = ch.url.clone();
-            let sock = agent.socket.clone();
-            std::thread::spawn(move || {
-                std::process::Command::new(DEVHOST)
-                    .args(["ensure", &n, &url])
-                    .env("DEVHOST_SOCKET", sock)
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .unwrap()
-            })
-        })
+        .map(|n| agent.ensure_in_thread(n, &ch.url))
         .collect();
     for th in threads {
         assert_ok(&th.join().unwrap(), "concurrent ensure");
@@ -328,17 +327,7 @@ fn ensures_of_different_names_run_concurrently() {
     // same new name both succeed and make one container.
     let same = agent.name("cs");
     let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (n, url, sock) = (same.clone(), ch.url.clone(), agent.socket.clone());
-            std::thread::spawn(move || {
-                std::process::Command::new(DEVHOST)
-                    .args(["ensure", &n, &url])
-                    .env("DEVHOST_SOCKET", sock)
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .unwrap()
-            })
-        })
+        .map(|_| agent.ensure_in_thread(&same, &ch.url))
         .collect();
     for th in threads {
         assert_ok(&th.join().unwrap(), "ensure of the same name");

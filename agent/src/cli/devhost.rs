@@ -74,7 +74,7 @@ pub fn main() -> i32 {
         } => cmd::ensure::run(sock, json, &name, &channel, &aliases),
         Command::List => cmd::list::run(sock, json),
         Command::Status { name } => cmd::status::run(sock, json, &name),
-        Command::Logs { name, build, lines } => cmd::logs::run(sock, &name, build, lines),
+        Command::Logs { name, build, lines } => cmd::logs::run(sock, json, &name, build, lines),
         Command::Start { name } => cmd::start::run(sock, json, &name),
         Command::Stop { name } => cmd::stop::run(sock, json, &name),
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),

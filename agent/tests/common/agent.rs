@@ -1,0 +1,393 @@
+//! A test agent: `devhost agent` on its own temp dir, name tag, netns
+//! prefix, nft table and /24, and the helpers tests drive it with. Dropping
+//! it removes everything it and its containers made.
+
+use super::*;
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A /24 of 10.231.0.0/16 that no other test (process) holds: the lock
+/// file stays locked for the agent's life.
+fn claim_subnet() -> (u8, nix::fcntl::Flock<File>) {
+    let d = Path::new("/run/devhost-test-subnets");
+    std::fs::create_dir_all(d).unwrap();
+    for _ in 0..2000 {
+        let n = u8::from_str_radix(&random_hex(2), 16).unwrap();
+        let f = File::create(d.join(format!("{n}.lock"))).unwrap();
+        if let Ok(l) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            return (n, l);
+        }
+    }
+    panic!("no free test subnet in 10.231.0.0/16");
+}
+
+pub struct TestAgent {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub tag: String,
+    pub netns_prefix: String,
+    pub table: String,
+    pub subnet: u8,
+    child: Option<Child>,
+    _subnet_lock: nix::fcntl::Flock<File>,
+}
+
+pub struct Options {
+    /// Extra TOML appended to the generated config.
+    pub extra_toml: String,
+    /// Nix for `nix.extra_config`.
+    pub nix_extra_config: String,
+    pub ready_timeout_secs: u64,
+    pub stop_timeout_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            extra_toml: String::new(),
+            nix_extra_config: String::new(),
+            ready_timeout_secs: 30,
+            stop_timeout_secs: 5,
+        }
+    }
+}
+
+impl TestAgent {
+    pub fn start(opts: Options) -> TestAgent {
+        become_subreaper();
+        let tag = random_hex(4);
+        let dir = PathBuf::from(format!("/tmp/devhost-test-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Non-root test callers must reach the socket.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (subnet, lock) = claim_subnet();
+        let netns_prefix = format!("dht{tag}-");
+        let table = format!("dht{tag}");
+        let socket = dir.join("run/agent.sock");
+        let d = dir.display();
+        let extra_config = opts
+            .nix_extra_config
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        let config = format!(
+            r#"[paths]
+state_dir = "{d}/state"
+run_dir = "{d}/run"
+socket = "{d}/run/agent.sock"
+containers_dir = "{d}/containers"
+profiles_dir = "{d}/profiles"
+gcroots_dir = "{d}/gcroots"
+hosts_file = "{d}/hosts"
+compat_dir = "{d}/compat"
+
+[access]
+admin_group = "sudo"
+user_group = "users"
+
+[network]
+pool = "10.231.{subnet}.0/24"
+# An interface that does not exist: test NAT can never carry traffic out.
+nat_interface = "dhtnonat0"
+nft_table = "{table}"
+netns_prefix = "{netns_prefix}"
+
+[nix]
+extra_args = ["--option", "substituters", ""]
+base_imports = ["<fc/nixos>"]
+extra_config = "{extra_config}"
+
+[nspawn]
+ready_timeout_secs = {}
+stop_timeout_secs = {}
+{}
+"#,
+            opts.ready_timeout_secs, opts.stop_timeout_secs, opts.extra_toml
+        );
+        let config_path = dir.join("agent.toml");
+        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        let mut a = TestAgent {
+            dir,
+            config: config_path,
+            socket,
+            tag,
+            netns_prefix,
+            table,
+            subnet,
+            child: None,
+            _subnet_lock: lock,
+        };
+        a.spawn();
+        a
+    }
+
+    /// Start the agent process and wait for its socket.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .unwrap();
+        let child = Command::new(DEVHOST)
+            .args(["agent", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start agent");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("agent exited ({st}); log:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not come up; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM (graceful) or SIGKILL (crash) the agent process.
+    pub fn stop_agent(&mut self, signal: nix::sys::signal::Signal) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal);
+            let _ = c.wait();
+        }
+    }
+
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// A container name unique to this agent: `t` + tag + suffix (≤ 11 chars).
+    pub fn name(&self, suffix: &str) -> String {
+        let n = format!("t{}{suffix}", self.tag);
+        assert!(n.len() <= 11, "test container name {n} too long");
+        n
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
+        c.args(args)
+            .env("DEVHOST_SOCKET", &self.socket)
+            .env_remove("SUDO_UID")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn devhost(&self, args: &[&str]) -> Output {
+        self.command(DEVHOST, args).output().unwrap()
+    }
+
+    /// `devhost` as another (non-root) user: uid/gid need no passwd entry.
+    pub fn devhost_as(&self, uid: u32, gid: u32, args: &[&str]) -> Output {
+        use std::os::unix::process::CommandExt;
+        let mut c = self.command(DEVHOST, args);
+        // std drops root's supplementary groups when it sets the uid.
+        c.uid(uid).gid(gid);
+        c.output().unwrap()
+    }
+
+    /// `devhost ensure NAME URL` on a thread of its own (for concurrency tests).
+    pub fn ensure_in_thread(&self, name: &str, url: &str) -> std::thread::JoinHandle<Output> {
+        let mut cmd = self.command(DEVHOST, &["ensure", name, url]);
+        std::thread::spawn(move || cmd.output().unwrap())
+    }
+
+    pub fn fc_build(&self, args: &[&str]) -> Output {
+        self.command(FC_BUILD, args).output().unwrap()
+    }
+
+    pub fn nixos_container(&self, args: &[&str]) -> Output {
+        self.command(NIXOS_CONTAINER, args).output().unwrap()
+    }
+
+    pub fn status_json(&self, name: &str) -> Option<serde_json::Value> {
+        let out = self.devhost(&["--json", "status", name]);
+        if !out.status.success() {
+            return None;
+        }
+        Some(serde_json::from_slice(&out.stdout).expect("status --json is JSON"))
+    }
+
+    pub fn address(&self, name: &str) -> Ipv4Addr {
+        self.status_json(name).expect("container exists")["address"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn hosts(&self) -> String {
+        std::fs::read_to_string(self.dir.join("hosts")).unwrap_or_default()
+    }
+
+    pub fn nft_table(&self) -> Option<String> {
+        let out = Command::new("nft")
+            .args(["list", "table", "ip", &self.table])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Every trace a container can leave on the host, as a list of what is
+    /// still there (empty: none).
+    pub fn traces_of(&self, name: &str, address: Ipv4Addr) -> Vec<String> {
+        let mut t = Vec::new();
+        if nspawn_pids(&self.dir.join("containers"))
+            .iter()
+            .any(|(_, n)| n == name)
+        {
+            t.push("systemd-nspawn process".into());
+        }
+        if Path::new("/run/netns")
+            .join(format!("{}{name}", self.netns_prefix))
+            .exists()
+        {
+            t.push("network namespace".into());
+        }
+        if Path::new("/sys/class/net")
+            .join(format!("ve-{name}"))
+            .exists()
+        {
+            t.push("veth".into());
+        }
+        if self
+            .nft_table()
+            .unwrap_or_default()
+            .contains(&address.to_string())
+        {
+            t.push("nft element".into());
+        }
+        if self
+            .hosts()
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(name))
+        {
+            t.push("hosts line".into());
+        }
+        for (what, p) in [
+            (
+                "record",
+                self.dir.join(format!("state/records/{name}.json")),
+            ),
+            (
+                "state dir",
+                self.dir.join(format!("state/containers/{name}")),
+            ),
+            (
+                "compat record",
+                self.dir.join(format!("compat/{name}.json")),
+            ),
+            ("root dir", self.dir.join(format!("containers/{name}"))),
+            (
+                "profile (GC root)",
+                self.dir.join(format!("profiles/{name}")),
+            ),
+            ("gcroots dir", self.dir.join(format!("gcroots/{name}"))),
+        ] {
+            if p.symlink_metadata().is_ok() {
+                t.push(format!("{what} {}", p.display()));
+            }
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.dir.join("containers").join(name).display().to_string();
+        if mountinfo.lines().any(|l| {
+            l.split(' ')
+                .nth(4)
+                .map(|m| m.starts_with(&root))
+                .unwrap_or(false)
+        }) {
+            t.push("mount".into());
+        }
+        t
+    }
+
+    /// Remove everything this agent and its containers made, whatever state
+    /// the test left them in.
+    fn cleanup(&mut self) {
+        if self.child.is_some() {
+            if let Ok(out) = Command::new(DEVHOST)
+                .args(["--json", "list"])
+                .env("DEVHOST_SOCKET", &self.socket)
+                .output()
+            {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                    for c in v["containers"].as_array().cloned().unwrap_or_default() {
+                        let n = c["name"].as_str().unwrap_or("").to_string();
+                        let _ = self.devhost(&["destroy", &n]);
+                    }
+                }
+            }
+        }
+        self.stop_agent(nix::sys::signal::Signal::SIGTERM);
+        // Anything that survived: processes, namespaces, veths, the table.
+        for (pid, _) in nspawn_pids(&self.dir.join("containers")) {
+            for child in std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.parse().unwrap_or(0)),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !nspawn_pids(&self.dir.join("containers")).is_empty() && Instant::now() < deadline {
+            reap_orphans();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for ns in std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let n = ns.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&self.netns_prefix) {
+                let _ = Command::new("ip").args(["netns", "delete", &n]).status();
+            }
+        }
+        for link in std::fs::read_dir("/sys/class/net")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let n = link.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&format!("ve-t{}", self.tag)) {
+                let _ = Command::new("ip").args(["link", "delete", &n]).status();
+            }
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(Stdio::null())
+            .status();
+        reap_orphans();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}

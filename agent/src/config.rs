@@ -155,9 +155,21 @@ pub enum Readiness {
     Delay,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// systemd when PID 1 is systemd (`/run/systemd/system` exists), else direct.
+    Auto,
+    /// The agent runs systemd-nspawn itself.
+    Direct,
+    /// Transient units over D-Bus, registered with machined.
+    Systemd,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Nspawn {
+    pub backend: BackendKind,
     pub program: String,
     pub readiness: Readiness,
     pub ready_tcp_port: u16,
@@ -168,11 +180,15 @@ pub struct Nspawn {
     /// Read-only binds added when their source exists on the host.
     pub optional_ro_binds: Vec<PathBuf>,
     pub extra_args: Vec<String>,
+    /// After a host boot, containers that were running are started again,
+    /// this many at a time.
+    pub boot_concurrency: usize,
 }
 
 impl Default for Nspawn {
     fn default() -> Self {
         Nspawn {
+            backend: BackendKind::Auto,
             program: "systemd-nspawn".into(),
             readiness: Readiness::Notify,
             ready_tcp_port: 22,
@@ -184,6 +200,7 @@ impl Default for Nspawn {
                 "/nix/var/nix/daemon-socket".into(),
             ],
             extra_args: Vec::new(),
+            boot_concurrency: 4,
         }
     }
 }
@@ -329,6 +346,9 @@ impl RawConfig {
         }
         if self.nix.nix_build.is_empty() {
             return Err(invalid("nix.nix_build", "must name a program"));
+        }
+        if self.nspawn.boot_concurrency == 0 {
+            return Err(invalid("nspawn.boot_concurrency", "must be at least 1"));
         }
         if self.nspawn.ready_timeout_secs == 0 || self.nspawn.stop_timeout_secs == 0 {
             return Err(invalid("nspawn", "timeouts must be at least one second"));

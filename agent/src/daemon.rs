@@ -3,11 +3,13 @@
 //! *without* stopping containers (they run on; the next agent adopts them).
 
 use crate::api::server::serve;
-use crate::config::{Config, Readiness};
+use crate::config::{BackendKind, Config, Readiness};
 use crate::net::exec::{IpCommand, NftCommand};
 use crate::nix::runner::NixBuild;
+use crate::nspawn::backend::Backend;
 use crate::nspawn::direct::DirectBackend;
 use crate::nspawn::ready::ReadyCheck;
+use crate::nspawn::systemd::SystemdBackend;
 use crate::state::Store;
 use crate::supervisor::{Env, Supervisor};
 use std::os::unix::fs::PermissionsExt;
@@ -82,12 +84,36 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         Readiness::Tcp => ReadyCheck::Tcp(cfg.nspawn.ready_tcp_port),
         Readiness::Delay => ReadyCheck::Delay(Duration::from_millis(cfg.nspawn.ready_delay_ms)),
     };
-    let backend = DirectBackend::new(
-        paths.containers_dir.clone(),
-        paths.run_dir.clone(),
-        ready,
-        Duration::from_secs(cfg.nspawn.ready_timeout_secs),
-    );
+    let mut cfg = cfg;
+    cfg.nspawn.program = resolve_program(&cfg.nspawn.program).ok_or_else(|| {
+        DaemonError::Start(format!(
+            "{} not found in PATH (install systemd-container)",
+            cfg.nspawn.program
+        ))
+    })?;
+    let paths = &cfg.paths;
+    let use_systemd = match cfg.nspawn.backend {
+        BackendKind::Auto => std::path::Path::new("/run/systemd/system").is_dir(),
+        BackendKind::Direct => false,
+        BackendKind::Systemd => true,
+    };
+    let ready_timeout = Duration::from_secs(cfg.nspawn.ready_timeout_secs);
+    let backend: Arc<dyn Backend> = if use_systemd {
+        let stop_timeout = Duration::from_secs(cfg.nspawn.stop_timeout_secs);
+        Arc::new(
+            SystemdBackend::connect(ready, ready_timeout, stop_timeout)
+                .await
+                .map_err(DaemonError::Start)?,
+        )
+    } else {
+        Arc::new(DirectBackend::new(
+            paths.containers_dir.clone(),
+            paths.run_dir.clone(),
+            ready,
+            ready_timeout,
+        ))
+    };
+    tracing::info!("{} backend", backend.kind());
     let socket = paths.socket.clone();
     if let Some(parent) = socket.parent() {
         std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
@@ -99,7 +125,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let env = Env {
         cfg: cfg.clone(),
         store,
-        backend: Arc::new(backend),
+        backend,
         netlink: Arc::new(IpCommand),
         nft: Arc::new(NftCommand),
         nix: Arc::new(NixBuild),
@@ -128,6 +154,20 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     server.abort();
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// An absolute path for `program` (systemd needs one for ExecStart).
+fn resolve_program(program: &str) -> Option<String> {
+    if program.contains('/') {
+        return std::path::Path::new(program)
+            .is_file()
+            .then(|| program.to_string());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
 }
 
 /// `READY=1` to systemd when started as a Type=notify service.

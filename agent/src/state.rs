@@ -118,6 +118,18 @@ impl Store {
         (records, problems)
     }
 
+    /// Did the host boot since the last agent start? Compares the kernel's
+    /// boot id with the one recorded (and records the current one). A
+    /// missing record counts as a boot.
+    pub fn host_booted_since_last_start(&self) -> bool {
+        let current =
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let path = self.state_dir.join("boot-id");
+        let last = std::fs::read_to_string(&path).ok();
+        let _ = atomic_write(&path, current.as_bytes(), 0o644);
+        last.as_deref().map(str::trim) != Some(current.trim())
+    }
+
     pub fn save(&self, r: &Record) -> Result<(), StateError> {
         let mut json = serde_json::to_vec_pretty(r).expect("records serialize");
         json.push(b'\n');

@@ -157,10 +157,15 @@ fn ensure_op(body: &[u8]) -> Result<Op, ApiError> {
             }
         }
     }
+    let limits = b.limits.unwrap_or_default();
+    limits
+        .validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Op::Ensure {
         channel,
         aliases,
         owner_uid: b.owner_uid,
+        limits,
     })
 }
 
@@ -223,11 +228,11 @@ async fn logs(
             }
         }
     }
-    let store = crate::state::Store::new(&cfg.paths.state_dir);
-    let path = if kind == "build" {
-        store.build_log(&name)
+    let body = if kind == "build" {
+        let store = crate::state::Store::new(&cfg.paths.state_dir);
+        crate::nspawn::ready::tail_lines(&store.build_log(&name), lines)
     } else {
-        store.console_log(&name)
+        handle.console(name, lines).await?
     };
-    Ok(text(crate::nspawn::ready::tail_lines(&path, lines)))
+    Ok(text(body))
 }

@@ -1,7 +1,7 @@
 //! Request bodies (unknown fields refused), responses, streamed events and
 //! the typed error every failure comes back as.
 
-use crate::container::{Phase, Record};
+use crate::container::{Limits, Phase, Record};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +14,9 @@ pub struct EnsureBody {
     /// CLI sends its SUDO_UID).
     #[serde(default)]
     pub owner_uid: Option<u32>,
+    /// Limits to set (fields given replace the recorded ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
 }
 
 /// What a user sees of a container.
@@ -36,6 +39,7 @@ pub struct ContainerInfo {
     pub created: String,
     pub last_deploy: String,
     pub enabled: bool,
+    pub limits: Limits,
 }
 
 impl ContainerInfo {
@@ -65,6 +69,7 @@ impl ContainerInfo {
                 .last_deploy
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             enabled: r.enabled,
+            limits: r.limits.clone(),
         }
     }
 }

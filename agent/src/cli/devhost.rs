@@ -37,6 +37,8 @@ pub enum Command {
         channel: String,
         /// Aliases (DNS labels), as separate arguments or one quoted list.
         aliases: Vec<String>,
+        #[command(flatten)]
+        limits: cmd::ensure::LimitArgs,
     },
     /// List containers.
     List,
@@ -71,7 +73,8 @@ pub fn main() -> i32 {
             name,
             channel,
             aliases,
-        } => cmd::ensure::run(sock, json, &name, &channel, &aliases),
+            limits,
+        } => cmd::ensure::run(sock, json, &name, &channel, &aliases, &limits),
         Command::List => cmd::list::run(sock, json),
         Command::Status { name } => cmd::status::run(sock, json, &name),
         Command::Logs { name, build, lines } => cmd::logs::run(sock, json, &name, build, lines),

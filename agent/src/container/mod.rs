@@ -1,8 +1,10 @@
 //! What a container is, independent of how it is run: validated names and the
 //! persistent record.
 
+pub mod limits;
 pub mod names;
 pub mod record;
 
+pub use limits::Limits;
 pub use names::{Alias, ChannelUrl, ContainerName, NameError};
 pub use record::{Addresses, Phase, Record};

@@ -2,6 +2,7 @@
 //! the supervisor owns it. Every field a user or another subsystem needs is
 //! here; what is derived (paths, interface names) is computed from it.
 
+use super::limits::Limits;
 use super::names::{Alias, ChannelUrl, ContainerName};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,9 @@ pub struct Record {
     pub established: bool,
     /// What the owner last asked for: running (ensure/start) or not (stop).
     pub want_running: bool,
+    /// Resource limits (enforced by the systemd backend).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 impl Record {

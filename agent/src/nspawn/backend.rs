@@ -3,11 +3,11 @@
 //! (also those started by an earlier agent), and stops them.
 
 use super::NspawnError;
-use crate::container::ContainerName;
+use crate::container::{ContainerName, Limits};
 use crate::progress::Progress;
 use async_trait::async_trait;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything needed to start one container; built by the supervisor.
@@ -18,6 +18,7 @@ pub struct StartRequest {
     pub console_log: PathBuf,
     /// The container's address, for TCP readiness.
     pub address: Ipv4Addr,
+    pub limits: Limits,
 }
 
 /// A running container as the backend sees it.
@@ -33,9 +34,9 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> &'static str;
     async fn start(&self, req: &StartRequest, progress: &Progress) -> Result<Running, NspawnError>;
     /// The container's main process, if it runs.
-    fn find(&self, name: &ContainerName) -> Option<Running>;
+    async fn find(&self, name: &ContainerName) -> Option<Running>;
     /// Every container of this agent that runs (to find orphans).
-    fn list(&self) -> Vec<Running>;
+    async fn list(&self) -> Vec<Running>;
     /// Graceful poweroff, then kill after `timeout`. Not running is fine.
     async fn stop(
         &self,
@@ -43,4 +44,9 @@ pub trait Backend: Send + Sync {
         timeout: Duration,
         progress: &Progress,
     ) -> Result<(), NspawnError>;
+    /// Apply limits to the running container; false when this backend does
+    /// not enforce them or the container does not run (they are recorded).
+    async fn set_limits(&self, name: &ContainerName, limits: &Limits) -> Result<bool, NspawnError>;
+    /// The last lines of the container's console.
+    async fn console_tail(&self, name: &ContainerName, console_log: &Path, lines: usize) -> String;
 }

@@ -6,7 +6,7 @@
 use super::backend::{Backend, Running, StartRequest};
 use super::ready::{bind_notify, tail_lines, wait_ready, ReadyCheck};
 use super::NspawnError;
-use crate::container::ContainerName;
+use crate::container::{ContainerName, Limits};
 use crate::progress::Progress;
 use crate::sys::proc::{self, ProcessId};
 use async_trait::async_trait;
@@ -230,7 +230,7 @@ impl Backend for DirectBackend {
         }
     }
 
-    fn find(&self, name: &ContainerName) -> Option<Running> {
+    async fn find(&self, name: &ContainerName) -> Option<Running> {
         if let Some(id) = self.read_pid_file(name) {
             if id.is_alive() && self.is_ours(id.pid, name.as_str()) {
                 return Some(Running {
@@ -246,8 +246,25 @@ impl Backend for DirectBackend {
         Some(found)
     }
 
-    fn list(&self) -> Vec<Running> {
+    async fn list(&self) -> Vec<Running> {
         self.scan()
+    }
+
+    async fn set_limits(
+        &self,
+        _name: &ContainerName,
+        _limits: &Limits,
+    ) -> Result<bool, NspawnError> {
+        Ok(false)
+    }
+
+    async fn console_tail(
+        &self,
+        _name: &ContainerName,
+        console_log: &Path,
+        lines: usize,
+    ) -> String {
+        tail_lines(console_log, lines)
     }
 
     async fn stop(
@@ -256,7 +273,7 @@ impl Backend for DirectBackend {
         timeout: Duration,
         progress: &Progress,
     ) -> Result<(), NspawnError> {
-        let Some(run) = self.find(name) else {
+        let Some(run) = self.find(name).await else {
             let _ = std::fs::remove_file(self.pid_file(name));
             return Ok(());
         };

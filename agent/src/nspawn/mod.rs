@@ -7,6 +7,8 @@ pub mod argv;
 pub mod backend;
 pub mod direct;
 pub mod ready;
+pub mod systemd;
+pub mod unit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NspawnError {

@@ -14,7 +14,7 @@ mod steps;
 use crate::access::Caller;
 use crate::api::types::{AgentInfo, ApiError, ContainerInfo};
 use crate::config::Config;
-use crate::container::{Alias, ChannelUrl, ContainerName, Phase, Record};
+use crate::container::{Alias, ChannelUrl, ContainerName, Limits, Phase, Record};
 use crate::net::exec::{Netlink, Nft};
 use crate::net::pool::AddressPool;
 use crate::nix::runner::NixBuilder;
@@ -42,6 +42,7 @@ pub enum Op {
         channel: ChannelUrl,
         aliases: Vec<Alias>,
         owner_uid: Option<u32>,
+        limits: Limits,
     },
     Start,
     Stop,
@@ -96,6 +97,14 @@ enum Msg {
     },
     Finished {
         name: ContainerName,
+    },
+    Console {
+        name: ContainerName,
+        lines: usize,
+        reply: Reply<String>,
+    },
+    Finding {
+        text: String,
     },
     /// The current records version (for [`Handle::synced`]).
     Version {
@@ -153,6 +162,16 @@ impl Handle {
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+
+    /// The last lines of a container's console (file or journal).
+    pub async fn console(&self, name: ContainerName, lines: usize) -> Result<String, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Console { name, lines, reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
     }
 
     pub async fn info(&self) -> Result<AgentInfo, ApiError> {
@@ -270,7 +289,18 @@ impl Supervisor {
             env,
             rx,
         };
+        let wanted: Vec<ContainerName> = sup
+            .records
+            .values()
+            .filter(|r| r.enabled && r.want_running && r.phase != Phase::Running)
+            .map(|r| r.name.clone())
+            .collect();
+        let booted = sup.env.store.host_booted_since_last_start();
+        let concurrency = sup.env.cfg.nspawn.boot_concurrency;
         tokio::spawn(sup.run());
+        if booted && !wanted.is_empty() {
+            tokio::spawn(start_after_boot(handle.clone(), wanted, concurrency));
+        }
         Ok(handle)
     }
 
@@ -301,16 +331,37 @@ impl Supervisor {
                     self.busy.remove(&name);
                     self.start_next(&name);
                 }
+                // Reads ask the backend (D-Bus, /proc) off the loop, on a copy.
                 Msg::List { reply } => {
-                    let infos = self.records.values().map(|r| self.info_of(r)).collect();
-                    let _ = reply.send(infos);
+                    let records: Vec<Record> = self.records.values().cloned().collect();
+                    let env = self.env.clone();
+                    tokio::spawn(async move {
+                        let mut infos = Vec::with_capacity(records.len());
+                        for r in &records {
+                            infos.push(info_of(&env, r).await);
+                        }
+                        let _ = reply.send(infos);
+                    });
                 }
-                Msg::Get { name, reply } => {
-                    let res = match self.records.get(&name) {
-                        None => Err(ApiError::not_found(format!("no container named {name}"))),
-                        Some(r) => Ok(self.info_of(r)),
-                    };
-                    let _ = reply.send(res);
+                Msg::Get { name, reply } => match self.records.get(&name).cloned() {
+                    None => {
+                        let _ = reply.send(Err(ApiError::not_found(format!(
+                            "no container named {name}"
+                        ))));
+                    }
+                    Some(r) => {
+                        let env = self.env.clone();
+                        tokio::spawn(async move {
+                            let _ = reply.send(Ok(info_of(&env, &r).await));
+                        });
+                    }
+                },
+                Msg::Console { name, lines, reply } => {
+                    let env = self.env.clone();
+                    tokio::spawn(async move {
+                        let log = env.store.console_log(&name);
+                        let _ = reply.send(env.backend.console_tail(&name, &log, lines).await);
+                    });
                 }
                 Msg::Info { reply } => {
                     let _ = reply.send(AgentInfo {
@@ -327,15 +378,12 @@ impl Supervisor {
                     let res = self.remove(&name).await;
                     let _ = reply.send(res);
                 }
+                Msg::Finding { text } => self.findings.push(text),
                 Msg::Version { reply } => {
                     let _ = reply.send(self.version);
                 }
             }
         }
-    }
-
-    fn info_of(&self, r: &Record) -> ContainerInfo {
-        ContainerInfo::new(r, self.env.backend.find(&r.name).map(|x| x.pid))
     }
 
     async fn save(&mut self, record: Record) -> Result<(), ApiError> {
@@ -433,6 +481,7 @@ impl Supervisor {
                     channel,
                     aliases,
                     owner_uid,
+                    limits,
                 },
                 None,
             ) => {
@@ -462,17 +511,22 @@ impl Supervisor {
                     phase: Phase::Creating,
                     established: false,
                     want_running: true,
+                    limits: limits.clone(),
                 };
                 Ok(ops::Job::Ensure {
                     new: true,
                     record,
                     channel: channel.clone(),
                     aliases: aliases.clone(),
+                    limits: limits.clone(),
                 })
             }
             (
                 Op::Ensure {
-                    channel, aliases, ..
+                    channel,
+                    aliases,
+                    limits,
+                    ..
                 },
                 Some(r),
             ) => {
@@ -484,6 +538,7 @@ impl Supervisor {
                     record: r,
                     channel: channel.clone(),
                     aliases: aliases.clone(),
+                    limits: limits.clone(),
                 })
             }
             (Op::Destroy, None) => Ok(ops::Job::Nothing(format!(
@@ -501,5 +556,35 @@ impl Supervisor {
                 })
             }
         }
+    }
+}
+
+async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
+    ContainerInfo::new(r, env.backend.find(&r.name).await.map(|x| x.pid))
+}
+
+/// After a host boot, start the containers that were running before, a few
+/// at a time so that a host with many containers does not boot-storm.
+async fn start_after_boot(handle: Handle, names: Vec<ContainerName>, concurrency: usize) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = Vec::new();
+    for name in names {
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
+        let handle = handle.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = handle
+                .run(name.clone(), Op::Start, Caller::root(), Progress::none())
+                .await;
+            drop(permit);
+            let text = match result {
+                Ok(_) => format!("{name}: started after host boot"),
+                Err(e) => format!("{name}: starting after host boot failed: {e}"),
+            };
+            tracing::info!("{text}");
+            let _ = handle.tx.send(Msg::Finding { text }).await;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
     }
 }

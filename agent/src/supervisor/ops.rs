@@ -5,7 +5,7 @@
 
 use super::{steps, Env, Handle, Outcome};
 use crate::api::types::{ApiError, ContainerInfo};
-use crate::container::{Alias, ChannelUrl, Phase, Record};
+use crate::container::{Alias, ChannelUrl, Limits, Phase, Record};
 use crate::nix::plan::{build_argv, configuration_nix, system_link, BuildSpec};
 use crate::nix::reuse;
 use crate::progress::Progress;
@@ -26,8 +26,8 @@ impl JobCtx {
         self.sup.save(r).await
     }
 
-    fn info(&self, r: &Record) -> ContainerInfo {
-        ContainerInfo::new(r, self.env.backend.find(&r.name).map(|x| x.pid))
+    async fn info(&self, r: &Record) -> ContainerInfo {
+        ContainerInfo::new(r, self.env.backend.find(&r.name).await.map(|x| x.pid))
     }
 }
 
@@ -37,6 +37,7 @@ pub enum Job {
         record: Record,
         channel: ChannelUrl,
         aliases: Vec<Alias>,
+        limits: Limits,
     },
     Start(Record),
     Stop(Record),
@@ -66,7 +67,8 @@ async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
             record,
             channel,
             aliases,
-        } => refresh(ctx, record, channel, aliases).await,
+            limits,
+        } => refresh(ctx, record, channel, aliases, limits).await,
         Job::Start(r) => start(ctx, r).await,
         Job::Stop(r) => stop(ctx, r).await,
         Job::Destroy(r) => destroy(ctx, r).await,
@@ -92,7 +94,7 @@ async fn create(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
                     r.addresses.local,
                     started.elapsed().as_millis()
                 ),
-                container: Some(ctx.info(&r)),
+                container: Some(ctx.info(&r).await),
             })
         }
         Err(e) => {
@@ -216,6 +218,7 @@ async fn refresh(
     mut r: Record,
     channel: ChannelUrl,
     aliases: Vec<Alias>,
+    limits: Limits,
 ) -> Result<Outcome, ApiError> {
     let channel_changed = r.channel != channel;
     r.channel = channel;
@@ -223,15 +226,34 @@ async fn refresh(
     r.last_deploy = chrono::Utc::now();
     r.enabled = true;
     r.want_running = true;
+    let before = r.limits.clone();
+    r.limits.merge(&limits);
     if channel_changed {
         steps::write_enc_json(&ctx.env, &r).map_err(ApiError::failed)?;
     }
-    if ctx.env.backend.find(&r.name).is_some() {
+    if ctx.env.backend.find(&r.name).await.is_some() {
+        if r.limits != before {
+            let applied = ctx
+                .env
+                .backend
+                .set_limits(&r.name, &r.limits)
+                .await
+                .map_err(|e| ApiError::failed(e.to_string()))?;
+            ctx.progress.log(if applied {
+                format!("limits of {} applied to the running container", r.name)
+            } else {
+                format!(
+                    "limits of {} recorded (the {} backend does not enforce them)",
+                    r.name,
+                    ctx.env.backend.kind()
+                )
+            });
+        }
         r.phase = Phase::Running;
         ctx.sup.save(&r).await?;
         return Ok(Outcome {
             message: format!("container {} is running at {}", r.name, r.addresses.local),
-            container: Some(ctx.info(&r)),
+            container: Some(ctx.info(&r).await),
         });
     }
     boot(ctx, r, "ensured").await
@@ -263,7 +285,7 @@ async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, ApiErr
                     r.addresses.local,
                     t.elapsed().as_millis()
                 ),
-                container: Some(ctx.info(&r)),
+                container: Some(ctx.info(&r).await),
             })
         }
         Err(e) => {
@@ -276,11 +298,11 @@ async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, ApiErr
 
 async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
     r.want_running = true;
-    if ctx.env.backend.find(&r.name).is_some() {
+    if ctx.env.backend.find(&r.name).await.is_some() {
         ctx.phase(&mut r, Phase::Running).await?;
         return Ok(Outcome {
             message: format!("container {} is already running", r.name),
-            container: Some(ctx.info(&r)),
+            container: Some(ctx.info(&r).await),
         });
     }
     boot(ctx, r, "started").await
@@ -288,7 +310,7 @@ async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
 
 async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
     r.want_running = false;
-    let was_running = ctx.env.backend.find(&r.name).is_some();
+    let was_running = ctx.env.backend.find(&r.name).await.is_some();
     ctx.phase(&mut r, Phase::Stopping).await?;
     steps::stop_container(&ctx.env, &r, &ctx.progress)
         .await
@@ -300,7 +322,7 @@ async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
         } else {
             format!("container {} was not running", r.name)
         },
-        container: Some(ctx.info(&r)),
+        container: Some(ctx.info(&r).await),
     })
 }
 

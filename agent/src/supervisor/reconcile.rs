@@ -13,7 +13,7 @@ pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
     let mut kept = Vec::new();
     let quiet = Progress::none();
     for mut r in loaded {
-        let running = env.backend.find(&r.name).is_some();
+        let running = env.backend.find(&r.name).await.is_some();
         if !r.established {
             // Interrupted first creation: roll it back entirely.
             let res = steps::remove_everything(env, &r, &quiet).await;
@@ -123,7 +123,7 @@ async fn orphans(env: &Env, records: &[Record], findings: &mut Vec<String>) {
             }
         }
     }
-    for run in env.backend.list() {
+    for run in env.backend.list().await {
         if !names.contains(run.name.as_str()) {
             findings.push(format!(
                 "systemd-nspawn pid {} runs container {} from {} without a record; left running (stop it by hand)",

@@ -146,7 +146,8 @@ pub async fn start_container(
         gcroots_dir: &gcroots,
         ro_binds: &ro_binds,
         notify_ready: env.cfg.nspawn.readiness == crate::config::Readiness::Notify,
-        register: false,
+        // machined registration is what the systemd backend is for.
+        register: env.backend.kind() == "systemd",
         extra_args: &env.cfg.nspawn.extra_args,
     });
     mkdir(&env.store.container_dir(&r.name), 0o700)?;
@@ -155,6 +156,7 @@ pub async fn start_container(
         argv,
         console_log: env.store.console_log(&r.name),
         address: r.addresses.local,
+        limits: r.limits.clone(),
     };
     env.backend
         .start(&req, progress)

@@ -35,5 +35,5 @@ fn ensure(name: &str, channel: &str, aliases: &str) -> i32 {
     } else {
         vec![aliases.to_string()]
     };
-    crate::cli::cmd::ensure::run(None, false, name, channel, &aliases)
+    crate::cli::cmd::ensure::run(None, false, name, channel, &aliases, &Default::default())
 }

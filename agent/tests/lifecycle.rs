@@ -8,12 +8,39 @@ use common::*;
 use std::time::{Duration, Instant};
 
 #[test]
-fn lifecycle_end_to_end() {
+fn lifecycle_end_to_end_direct() {
+    lifecycle_end_to_end(Kind::Direct);
+}
+
+#[test]
+fn lifecycle_end_to_end_systemd() {
+    lifecycle_end_to_end(Kind::Systemd);
+}
+
+/// The backend the agent reports.
+fn assert_backend(agent: &TestAgent, kind: Kind) {
+    let info: serde_json::Value =
+        serde_json::from_slice(&agent.devhost(&["--json", "info"]).stdout).unwrap();
+    let want = match kind {
+        Kind::Direct => "direct",
+        Kind::Systemd => "systemd",
+    };
+    assert_eq!(
+        info["backend"], want,
+        "backend chosen automatically: {info}"
+    );
+}
+
+fn lifecycle_end_to_end(kind: Kind) {
     let Some(()) = prerequisites("lifecycle_end_to_end") else {
         return;
     };
     let ch = channel();
-    let agent = TestAgent::start(Options::default());
+    let agent = TestAgent::start(Options {
+        kind,
+        ..Options::default()
+    });
+    assert_backend(&agent, kind);
     let name = agent.name("life");
 
     // ensure, as batou ≤ 2.5.4 calls it: four arguments, aliases in one.
@@ -174,12 +201,24 @@ fn lifecycle_end_to_end() {
 }
 
 #[test]
-fn containers_survive_agent_restart_and_crash() {
+fn containers_survive_agent_restart_and_crash_direct() {
+    containers_survive_agent_restart_and_crash(Kind::Direct);
+}
+
+#[test]
+fn containers_survive_agent_restart_and_crash_systemd() {
+    containers_survive_agent_restart_and_crash(Kind::Systemd);
+}
+
+fn containers_survive_agent_restart_and_crash(kind: Kind) {
     let Some(()) = prerequisites("containers_survive_agent_restart_and_crash") else {
         return;
     };
     let ch = channel();
-    let mut agent = TestAgent::start(Options::default());
+    let mut agent = TestAgent::start(Options {
+        kind,
+        ..Options::default()
+    });
     let name = agent.name("keep");
     assert_ok(&agent.devhost(&["ensure", &name, &ch.url]), "ensure");
     let addr = agent.address(&name);

@@ -7,7 +7,7 @@
 
 use super::backend::{Backend, Running, StartRequest};
 use super::ready::{wait_ready, ReadyCheck};
-use super::unit::{limit_properties, unit_name, unit_properties, Prop, UnitSpec};
+use super::unit::{limit_properties, unit_description, unit_name, unit_properties, Prop, UnitSpec};
 use super::NspawnError;
 use crate::container::{ContainerName, Limits};
 use crate::progress::Progress;
@@ -263,6 +263,10 @@ impl Backend for SystemdBackend {
             let Ok(name) = n.parse::<ContainerName>() else {
                 continue;
             };
+            // Only our containers' units, not another unit named devhost-*.
+            if u.1 != unit_description(&name) {
+                continue;
+            }
             let pid = self.main_pid(&u.6).await;
             out.push(Running { name, pid });
         }

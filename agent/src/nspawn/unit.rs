@@ -10,6 +10,11 @@ pub fn unit_name(name: &ContainerName) -> String {
     format!("devhost-{name}.service")
 }
 
+/// The description marks a unit as one of our containers.
+pub fn unit_description(name: &ContainerName) -> String {
+    format!("devhost container {name}")
+}
+
 /// A unit property value, in the D-Bus types systemd expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prop {

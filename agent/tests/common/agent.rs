@@ -24,7 +24,18 @@ fn claim_subnet() -> (u8, nix::fcntl::Flock<File>) {
     panic!("no free test subnet in 10.231.0.0/16");
 }
 
+/// Where the agent runs: on this host (direct backend), or as a systemd
+/// service inside a booted stand-in (systemd backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Direct,
+    Systemd,
+}
+
 pub struct TestAgent {
+    pub kind: Kind,
+    pub standin: Option<super::standin::StandIn>,
+    running: bool,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub socket: PathBuf,
@@ -43,6 +54,7 @@ pub struct Options {
     pub nix_extra_config: String,
     pub ready_timeout_secs: u64,
     pub stop_timeout_secs: u64,
+    pub kind: Kind,
 }
 
 impl Default for Options {
@@ -52,6 +64,7 @@ impl Default for Options {
             nix_extra_config: String::new(),
             ready_timeout_secs: 30,
             stop_timeout_secs: 5,
+            kind: Kind::Direct,
         }
     }
 }
@@ -60,7 +73,8 @@ impl TestAgent {
     pub fn start(opts: Options) -> TestAgent {
         become_subreaper();
         let tag = random_hex(4);
-        let dir = PathBuf::from(format!("/tmp/devhost-test-{tag}"));
+        // Not under /tmp: the stand-in mounts its own tmpfs there.
+        let dir = PathBuf::from(format!("/var/lib/devhost-test/{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
         // Non-root test callers must reach the socket.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -110,7 +124,23 @@ stop_timeout_secs = {}
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, config).unwrap();
         std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        // If the stand-in cannot boot, take the test dir with the panic.
+        struct RemoveOnPanic<'a>(&'a Path);
+        impl Drop for RemoveOnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let _ = std::fs::remove_dir_all(self.0);
+                }
+            }
+        }
+        let guard = RemoveOnPanic(&dir);
+        let standin =
+            (opts.kind == Kind::Systemd).then(|| super::standin::StandIn::boot(&tag, &dir));
+        drop(guard);
         let mut a = TestAgent {
+            kind: opts.kind,
+            standin,
+            running: false,
             dir,
             config: config_path,
             socket,
@@ -127,7 +157,12 @@ stop_timeout_secs = {}
 
     /// Start the agent process and wait for its socket.
     pub fn spawn(&mut self) {
-        assert!(self.child.is_none(), "agent already running");
+        assert!(!self.running, "agent already running");
+        self.running = true;
+        if let Some(si) = &self.standin {
+            si.start_agent(&self.config);
+            return;
+        }
         let log = File::options()
             .create(true)
             .append(true)
@@ -162,14 +197,18 @@ stop_timeout_secs = {}
 
     /// SIGTERM (graceful) or SIGKILL (crash) the agent process.
     pub fn stop_agent(&mut self, signal: nix::sys::signal::Signal) {
+        if !self.running {
+            return;
+        }
+        self.running = false;
+        if let Some(si) = &self.standin {
+            si.stop_agent(signal == nix::sys::signal::Signal::SIGKILL);
+            return;
+        }
         if let Some(mut c) = self.child.take() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal);
             let _ = c.wait();
         }
-    }
-
-    pub fn agent_pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
     }
 
     /// A container name unique to this agent: `t` + tag + suffix (≤ 11 chars).
@@ -255,10 +294,15 @@ stop_timeout_secs = {}
         {
             t.push("systemd-nspawn process".into());
         }
-        if Path::new("/run/netns")
-            .join(format!("{}{name}", self.netns_prefix))
-            .exists()
-        {
+        let netns = Path::new("/run/netns").join(format!("{}{name}", self.netns_prefix));
+        let netns_there = match &self.standin {
+            Some(si) => si
+                .exec(&["test", "-e", &netns.display().to_string()])
+                .status
+                .success(),
+            None => netns.exists(),
+        };
+        if netns_there {
             t.push("network namespace".into());
         }
         if Path::new("/sys/class/net")
@@ -305,7 +349,25 @@ stop_timeout_secs = {}
                 t.push(format!("{what} {}", p.display()));
             }
         }
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mountinfo = match &self.standin {
+            Some(si) => String::from_utf8_lossy(&si.exec(&["cat", "/proc/self/mountinfo"]).stdout)
+                .into_owned(),
+            None => std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+        };
+        if let Some(si) = &self.standin {
+            let unit = format!("devhost-{name}.service");
+            let state = si.unit_property(&unit, "ActiveState");
+            if state != "inactive" {
+                t.push(format!("unit {unit} is {state}"));
+            }
+            if si
+                .machines()
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name))
+            {
+                t.push("machine registered".into());
+            }
+        }
         let root = self.dir.join("containers").join(name).display().to_string();
         if mountinfo.lines().any(|l| {
             l.split(' ')
@@ -321,7 +383,7 @@ stop_timeout_secs = {}
     /// Remove everything this agent and its containers made, whatever state
     /// the test left them in.
     fn cleanup(&mut self) {
-        if self.child.is_some() {
+        if self.running {
             if let Ok(out) = Command::new(DEVHOST)
                 .args(["--json", "list"])
                 .env("DEVHOST_SOCKET", &self.socket)
@@ -336,6 +398,8 @@ stop_timeout_secs = {}
             }
         }
         self.stop_agent(nix::sys::signal::Signal::SIGTERM);
+        // Powering the stand-in off stops whatever ran in it.
+        drop(self.standin.take());
         // Anything that survived: processes, namespaces, veths, the table.
         for (pid, _) in nspawn_pids(&self.dir.join("containers")) {
             for child in std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))

@@ -9,8 +9,10 @@
 
 mod agent;
 mod channel;
+mod standin;
 
-pub use agent::{Options, TestAgent};
+#[allow(unused_imports)] // not every test binary uses every helper
+pub use agent::{Kind, Options, TestAgent};
 pub use channel::channel;
 
 use std::fs::File;

@@ -329,6 +329,18 @@ fn sigkill_mid_ensure_rolls_back_and_retry_succeeds() {
         text(&builds)
     );
 
+    // Nor any builder of its system (single-user Nix leaves them running).
+    let marker = format!("-nixos-system-{name}-");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(env) = std::fs::read(entry.path().join("environ")) {
+            let env = String::from_utf8_lossy(&env);
+            assert!(
+                !(env.contains("NIX_BUILD_TOP=") && env.contains(&marker)),
+                "a builder of the rolled-back system survived: pid {:?}",
+                entry.file_name()
+            );
+        }
+    }
     // The retry succeeds (the slow build runs to the end this time).
     let out = agent.devhost(&["ensure", &name, &ch.url]);
     assert_ok(&out, "retry after crash");

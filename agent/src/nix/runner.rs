@@ -121,3 +121,49 @@ impl NixBuilder for NixBuild {
             .ok_or(NixError::NoOutput(stdout))
     }
 }
+
+/// Kill builders left running by a `nix-build` that died with the agent.
+///
+/// In single-user Nix (no daemon), a builder runs in its own session and
+/// outlives a killed `nix-build`; a retry of the same build would race with
+/// it for the output path. A NixOS system's output is named
+/// `nixos-system-HOSTNAME-…`, and the container's host name is its name, so
+/// builders whose `out` ends in that name belong to this container. (With
+/// nix-daemon, the daemon cancels builds of clients that went away.)
+pub async fn kill_stale_builders(container: &str) -> Vec<u32> {
+    let marker = format!("-nixos-system-{container}-");
+    let mut killed = Vec::new();
+    for pid in crate::sys::proc::all_pids() {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+        let is_builder = vars.iter().any(|v| v.starts_with(b"NIX_BUILD_TOP="));
+        let builds_ours = vars.iter().any(|v| {
+            v.starts_with(b"out=/nix/store/") && String::from_utf8_lossy(v).contains(&marker)
+        });
+        if is_builder && builds_ours {
+            // The builder leads its own process group: take all of it.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed.push(pid);
+        }
+    }
+    for _ in 0..250 {
+        if killed.iter().all(|p| {
+            crate::sys::proc::ProcessId::of(*p)
+                .map(|id| !id.is_alive())
+                .unwrap_or(true)
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    killed
+}

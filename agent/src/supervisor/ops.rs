@@ -171,6 +171,13 @@ async fn build(ctx: &JobCtx, r: &Record) -> Result<String, ApiError> {
         ));
         return Ok(system);
     }
+    let stale = crate::nix::runner::kill_stale_builders(r.name.as_str()).await;
+    if !stale.is_empty() {
+        ctx.progress.log(format!(
+            "stopped a stale build of {} left by an earlier agent (pids {stale:?})",
+            r.name
+        ));
+    }
     let (program, args) = build_argv(&BuildSpec {
         nix_build: &cfg.nix.nix_build,
         extra_args: &cfg.nix.extra_args,

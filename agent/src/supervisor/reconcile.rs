@@ -15,7 +15,8 @@ pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
     for mut r in loaded {
         let running = env.backend.find(&r.name).await.is_some();
         if !r.established {
-            // Interrupted first creation: roll it back entirely.
+            // Interrupted first creation: roll it back entirely, builders too.
+            crate::nix::runner::kill_stale_builders(r.name.as_str()).await;
             let res = steps::remove_everything(env, &r, &quiet).await;
             match res.and_then(|_| env.store.remove(&r.name).map_err(|e| e.to_string())) {
                 Ok(()) => findings.push(format!(

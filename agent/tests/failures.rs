@@ -39,28 +39,6 @@ fn failed_build_reports_nix_error_and_leaves_nothing() {
 }
 
 #[test]
-fn failed_boot_reports_exit_and_log_and_leaves_nothing() {
-    let Some(()) = prerequisites("failed_boot_reports_exit_and_log_and_leaves_nothing") else {
-        return;
-    };
-    let agent = TestAgent::start(Options {
-        nix_extra_config: "devhost.fixture.failBoot = true;".into(),
-        ..Options::default()
-    });
-    let name = agent.name("noboot");
-    let out = agent.devhost(&["ensure", &name, &channel().url]);
-    assert_eq!(out.status.code(), Some(1));
-    let t = text(&out);
-    assert!(t.contains("exited during boot"), "{t}");
-    assert!(
-        t.contains("fixture init: failing at boot as configured"),
-        "last log lines included:\n{t}"
-    );
-    let first: std::net::Ipv4Addr = format!("10.231.{}.2", agent.subnet).parse().unwrap();
-    assert_eq!(agent.traces_of(&name, first), Vec::<String>::new());
-}
-
-#[test]
 fn ready_timeout_says_what_happened() {
     let Some(()) = prerequisites("ready_timeout_says_what_happened") else {
         return;
@@ -119,12 +97,12 @@ fn tcp_readiness_fallback_and_file_channel() {
     );
 }
 
-#[test]
-fn stop_kills_a_container_that_ignores_poweroff() {
+fn stop_kills_a_container_that_ignores_poweroff(kind: Kind) {
     let Some(()) = prerequisites("stop_kills_a_container_that_ignores_poweroff") else {
         return;
     };
     let agent = TestAgent::start(Options {
+        kind,
         nix_extra_config: "devhost.fixture.ignorePoweroff = true;".into(),
         stop_timeout_secs: 2,
         ..Options::default()
@@ -132,17 +110,34 @@ fn stop_kills_a_container_that_ignores_poweroff() {
     let name = agent.name("stub");
     assert_ok(&agent.devhost(&["ensure", &name, &channel().url]), "ensure");
     let addr = agent.address(&name);
+    let t = std::time::Instant::now();
     let out = agent.devhost(&["stop", &name]);
     assert_ok(&out, "stop");
     assert!(
-        text(&out).contains(&format!("{name} did not power off within 2 s; killing it")),
-        "{}",
-        text(&out)
+        t.elapsed() >= std::time::Duration::from_secs(2),
+        "the poweroff got its timeout"
     );
+    if kind == Kind::Direct {
+        assert!(
+            text(&out).contains(&format!("{name} did not power off within 2 s; killing it")),
+            "{}",
+            text(&out)
+        );
+    }
     assert!(text(&agent.devhost(&["logs", &name])).contains("fixture init: ignoring poweroff"));
     assert!(http_get(addr, 80).is_err());
     assert!(nspawn_pids(&agent.dir.join("containers")).is_empty());
     assert_eq!(agent.status_json(&name).unwrap()["state"], "stopped");
+}
+
+#[test]
+fn stop_kills_a_container_that_ignores_poweroff_direct() {
+    stop_kills_a_container_that_ignores_poweroff(Kind::Direct);
+}
+
+#[test]
+fn stop_kills_a_container_that_ignores_poweroff_systemd() {
+    stop_kills_a_container_that_ignores_poweroff(Kind::Systemd);
 }
 
 /// Unmounts on drop, so a failing test leaves no mount behind.

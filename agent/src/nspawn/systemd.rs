@@ -169,6 +169,7 @@ impl Backend for SystemdBackend {
             "started {unit}; waiting for {}",
             self.ready.describe()
         ));
+        let started = std::time::Instant::now();
         let result = self
             .wait_job(
                 &mut removed,
@@ -176,6 +177,12 @@ impl Backend for SystemdBackend {
                 self.start_timeout + Duration::from_secs(5),
             )
             .await;
+        if result.as_deref() == Some("done") {
+            progress.log(format!(
+                "{unit} start job done after {} ms",
+                started.elapsed().as_millis()
+            ));
+        }
         match result.as_deref() {
             Some("done") => {}
             other => {

@@ -219,3 +219,80 @@ fn started_after_host_boot_direct() {
 fn started_after_host_boot_systemd() {
     started_after_host_boot(Kind::Systemd);
 }
+
+#[test]
+fn systemd_reconcile_vanished_unit_and_unit_without_record() {
+    let Some(()) = prerequisites("systemd_reconcile_vanished_unit_and_unit_without_record") else {
+        return;
+    };
+    let ch = channel();
+    let mut agent = TestAgent::start(Options {
+        kind: Kind::Systemd,
+        ..Options::default()
+    });
+    let gone = agent.name("gone");
+    let kept = agent.name("kept");
+    assert_ok(&agent.devhost(&["ensure", &gone, &ch.url]), "ensure");
+    assert_ok(&agent.devhost(&["ensure", &kept, &ch.url]), "ensure");
+    let kept_pid = agent.status_json(&kept).unwrap()["pid"].clone();
+    let system = agent.status_json(&kept).unwrap()["system_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
+    let si = agent.standin.as_ref().unwrap();
+    // While the agent is away: one container's unit is stopped by hand, and
+    // a container unit the agent never made appears.
+    assert!(si
+        .exec(&["systemctl", "stop", &format!("devhost-{gone}.service")])
+        .status
+        .success());
+    let stray = agent.name("stray");
+    let root = agent.dir.join(format!("stray-{stray}"));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("usr")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "").unwrap();
+    let out = si.exec(&[
+        "systemd-run",
+        &format!("--unit=devhost-{stray}"),
+        &format!("--description=devhost container {stray}"),
+        "--property=Type=notify",
+        "/usr/bin/systemd-nspawn",
+        "--keep-unit",
+        "--register=no",
+        "-M",
+        &stray,
+        "-D",
+        root.to_str().unwrap(),
+        "--notify-ready=yes",
+        "--bind-ro=/nix/store",
+        "--private-network",
+        &format!("{system}/init"),
+    ]);
+    assert_ok(&out, "stray unit");
+    agent.spawn();
+    let info = text(&agent.devhost(&["info"]));
+    assert!(
+        info.contains(&format!(
+            "{gone}: recorded as running but not running; marked stopped"
+        )),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!("runs container {stray}")) && info.contains("without a record"),
+        "{info}"
+    );
+    assert_eq!(agent.status_json(&gone).unwrap()["state"], "stopped");
+    let k = agent.status_json(&kept).unwrap();
+    assert_eq!(
+        (k["state"].clone(), k["pid"].clone()),
+        (serde_json::json!("running"), kept_pid),
+        "adopted as it was"
+    );
+    let si = agent.standin.as_ref().unwrap();
+    let _ = si.exec(&["systemctl", "stop", &format!("devhost-{stray}.service")]);
+    assert_ok(
+        &agent.devhost(&["start", &gone]),
+        "start the stopped one again",
+    );
+}

@@ -11,6 +11,7 @@
 //! - [`nix`]: configuration.nix and nix-build (pure plan + runner).
 //! - [`net`]: address pool, netns/veth plan, NAT ruleset, hosts block.
 //! - [`nspawn`]: nspawn argv and the backends that run it.
+//! - [`provision`]: running COPY/RUN/ECHO steps in a container.
 //! - [`state`]: records on disk and the agent lock.
 //! - [`sys`]: raw system calls (safe file writes, /proc).
 //! - [`config`], [`daemon`], [`progress`]: configuration, the agent process,
@@ -26,6 +27,7 @@ pub mod net;
 pub mod nix;
 pub mod nspawn;
 pub mod progress;
+pub mod provision;
 pub mod state;
 pub mod supervisor;
 pub mod sys;

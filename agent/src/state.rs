@@ -50,6 +50,11 @@ impl Store {
         self.container_dir(name).join("build.log")
     }
 
+    /// Every provisioning run's steps and output.
+    pub fn provision_log(&self, name: &ContainerName) -> PathBuf {
+        self.container_dir(name).join("provision.log")
+    }
+
     pub fn console_log(&self, name: &ContainerName) -> PathBuf {
         self.container_dir(name).join("console.log")
     }

@@ -23,6 +23,8 @@ use tokio_stream::wrappers::ReceiverStream;
 type Body = BoxBody<Bytes, Infallible>;
 
 const MAX_BODY: usize = 64 * 1024;
+/// Provisioning carries the files COPY needs (base64 in JSON).
+const MAX_PROVISION_BODY: usize = 128 * 1024 * 1024;
 
 /// Serve until the listener fails or the task is dropped.
 pub async fn serve(listener: UnixListener, handle: Handle, cfg: Arc<Config>) {
@@ -111,7 +113,10 @@ async fn route(
         }
         (&Method::POST, ["v1", "containers", name, verb]) => {
             let op = match *verb {
-                "ensure" => read_body(req).await.and_then(|b| ensure_op(&b)),
+                "ensure" => read_body(req, MAX_BODY).await.and_then(|b| ensure_op(&b)),
+                "provision" => read_body(req, MAX_PROVISION_BODY)
+                    .await
+                    .and_then(|b| provision_op(&b)),
                 "start" => Ok(Op::Start),
                 "stop" => Ok(Op::Stop),
                 other => Err(ApiError::not_found(format!(
@@ -133,16 +138,24 @@ async fn route(
     result.unwrap_or_else(|e| error(&e))
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    Limited::new(req.into_body(), MAX_BODY)
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map(|c| c.to_bytes())
         .map_err(|e| {
             ApiError::bad_request(format!(
-                "reading the request body: {e} (limit {MAX_BODY} bytes)"
+                "reading the request body: {e} (limit {limit} bytes)"
             ))
         })
+}
+
+fn provision_op(body: &[u8]) -> Result<Op, ApiError> {
+    let b: crate::api::types::ProvisionBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid provision request: {e}")))?;
+    Ok(Op::Provision(std::sync::Arc::new(
+        crate::provision::Plan::from_body(b)?,
+    )))
 }
 
 fn ensure_op(body: &[u8]) -> Result<Op, ApiError> {
@@ -209,13 +222,11 @@ async fn logs(
             info.owner_uid
         )));
     }
-    let mut kind = "console";
+    let mut kind: &str = "console";
     let mut lines: usize = 200;
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
-            Some(("kind", v @ ("console" | "build"))) => {
-                kind = if v == "build" { "build" } else { "console" }
-            }
+            Some(("kind", v @ ("console" | "build" | "provision"))) => kind = v,
             Some(("lines", v)) => {
                 lines = v
                     .parse()
@@ -223,16 +234,16 @@ async fn logs(
             }
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown log query {kv:?} (use kind=console|build, lines=N)"
+                    "unknown log query {kv:?} (use kind=console|build|provision, lines=N)"
                 )))
             }
         }
     }
-    let body = if kind == "build" {
-        let store = crate::state::Store::new(&cfg.paths.state_dir);
-        crate::nspawn::ready::tail_lines(&store.build_log(&name), lines)
-    } else {
-        handle.console(name, lines).await?
+    let store = crate::state::Store::new(&cfg.paths.state_dir);
+    let body = match kind {
+        "build" => crate::nspawn::ready::tail_lines(&store.build_log(&name), lines),
+        "provision" => crate::nspawn::ready::tail_lines(&store.provision_log(&name), lines),
+        _ => handle.console(name, lines).await?,
     };
     Ok(text(body))
 }

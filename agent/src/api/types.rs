@@ -19,6 +19,46 @@ pub struct EnsureBody {
     pub limits: Option<Limits>,
 }
 
+/// A provisioning run: the steps the CLI parsed and expanded (ECHO content
+/// is evaluated on the caller's side), and the files COPY needs, read from
+/// the environment directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionBody {
+    pub steps: Vec<ProvisionStep>,
+    #[serde(default)]
+    pub files: Vec<ProvisionFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionStep {
+    pub file: String,
+    pub line: usize,
+    pub action: ProvisionAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProvisionAction {
+    Copy { local: String, remote: String },
+    Run { command: String },
+    Echo { content: String, remote: String },
+}
+
+/// A file or directory below the environment directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionFile {
+    /// Relative, normalized (`a/b`), never leaving the directory.
+    pub path: String,
+    /// Permission bits (0o7777 at most).
+    pub mode: u32,
+    /// Base64 content; `None` for a directory.
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
 /// What a user sees of a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerInfo {

@@ -50,8 +50,22 @@ pub enum Command {
         /// The build log instead of the console.
         #[arg(long)]
         build: bool,
+        /// The provisioning transcript instead of the console.
+        #[arg(long, conflicts_with = "build")]
+        provision: bool,
         #[arg(long, default_value_t = 200)]
         lines: usize,
+    },
+    /// Run ENVDIR/provision.sh (COPY/RUN/ECHO) in a running container.
+    Provision {
+        name: String,
+        envdir: PathBuf,
+        /// A variable for the script, KEY=VALUE (repeatable).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        /// A file of KEY=VALUE lines for the script.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
     },
     /// Start a stopped container.
     Start { name: String },
@@ -77,10 +91,33 @@ pub fn main() -> i32 {
         } => cmd::ensure::run(sock, json, &name, &channel, &aliases, &limits),
         Command::List => cmd::list::run(sock, json),
         Command::Status { name } => cmd::status::run(sock, json, &name),
-        Command::Logs { name, build, lines } => cmd::logs::run(sock, json, &name, build, lines),
+        Command::Logs {
+            name,
+            build,
+            provision,
+            lines,
+        } => cmd::logs::run(
+            sock,
+            json,
+            &name,
+            if provision {
+                "provision"
+            } else if build {
+                "build"
+            } else {
+                "console"
+            },
+            lines,
+        ),
         Command::Start { name } => cmd::start::run(sock, json, &name),
         Command::Stop { name } => cmd::stop::run(sock, json, &name),
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),
         Command::Info => cmd::info::run(sock, json),
+        Command::Provision {
+            name,
+            envdir,
+            vars,
+            env_file,
+        } => cmd::provision::run(sock, json, &name, &envdir, &vars, env_file.as_deref()),
     }
 }

@@ -47,6 +47,9 @@ pub trait Backend: Send + Sync {
     /// Apply limits to the running container; false when this backend does
     /// not enforce them or the container does not run (they are recorded).
     async fn set_limits(&self, name: &ContainerName, limits: &Limits) -> Result<bool, NspawnError>;
+    /// The container's PID 1 (in the host's pid namespace), to run
+    /// commands inside it.
+    async fn leader(&self, name: &ContainerName) -> Option<u32>;
     /// The last lines of the container's console.
     async fn console_tail(&self, name: &ContainerName, console_log: &Path, lines: usize) -> String;
 }

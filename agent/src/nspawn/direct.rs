@@ -258,6 +258,11 @@ impl Backend for DirectBackend {
         Ok(false)
     }
 
+    async fn leader(&self, name: &ContainerName) -> Option<u32> {
+        let run = self.find(name).await?;
+        proc::children(run.pid).into_iter().next()
+    }
+
     async fn console_tail(
         &self,
         _name: &ContainerName,

@@ -344,6 +344,11 @@ impl Backend for SystemdBackend {
         Ok(true)
     }
 
+    async fn leader(&self, name: &ContainerName) -> Option<u32> {
+        let run = self.find(name).await?;
+        crate::sys::proc::children(run.pid).into_iter().next()
+    }
+
     async fn console_tail(
         &self,
         name: &ContainerName,

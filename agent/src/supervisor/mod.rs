@@ -47,6 +47,8 @@ pub enum Op {
     Start,
     Stop,
     Destroy,
+    /// Run provisioning steps in the running container.
+    Provision(Arc<crate::provision::Plan>),
 }
 
 impl Op {
@@ -56,6 +58,7 @@ impl Op {
             Op::Start => "start",
             Op::Stop => "stop",
             Op::Destroy => "destroy",
+            Op::Provision(_) => "provision",
         }
     }
 }
@@ -551,6 +554,7 @@ impl Supervisor {
                 }
                 Ok(match op {
                     Op::Start => ops::Job::Start(r),
+                    Op::Provision(plan) => ops::Job::Provision(r, plan.clone()),
                     Op::Stop => ops::Job::Stop(r),
                     _ => ops::Job::Destroy(r),
                 })

@@ -42,6 +42,7 @@ pub enum Job {
     Start(Record),
     Stop(Record),
     Destroy(Record),
+    Provision(Record, Arc<crate::provision::Plan>),
     Nothing(String),
 }
 
@@ -72,6 +73,7 @@ async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
         Job::Start(r) => start(ctx, r).await,
         Job::Stop(r) => stop(ctx, r).await,
         Job::Destroy(r) => destroy(ctx, r).await,
+        Job::Provision(r, plan) => provision(ctx, r, &plan).await,
         Job::Nothing(message) => Ok(Outcome {
             message,
             container: None,
@@ -342,5 +344,40 @@ async fn destroy(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
     Ok(Outcome {
         message: format!("container {} destroyed", r.name),
         container: None,
+    })
+}
+
+/// Run provisioning steps in the running container, with a transcript.
+async fn provision(
+    ctx: &JobCtx,
+    r: Record,
+    plan: &crate::provision::Plan,
+) -> Result<Outcome, ApiError> {
+    let env = &ctx.env;
+    let leader = env.backend.leader(&r.name).await.ok_or_else(|| {
+        ApiError::failed(format!(
+            "container {} is not running; start it first",
+            r.name
+        ))
+    })?;
+    let path = env.store.provision_log(&r.name);
+    let transcript = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| ApiError::internal(format!("opening {}: {e}", path.display())))?;
+    let exec = crate::provision::ContainerExecutor {
+        root: steps::root_dir(env, &r),
+        leader,
+        files: &plan.files,
+        progress: ctx.progress.clone(),
+        transcript,
+    };
+    let n = crate::provision::run_plan(plan, exec)
+        .await
+        .map_err(ApiError::failed)?;
+    Ok(Outcome {
+        message: format!("container {} provisioned ({n} steps)", r.name),
+        container: Some(ctx.info(&r).await),
     })
 }

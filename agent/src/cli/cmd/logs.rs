@@ -1,13 +1,12 @@
-//! `devhost logs NAME [--build] [--lines N]`.
+//! `devhost logs NAME [--build | --provision] [--lines N]`.
 
 use std::path::Path;
 
-pub fn run(sock: Option<&Path>, json: bool, name: &str, build: bool, lines: usize) -> i32 {
+pub fn run(sock: Option<&Path>, json: bool, name: &str, kind: &str, lines: usize) -> i32 {
     let name = match super::name_or_exit(name) {
         Ok(n) => n,
         Err(code) => return code,
     };
-    let kind = if build { "build" } else { "console" };
     let client = crate::cli::client(sock);
     match crate::cli::block_on(client.get_text(&format!(
         "/v1/containers/{name}/logs?kind={kind}&lines={lines}"

@@ -6,6 +6,7 @@ pub mod ensure;
 pub mod info;
 pub mod list;
 pub mod logs;
+pub mod provision;
 pub mod start;
 pub mod status;
 pub mod stop;

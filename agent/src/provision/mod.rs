@@ -1,0 +1,243 @@
+//! Provisioning a running container: the agent's [`provision_dsl::Executor`].
+//! RUN runs `/bin/sh -c` as root inside the container (all its namespaces,
+//! its root, a clean environment), streaming output line by line; ECHO and
+//! COPY write into the container root without ever following a symlink out
+//! of it, keeping modes. Everything goes to the container's transcript.
+
+mod copy;
+
+use crate::api::types::{ApiError, ProvisionAction, ProvisionBody, ProvisionFile};
+use crate::progress::Progress;
+use crate::sys::fs::write_in_root;
+use base64::Engine;
+use provision_dsl::{Action, Executor, Step};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// A file or directory sent along for COPY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub mode: u32,
+    /// `None`: a directory.
+    pub data: Option<Vec<u8>>,
+}
+
+/// Validated input of a provisioning run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub files: BTreeMap<String, Entry>,
+}
+
+fn plain_relative(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+impl Plan {
+    /// Check what the caller sent as if nothing had been checked before.
+    pub fn from_body(body: ProvisionBody) -> Result<Plan, ApiError> {
+        let bad = |m: String| ApiError::bad_request(m);
+        let mut files = BTreeMap::new();
+        for ProvisionFile { path, mode, data } in body.files {
+            if !plain_relative(&path) {
+                return Err(bad(format!(
+                    "file path {path:?} must be relative, without '.', '..' or empty parts"
+                )));
+            }
+            if mode > 0o7777 {
+                return Err(bad(format!(
+                    "file {path:?}: mode {mode:o} is not a permission mode"
+                )));
+            }
+            let data = match data {
+                Some(d) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(d)
+                        .map_err(|e| bad(format!("file {path:?}: content is not base64: {e}")))?,
+                ),
+                None => None,
+            };
+            files.insert(path, Entry { mode, data });
+        }
+        let mut steps = Vec::new();
+        for s in body.steps {
+            let remote_ok = |r: &str| {
+                r.starts_with('/') && !r.split('/').any(|c| c == "..") && !r.contains('\0')
+            };
+            let action = match s.action {
+                ProvisionAction::Copy { local, remote } => {
+                    let base = local.trim_end_matches('/');
+                    if !(base == "." || plain_relative(base)) {
+                        return Err(bad(format!("{}:{}: local path {local:?} must stay inside the environment directory", s.file, s.line)));
+                    }
+                    if !remote_ok(&remote) {
+                        return Err(bad(format!(
+                            "{}:{}: remote path {remote:?} must be absolute, without '..'",
+                            s.file, s.line
+                        )));
+                    }
+                    Action::Copy { local, remote }
+                }
+                ProvisionAction::Run { command } => Action::Run { command },
+                ProvisionAction::Echo { content, remote } => {
+                    if !remote_ok(&remote) {
+                        return Err(bad(format!(
+                            "{}:{}: remote path {remote:?} must be absolute, without '..'",
+                            s.file, s.line
+                        )));
+                    }
+                    Action::Echo { content, remote }
+                }
+            };
+            steps.push(Step {
+                file: s.file,
+                line: s.line,
+                action,
+            });
+        }
+        Ok(Plan { steps, files })
+    }
+}
+
+/// Runs steps in one container.
+pub struct ContainerExecutor<'a> {
+    pub root: PathBuf,
+    /// The container's PID 1.
+    pub leader: u32,
+    pub files: &'a BTreeMap<String, Entry>,
+    pub progress: Progress,
+    pub transcript: std::fs::File,
+}
+
+impl ContainerExecutor<'_> {
+    fn note(&mut self, line: &str) {
+        let _ = writeln!(self.transcript, "{line}");
+        self.progress.log(line.to_string());
+    }
+
+    fn announce(&mut self, step: &Step, what: &str) {
+        self.note(&format!("==> {} {what}", step.location()));
+    }
+
+    /// Write `content` at `remote` (absolute) inside the root; an existing
+    /// file keeps its mode, a new one gets `mode`.
+    fn write(&self, remote: &str, content: &[u8], mode: u32) -> Result<(), String> {
+        let rel = remote.trim_start_matches('/');
+        let existing = std::fs::symlink_metadata(self.root.join(rel))
+            .ok()
+            .filter(|m| m.file_type().is_file());
+        let mode = existing
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+            .unwrap_or(mode);
+        write_in_root(&self.root, Path::new(rel), content, mode).map_err(|e| e.to_string())
+    }
+}
+
+/// The environment RUN commands get: nothing of the agent's.
+const RUN_PATH: &str = "/run/wrappers/bin:/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl Executor for ContainerExecutor<'_> {
+    type Error = String;
+
+    async fn copy(&mut self, step: &Step, local: &str, remote: &str) -> Result<(), String> {
+        self.announce(step, &format!("COPY {local} {remote}"));
+        let writes = copy::plan(self.files, local, remote)?;
+        for w in writes {
+            match w {
+                copy::Write::Dir { remote, mode } => {
+                    let rel = remote.trim_start_matches('/').to_string();
+                    let comps: Vec<&std::ffi::OsStr> = rel
+                        .split('/')
+                        .filter(|c| !c.is_empty())
+                        .map(std::ffi::OsStr::new)
+                        .collect();
+                    crate::sys::fs::open_dir_in_root(&self.root, &comps, mode)
+                        .map_err(|e| e.to_string())?;
+                }
+                copy::Write::File { remote, mode, data } => {
+                    write_in_root(
+                        &self.root,
+                        Path::new(remote.trim_start_matches('/')),
+                        data,
+                        mode,
+                    )
+                    .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, step: &Step, command: &str) -> Result<(), String> {
+        self.announce(step, &format!("RUN {command}"));
+        let target = self.leader.to_string();
+        let mut child = tokio::process::Command::new("nsenter")
+            .args([
+                "--target", &target, "--mount", "--uts", "--ipc", "--net", "--pid", "--root",
+                "--wd=/", "--",
+            ])
+            .args(["/bin/sh", "-c", command])
+            .env_clear()
+            .env("PATH", RUN_PATH)
+            .env("HOME", "/root")
+            .env("USER", "root")
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot enter the container: {e}"))?;
+        let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut err = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let (mut out_done, mut err_done) = (false, false);
+        while !(out_done && err_done) {
+            tokio::select! {
+                l = out.next_line(), if !out_done => match l {
+                    Ok(Some(l)) => self.note(&l),
+                    _ => out_done = true,
+                },
+                l = err.next_line(), if !err_done => match l {
+                    Ok(Some(l)) => self.note(&l),
+                    _ => err_done = true,
+                },
+            }
+        }
+        let status = child.wait().await.map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(match status.code() {
+                Some(c) => format!("exit status {c}"),
+                None => status.to_string(),
+            })
+        }
+    }
+
+    async fn echo(&mut self, step: &Step, content: &str, remote: &str) -> Result<(), String> {
+        // The content may be a secret: the transcript names the target only.
+        self.announce(step, &format!("ECHO … {remote}"));
+        self.write(remote, content.as_bytes(), 0o644)
+    }
+}
+
+/// Run a plan in a container; the first failing step ends it.
+pub async fn run_plan(plan: &Plan, mut exec: ContainerExecutor<'_>) -> Result<usize, String> {
+    let started = chrono::Utc::now();
+    exec.note(&format!(
+        "=== provisioning started {} ({} steps)",
+        started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        plan.steps.len()
+    ));
+    let result = provision_dsl::execute(&plan.steps, &mut exec).await;
+    match &result {
+        Ok(n) => exec.note(&format!("=== provisioning finished: {n} steps")),
+        Err(e) => exec.note(&format!("=== provisioning failed: {e}")),
+    }
+    result.map_err(|e| e.to_string())
+}

@@ -12,6 +12,7 @@
 //! - [`net`]: address pool, netns/veth plan, NAT ruleset, hosts block.
 //! - [`nspawn`]: nspawn argv and the backends that run it.
 //! - [`provision`]: running COPY/RUN/ECHO steps in a container.
+//! - [`environment`]: reading batou's environment.cfg for `devhost deploy`.
 //! - [`state`]: records on disk and the agent lock.
 //! - [`sys`]: raw system calls (safe file writes, /proc).
 //! - [`config`], [`daemon`], [`progress`]: configuration, the agent process,
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod daemon;
+pub mod environment;
 pub mod net;
 pub mod nix;
 pub mod nspawn;

@@ -179,3 +179,67 @@ fn provision_direct() {
 fn provision_systemd() {
     provision(Kind::Systemd);
 }
+
+#[test]
+fn deploy_a_batou_environment_without_batou() {
+    let Some(()) = prerequisites("deploy_a_batou_environment_without_batou") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let envdir = agent.dir.join("environments/dev");
+    write(
+        &envdir.join("environment.cfg"),
+        &format!(
+            "[environment]\nservice_user = s-dev\n\n[provisioner:default]\nmethod = fc-nixos-dev-container\nhost = devhost.example\nchannel = {}\n\n[host:container]\nprovision-dynamic-hostname = True\nprovision-aliases =\n\twww\n\tapi\ncomponents =\n\tapp\n",
+            channel().url
+        ),
+        0o644,
+    );
+    write(
+        &envdir.join("provision.sh"),
+        "ECHO \"$PROVISION_HOST $PROVISION_ALIASES $PROVISION_CONTAINER\" /etc/deployed\n",
+        0o644,
+    );
+    let out = agent.devhost(&["deploy", envdir.to_str().unwrap()]);
+    assert_ok(&out, "deploy");
+    let map: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(envdir.join("hostmap.json")).unwrap()).unwrap();
+    let name = map["container"]
+        .as_str()
+        .expect("dynamic name recorded")
+        .to_string();
+    assert!(
+        name.len() == 11 && name.chars().all(|c| c.is_ascii_hexdigit()),
+        "{name}"
+    );
+    let s = agent.status_json(&name).unwrap();
+    assert_eq!(s["state"], "running");
+    assert_eq!(s["aliases"], serde_json::json!(["www", "api"]));
+    let root = agent.dir.join("containers").join(&name);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/deployed")).unwrap(),
+        format!("devhost.example www api {name}\n")
+    );
+
+    // Deploying again reuses the recorded name.
+    assert_ok(
+        &agent.devhost(&["deploy", envdir.to_str().unwrap()]),
+        "second deploy",
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&agent.devhost(&["--json", "list"]).stdout).unwrap();
+    assert_eq!(list["containers"].as_array().unwrap().len(), 1, "{list}");
+
+    write(
+        &envdir.join("environment.cfg"),
+        "[provisioner:default]\nmethod = fc-nixos-dev-vm\n[host:x]\n",
+        0o644,
+    );
+    let out = agent.devhost(&["deploy", envdir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("devhost deploy runs `fc-nixos-dev-container` environments"),
+        "{}",
+        text(&out)
+    );
+}

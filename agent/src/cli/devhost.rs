@@ -67,6 +67,17 @@ pub enum Command {
         #[arg(long)]
         env_file: Option<PathBuf>,
     },
+    /// Ensure and provision every container of a batou environment
+    /// (ENVDIR/environment.cfg with method = fc-nixos-dev-container).
+    Deploy {
+        envdir: PathBuf,
+        /// A variable for provision.sh, KEY=VALUE (repeatable).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        /// A file of KEY=VALUE lines for provision.sh.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
     /// Start a stopped container.
     Start { name: String },
     /// Stop a container (graceful poweroff, then kill after the timeout).
@@ -113,11 +124,16 @@ pub fn main() -> i32 {
         Command::Stop { name } => cmd::stop::run(sock, json, &name),
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),
         Command::Info => cmd::info::run(sock, json),
+        Command::Deploy {
+            envdir,
+            vars,
+            env_file,
+        } => cmd::deploy::run(sock, json, &envdir, &vars, env_file.as_deref()),
         Command::Provision {
             name,
             envdir,
             vars,
             env_file,
-        } => cmd::provision::run(sock, json, &name, &envdir, &vars, env_file.as_deref()),
+        } => cmd::provision::run(sock, json, &name, &envdir, &vars, env_file.as_deref(), None),
     }
 }

@@ -1,6 +1,7 @@
 //! One file per `devhost` subcommand.
 
 pub mod agent;
+pub mod deploy;
 pub mod destroy;
 pub mod ensure;
 pub mod info;

@@ -98,6 +98,8 @@ fn collect(
     Ok(())
 }
 
+/// `provision_host`: PROVISION_HOST as the environment names the devhost
+/// (`devhost deploy`); this host's name otherwise.
 pub fn run(
     sock: Option<&Path>,
     json: bool,
@@ -105,6 +107,7 @@ pub fn run(
     envdir: &Path,
     vars: &[String],
     env_file: Option<&Path>,
+    provision_host: Option<&str>,
 ) -> i32 {
     let name = match super::name_or_exit(name) {
         Ok(n) => n,
@@ -125,9 +128,12 @@ pub fn run(
         Err(e) => return fail(&e, json),
     };
     let mut env: BTreeMap<String, String> = std::env::vars().collect();
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let host = match provision_host {
+        Some(h) => h.to_string(),
+        None => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
     env.insert("PROVISION_CONTAINER".into(), name.to_string());
     env.insert("PROVISION_HOST".into(), host);
     env.insert("PROVISION_CHANNEL".into(), info.channel.clone());

@@ -6,6 +6,8 @@
 //! phase names; the supervisor keeps the derived files (hosts block, NAT
 //! table, compatibility records) in step with the records.
 
+mod admit;
+mod boot;
 mod derived;
 mod ops;
 mod reconcile;
@@ -16,7 +18,6 @@ use crate::api::types::{AgentInfo, ApiError, ContainerInfo};
 use crate::config::Config;
 use crate::container::{Alias, ChannelUrl, ContainerName, Limits, Phase, Record};
 use crate::net::exec::{Netlink, Nft};
-use crate::net::pool::AddressPool;
 use crate::nix::runner::NixBuilder;
 use crate::nspawn::backend::Backend;
 use crate::progress::Progress;
@@ -302,7 +303,7 @@ impl Supervisor {
         let concurrency = sup.env.cfg.nspawn.boot_concurrency;
         tokio::spawn(sup.run());
         if booted && !wanted.is_empty() {
-            tokio::spawn(start_after_boot(handle.clone(), wanted, concurrency));
+            tokio::spawn(boot::start_after_boot(handle.clone(), wanted, concurrency));
         }
         Ok(handle)
     }
@@ -462,133 +463,8 @@ impl Supervisor {
             let _ = handle.tx.send(Msg::Finished { name }).await;
         });
     }
-
-    /// Authorize an operation against the current record and turn it into a job.
-    fn admit(
-        &self,
-        name: &ContainerName,
-        op: &Op,
-        caller: &Caller,
-        current: Option<Record>,
-    ) -> Result<ops::Job, ApiError> {
-        let forbidden = |r: &Record| {
-            ApiError::forbidden(format!(
-                "container {name} belongs to uid {}; only its owner or an admin may {} it",
-                r.owner_uid,
-                op.verb()
-            ))
-        };
-        match (op, current) {
-            (
-                Op::Ensure {
-                    channel,
-                    aliases,
-                    owner_uid,
-                    limits,
-                },
-                None,
-            ) => {
-                if !caller.may_create() {
-                    return Err(ApiError::forbidden(format!(
-                        "uid {} may not create containers (not root, not in group {:?} or {:?})",
-                        caller.uid, self.env.cfg.access.user_group, self.env.cfg.access.admin_group
-                    )));
-                }
-                let pool = AddressPool::new(self.env.cfg.pool);
-                let used: BTreeSet<u32> =
-                    self.records.values().map(|r| r.addresses.index).collect();
-                let addresses = pool
-                    .allocate(&used)
-                    .map_err(|e| ApiError::failed(e.to_string()))?;
-                let now = chrono::Utc::now();
-                let record = Record {
-                    name: name.clone(),
-                    owner_uid: caller.owner_for(*owner_uid),
-                    channel: channel.clone(),
-                    aliases: aliases.clone(),
-                    addresses,
-                    system_path: None,
-                    created: now,
-                    last_deploy: now,
-                    enabled: true,
-                    phase: Phase::Creating,
-                    established: false,
-                    want_running: true,
-                    limits: limits.clone(),
-                };
-                Ok(ops::Job::Ensure {
-                    new: true,
-                    record,
-                    channel: channel.clone(),
-                    aliases: aliases.clone(),
-                    limits: limits.clone(),
-                })
-            }
-            (
-                Op::Ensure {
-                    channel,
-                    aliases,
-                    limits,
-                    ..
-                },
-                Some(r),
-            ) => {
-                if !caller.may_manage(r.owner_uid) {
-                    return Err(forbidden(&r));
-                }
-                Ok(ops::Job::Ensure {
-                    new: false,
-                    record: r,
-                    channel: channel.clone(),
-                    aliases: aliases.clone(),
-                    limits: limits.clone(),
-                })
-            }
-            (Op::Destroy, None) => Ok(ops::Job::Nothing(format!(
-                "no container named {name}; nothing to destroy"
-            ))),
-            (_, None) => Err(ApiError::not_found(format!("no container named {name}"))),
-            (op, Some(r)) => {
-                if !caller.may_manage(r.owner_uid) {
-                    return Err(forbidden(&r));
-                }
-                Ok(match op {
-                    Op::Start => ops::Job::Start(r),
-                    Op::Provision(plan) => ops::Job::Provision(r, plan.clone()),
-                    Op::Stop => ops::Job::Stop(r),
-                    _ => ops::Job::Destroy(r),
-                })
-            }
-        }
-    }
 }
 
 async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
     ContainerInfo::new(r, env.backend.find(&r.name).await.map(|x| x.pid))
-}
-
-/// After a host boot, start the containers that were running before, a few
-/// at a time so that a host with many containers does not boot-storm.
-async fn start_after_boot(handle: Handle, names: Vec<ContainerName>, concurrency: usize) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = Vec::new();
-    for name in names {
-        let permit = permits.clone().acquire_owned().await.expect("never closed");
-        let handle = handle.clone();
-        tasks.push(tokio::spawn(async move {
-            let result = handle
-                .run(name.clone(), Op::Start, Caller::root(), Progress::none())
-                .await;
-            drop(permit);
-            let text = match result {
-                Ok(_) => format!("{name}: started after host boot"),
-                Err(e) => format!("{name}: starting after host boot failed: {e}"),
-            };
-            tracing::info!("{text}");
-            let _ = handle.tx.send(Msg::Finding { text }).await;
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
 }

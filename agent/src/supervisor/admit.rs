@@ -1,0 +1,111 @@
+//! Admission: an operation meets the current record. Authorization (who may
+//! create, who may manage which container), address allocation for a new
+//! container, and the job that will carry the operation out.
+
+use super::{ops, Op, Supervisor};
+use crate::access::Caller;
+use crate::api::types::ApiError;
+use crate::container::{ContainerName, Phase, Record};
+use crate::net::pool::AddressPool;
+use std::collections::BTreeSet;
+
+impl Supervisor {
+    /// Authorize an operation against the current record and turn it into a job.
+    pub(super) fn admit(
+        &self,
+        name: &ContainerName,
+        op: &Op,
+        caller: &Caller,
+        current: Option<Record>,
+    ) -> Result<ops::Job, ApiError> {
+        let forbidden = |r: &Record| {
+            ApiError::forbidden(format!(
+                "container {name} belongs to uid {}; only its owner or an admin may {} it",
+                r.owner_uid,
+                op.verb()
+            ))
+        };
+        match (op, current) {
+            (
+                Op::Ensure {
+                    channel,
+                    aliases,
+                    owner_uid,
+                    limits,
+                },
+                None,
+            ) => {
+                if !caller.may_create() {
+                    return Err(ApiError::forbidden(format!(
+                        "uid {} may not create containers (not root, not in group {:?} or {:?})",
+                        caller.uid, self.env.cfg.access.user_group, self.env.cfg.access.admin_group
+                    )));
+                }
+                let pool = AddressPool::new(self.env.cfg.pool);
+                let used: BTreeSet<u32> =
+                    self.records.values().map(|r| r.addresses.index).collect();
+                let addresses = pool
+                    .allocate(&used)
+                    .map_err(|e| ApiError::failed(e.to_string()))?;
+                let now = chrono::Utc::now();
+                let record = Record {
+                    name: name.clone(),
+                    owner_uid: caller.owner_for(*owner_uid),
+                    channel: channel.clone(),
+                    aliases: aliases.clone(),
+                    addresses,
+                    system_path: None,
+                    created: now,
+                    last_deploy: now,
+                    enabled: true,
+                    phase: Phase::Creating,
+                    established: false,
+                    want_running: true,
+                    limits: limits.clone(),
+                };
+                Ok(ops::Job::Ensure {
+                    new: true,
+                    record,
+                    channel: channel.clone(),
+                    aliases: aliases.clone(),
+                    limits: limits.clone(),
+                })
+            }
+            (
+                Op::Ensure {
+                    channel,
+                    aliases,
+                    limits,
+                    ..
+                },
+                Some(r),
+            ) => {
+                if !caller.may_manage(r.owner_uid) {
+                    return Err(forbidden(&r));
+                }
+                Ok(ops::Job::Ensure {
+                    new: false,
+                    record: r,
+                    channel: channel.clone(),
+                    aliases: aliases.clone(),
+                    limits: limits.clone(),
+                })
+            }
+            (Op::Destroy, None) => Ok(ops::Job::Nothing(format!(
+                "no container named {name}; nothing to destroy"
+            ))),
+            (_, None) => Err(ApiError::not_found(format!("no container named {name}"))),
+            (op, Some(r)) => {
+                if !caller.may_manage(r.owner_uid) {
+                    return Err(forbidden(&r));
+                }
+                Ok(match op {
+                    Op::Start => ops::Job::Start(r),
+                    Op::Provision(plan) => ops::Job::Provision(r, plan.clone()),
+                    Op::Stop => ops::Job::Stop(r),
+                    _ => ops::Job::Destroy(r),
+                })
+            }
+        }
+    }
+}

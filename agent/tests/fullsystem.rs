@@ -1,0 +1,126 @@
+//! A full NixOS-like system in a container (the fixture's Debian tree with
+//! systemd, sshd, sudo, python3, rsync): what batou needs of a container.
+//! systemd itself reports READY=1; `developer` logs in by ssh with a key and
+//! has passwordless sudo, also to the service user.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// (store path of the tree, private key of `developer`)
+fn tree() -> &'static (String, String) {
+    static T: OnceLock<(String, String)> = OnceLock::new();
+    T.get_or_init(|| {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/fullsystem/build-tree"
+        );
+        let out = Command::new(script).output().expect("run build-tree");
+        assert!(
+            out.status.success(),
+            "build-tree failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = String::from_utf8_lossy(&out.stdout);
+        let mut it = s.split_whitespace();
+        (
+            it.next().unwrap().to_string(),
+            it.next().unwrap().to_string(),
+        )
+    })
+}
+
+fn ssh(key: &str, addr: std::net::Ipv4Addr, command: &str) -> std::process::Output {
+    Command::new("ssh")
+        .args([
+            "-i",
+            key,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
+        .arg(format!("developer@{addr}"))
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn full_system(kind: Kind) {
+    let Some(()) = prerequisites("full_system") else {
+        return;
+    };
+    let (tree, key) = tree();
+    let agent = TestAgent::start(Options {
+        kind,
+        nix_extra_config: format!("devhost.fixture.fullSystem = \"{tree}\";"),
+        ready_timeout_secs: 120,
+        ..Options::default()
+    });
+    let name = agent.name("full");
+    let out = agent.devhost(&["ensure", &name, &channel().url]);
+    assert_ok(&out, "ensure of a full system");
+    assert!(text(&out).contains("waiting for READY=1"), "{}", text(&out));
+    let addr = agent.address(&name);
+    let out = ssh(key, addr, "sudo -n true && sudo -ni -u s-dev python3 -c 'print(6*7)' && rsync --version | head -1 && cat /etc/hostname");
+    assert_ok(&out, "ssh as developer");
+    let t = text(&out);
+    assert!(
+        t.contains("42") && t.contains("rsync") && t.contains(&name),
+        "{t}"
+    );
+    let perms = ssh(key, addr, "stat -c '%a %U:%G' /etc/local/nixos");
+    assert_eq!(
+        text(&perms).trim(),
+        "2775 root:service",
+        "batou's COPY of provision.nix needs this"
+    );
+    if let Some(si) = &agent.standin {
+        let out = si.exec(&[
+            "systemd-run",
+            "-M",
+            &name,
+            "--wait",
+            "--pipe",
+            "--quiet",
+            "/bin/cat",
+            "/etc/hostname",
+        ]);
+        assert_eq!(
+            text(&out).trim(),
+            name,
+            "machined runs commands in it: {}",
+            text(&out)
+        );
+    }
+    // A graceful poweroff of a real systemd.
+    assert_ok(&agent.devhost(&["stop", &name]), "stop");
+    let logs = text(&agent.devhost(&["logs", &name]));
+    assert!(
+        logs.contains(&format!("Container {name} has been shut down")),
+        "graceful poweroff:\n{logs}"
+    );
+    assert_ok(
+        &agent.devhost(&["start", &name]),
+        "start again (tree already copied)",
+    );
+    assert_ok(&ssh(key, addr, "true"), "ssh after restart");
+    assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
+    assert_eq!(agent.traces_of(&name, addr), Vec::<String>::new());
+}
+
+#[test]
+fn full_system_direct() {
+    full_system(Kind::Direct);
+}
+
+#[test]
+fn full_system_systemd() {
+    full_system(Kind::Systemd);
+}

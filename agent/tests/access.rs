@@ -196,3 +196,45 @@ fn only_owners_and_admins_manage_a_container() {
     assert_ok(&agent.devhost(&["destroy", &name]), "root destroy");
     assert!(agent.status_json(&name).is_none());
 }
+
+#[test]
+fn sudo_callers_own_what_they_create() {
+    let Some(()) = prerequisites("sudo_callers_own_what_they_create") else {
+        return;
+    };
+    let ch = channel();
+    let agent = TestAgent::start(Options::default());
+    let users_gid = nix::unistd::Group::from_name("users")
+        .unwrap()
+        .expect("group users")
+        .gid
+        .as_raw();
+    // `sudo fc-build-dev-container ensure …` from uid 61001: root calls, SUDO_UID says who.
+    let name = agent.name("sudo");
+    let out = std::process::Command::new(FC_BUILD)
+        .args(["ensure", &name, &ch.url, ""])
+        .env("DEVHOST_SOCKET", &agent.socket)
+        .env("SUDO_UID", "61001")
+        .output()
+        .unwrap();
+    assert_ok(&out, "ensure under sudo");
+    assert_eq!(agent.status_json(&name).unwrap()["owner_uid"], 61001);
+    // The owner manages it without sudo; a non-root caller cannot claim another owner.
+    assert_ok(
+        &agent.devhost_as(61001, users_gid, &["stop", &name]),
+        "owner stop",
+    );
+    let other = agent.name("claim");
+    let mut cmd = std::process::Command::new(DEVHOST);
+    cmd.args(["ensure", &other, &ch.url])
+        .env("DEVHOST_SOCKET", &agent.socket)
+        .env("SUDO_UID", "0");
+    std::os::unix::process::CommandExt::uid(&mut cmd, 61002);
+    std::os::unix::process::CommandExt::gid(&mut cmd, users_gid);
+    assert_ok(&cmd.output().unwrap(), "ensure by a user claiming uid 0");
+    assert_eq!(
+        agent.status_json(&other).unwrap()["owner_uid"],
+        61002,
+        "SUDO_UID is honoured for root callers only"
+    );
+}

@@ -78,13 +78,6 @@ pub struct Record {
     pub limits: Limits,
 }
 
-impl Record {
-    /// Host-side veth name, as nixos-container names it.
-    pub fn host_interface(&self) -> String {
-        host_interface(&self.name)
-    }
-}
-
 pub fn host_interface(name: &ContainerName) -> String {
     format!("ve-{name}")
 }

@@ -44,11 +44,6 @@ pub fn ruleset(spec: &NatSpec) -> String {
     s
 }
 
-/// Script that removes the table (for a host that no longer runs devhost).
-pub fn delete(table: &str) -> String {
-    format!("table ip {table} {{}}\ndelete table ip {table}\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

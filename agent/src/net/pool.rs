@@ -47,10 +47,6 @@ impl AddressPool {
                 capacity: self.capacity(),
             })
     }
-
-    pub fn contains(&self, a: &Addresses) -> bool {
-        self.pair(a.index) == Some(*a)
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! recycled pid is never mistaken for a container) and to find a container's
 //! init below its systemd-nspawn.
 
-use std::path::Path;
 
 /// A process identified beyond its pid: the kernel's start time (clock ticks
 /// since boot) makes the pair unique for the life of the host.
@@ -79,19 +78,6 @@ pub fn all_pids() -> Vec<u32> {
     };
     rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect()
-}
-
-/// The network namespace inode a process is in (to compare with a named netns).
-pub fn netns_inode(pid: u32) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/net"))
-        .ok()
-        .map(|m| m.ino())
-}
-
-pub fn path_inode(p: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(p).ok().map(|m| m.ino())
 }
 
 #[cfg(test)]

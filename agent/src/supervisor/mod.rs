@@ -465,6 +465,7 @@ impl Supervisor {
     }
 }
 
-async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
+/// What a user sees of a container: its record and whether it runs now.
+pub(super) async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
     ContainerInfo::new(r, env.backend.find(&r.name).await.map(|x| x.pid))
 }

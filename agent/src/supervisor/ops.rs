@@ -27,7 +27,7 @@ impl JobCtx {
     }
 
     async fn info(&self, r: &Record) -> ContainerInfo {
-        ContainerInfo::new(r, self.env.backend.find(&r.name).await.map(|x| x.pid))
+        super::info_of(&self.env, r).await
     }
 }
 

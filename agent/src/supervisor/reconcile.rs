@@ -17,8 +17,7 @@ pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
         if !r.established {
             // Interrupted first creation: roll it back entirely, builders too.
             crate::nix::runner::kill_stale_builders(r.name.as_str()).await;
-            let res = steps::remove_everything(env, &r, &quiet).await;
-            match res.and_then(|_| env.store.remove(&r.name).map_err(|e| e.to_string())) {
+            match remove_completely(env, &r).await {
                 Ok(()) => findings.push(format!(
                     "{}: creation was interrupted in phase {}; rolled back (ensure again to retry)",
                     r.name,
@@ -37,8 +36,7 @@ pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
         let before = r.phase;
         match r.phase {
             Phase::Destroying => {
-                let res = steps::remove_everything(env, &r, &quiet).await;
-                match res.and_then(|_| env.store.remove(&r.name).map_err(|e| e.to_string())) {
+                match remove_completely(env, &r).await {
                     Ok(()) => findings.push(format!("{}: finished an interrupted destroy", r.name)),
                     Err(e) => {
                         findings.push(format!(
@@ -101,6 +99,12 @@ pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
     }
     orphans(env, &kept, &mut findings).await;
     (kept, findings)
+}
+
+/// Everything of a container, its record last (what destroy does).
+async fn remove_completely(env: &Env, r: &Record) -> Result<(), String> {
+    steps::remove_everything(env, r, &Progress::none()).await?;
+    env.store.remove(&r.name).map_err(|e| e.to_string())
 }
 
 /// Things of ours on the host that no record explains.

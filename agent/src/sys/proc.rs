@@ -3,7 +3,6 @@
 //! recycled pid is never mistaken for a container) and to find a container's
 //! init below its systemd-nspawn.
 
-
 /// A process identified beyond its pid: the kernel's start time (clock ticks
 /// since boot) makes the pair unique for the life of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -164,15 +164,7 @@ fn started_after_host_boot(kind: Kind) {
                     .unwrap();
                 }
             }
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while nspawn_pids(&agent.dir.join("containers"))
-                .iter()
-                .any(|(_, n)| n == &up)
-            {
-                reap_orphans();
-                assert!(std::time::Instant::now() < deadline);
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            agent.wait_no_process(&up);
         }
     }
     std::fs::write(

@@ -53,18 +53,7 @@ fn reconcile_repairs_and_reports_differences() {
         )
         .unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while nspawn_pids(&agent.dir.join("containers"))
-        .iter()
-        .any(|(_, n)| n == &died)
-    {
-        reap_orphans();
-        assert!(
-            std::time::Instant::now() < deadline,
-            "container did not die"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    agent.wait_no_process(&died);
     let rec_path = agent.dir.join(format!("state/records/{lied}.json"));
     let rec = std::fs::read_to_string(&rec_path)
         .unwrap()

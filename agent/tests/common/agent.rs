@@ -284,6 +284,19 @@ stop_timeout_secs = {}
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Wait (≤ 10 s) until no systemd-nspawn runs container `name`.
+    pub fn wait_no_process(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while nspawn_pids(&self.dir.join("containers"))
+            .iter()
+            .any(|(_, n)| n == name)
+        {
+            reap_orphans();
+            assert!(Instant::now() < deadline, "container {name} still runs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every trace a container can leave on the host, as a list of what is
     /// still there (empty: none).
     pub fn traces_of(&self, name: &str, address: Ipv4Addr) -> Vec<String> {

@@ -7,30 +7,6 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use std::sync::OnceLock;
-
-/// (store path of the tree, private key of `developer`)
-fn tree() -> &'static (String, String) {
-    static T: OnceLock<(String, String)> = OnceLock::new();
-    T.get_or_init(|| {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/fullsystem/build-tree"
-        );
-        let out = Command::new(script).output().expect("run build-tree");
-        assert!(
-            out.status.success(),
-            "build-tree failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let s = String::from_utf8_lossy(&out.stdout);
-        let mut it = s.split_whitespace();
-        (
-            it.next().unwrap().to_string(),
-            it.next().unwrap().to_string(),
-        )
-    })
-}
 
 fn ssh(key: &str, addr: std::net::Ipv4Addr, command: &str) -> std::process::Output {
     Command::new("ssh")
@@ -56,7 +32,7 @@ fn full_system(kind: Kind) {
     let Some(()) = prerequisites("full_system") else {
         return;
     };
-    let (tree, key) = tree();
+    let (tree, key) = full_system_tree();
     let agent = TestAgent::start(Options {
         kind,
         nix_extra_config: format!("devhost.fixture.fullSystem = \"{tree}\";"),

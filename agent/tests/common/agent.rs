@@ -55,6 +55,9 @@ pub struct Options {
     pub ready_timeout_secs: u64,
     pub stop_timeout_secs: u64,
     pub kind: Kind,
+    /// The hosts file the agent keeps its block in (default: one in the test
+    /// dir); a stand-in's own /etc/hosts for tests of name resolution.
+    pub hosts_file: Option<String>,
 }
 
 impl Default for Options {
@@ -65,6 +68,7 @@ impl Default for Options {
             ready_timeout_secs: 30,
             stop_timeout_secs: 5,
             kind: Kind::Direct,
+            hosts_file: None,
         }
     }
 }
@@ -83,6 +87,14 @@ impl TestAgent {
         let table = format!("dht{tag}");
         let socket = dir.join("run/agent.sock");
         let d = dir.display();
+        assert!(
+            opts.hosts_file.is_none() || opts.kind == Kind::Systemd,
+            "only a stand-in has a hosts file of its own"
+        );
+        let hosts_file = opts
+            .hosts_file
+            .clone()
+            .unwrap_or_else(|| format!("{d}/hosts"));
         let extra_config = opts
             .nix_extra_config
             .replace('\\', "\\\\")
@@ -95,7 +107,7 @@ socket = "{d}/run/agent.sock"
 containers_dir = "{d}/containers"
 profiles_dir = "{d}/profiles"
 gcroots_dir = "{d}/gcroots"
-hosts_file = "{d}/hosts"
+hosts_file = "{hosts_file}"
 compat_dir = "{d}/compat"
 
 [access]
@@ -396,6 +408,8 @@ stop_timeout_secs = {}
     /// Remove everything this agent and its containers made, whatever state
     /// the test left them in.
     fn cleanup(&mut self) {
+        // Names the test did not choose (batou's dynamic ones) too.
+        let mut names = Vec::new();
         if self.running {
             if let Ok(out) = Command::new(DEVHOST)
                 .args(["--json", "list"])
@@ -406,6 +420,7 @@ stop_timeout_secs = {}
                     for c in v["containers"].as_array().cloned().unwrap_or_default() {
                         let n = c["name"].as_str().unwrap_or("").to_string();
                         let _ = self.devhost(&["destroy", &n]);
+                        names.push(n);
                     }
                 }
             }
@@ -450,7 +465,9 @@ stop_timeout_secs = {}
             .flatten()
         {
             let n = link.file_name().to_string_lossy().into_owned();
-            if n.starts_with(&format!("ve-t{}", self.tag)) {
+            if n.starts_with(&format!("ve-t{}", self.tag))
+                || names.iter().any(|c| n == format!("ve-{c}"))
+            {
                 let _ = Command::new("ip").args(["link", "delete", &n]).status();
             }
         }

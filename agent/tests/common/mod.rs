@@ -18,7 +18,7 @@ pub use channel::channel;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -184,4 +184,37 @@ pub fn assert_ok(out: &Output, what: &str) {
         out.status,
         text(out)
     );
+}
+
+/// Run a fixture script that prints what it built (cached across runs).
+fn fixture_script(script: &str) -> String {
+    let path = format!("{}/../tests/fixtures/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&path).output().expect("run a fixture script");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The full-system tree (tests/fixtures/fullsystem/build-tree): its store
+/// path and the private key that logs in as `developer`.
+pub fn full_system_tree() -> &'static (String, String) {
+    static T: OnceLock<(String, String)> = OnceLock::new();
+    T.get_or_init(|| {
+        let s = fixture_script("fullsystem/build-tree");
+        let mut it = s.split_whitespace();
+        (
+            it.next().unwrap().to_string(),
+            it.next().unwrap().to_string(),
+        )
+    })
+}
+
+/// What the batou test takes from PyPI (tests/fixtures/batou/fetch-kit):
+/// `wheels/`, `appenv`, `uv`.
+pub fn batou_kit() -> &'static PathBuf {
+    static K: OnceLock<PathBuf> = OnceLock::new();
+    K.get_or_init(|| PathBuf::from(fixture_script("batou/fetch-kit")))
 }

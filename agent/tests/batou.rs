@@ -136,6 +136,16 @@ fn uid_of(root: &Path, user: &str) -> u32 {
         .unwrap_or_else(|| panic!("no {user} in the container"))
 }
 
+fn gid_of(root: &Path, group: &str) -> u32 {
+    read(root, "etc/group")
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == group).then(|| f[2].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no group {group} in the container"))
+}
+
 #[test]
 fn batou_2_5_4_deploys_end_to_end() {
     let Some(()) = prerequisites("batou_2_5_4_deploys_end_to_end") else {
@@ -275,6 +285,56 @@ fn batou_2_5_4_deploys_end_to_end() {
     assert_eq!(
         read(&root, "home/s-dev/deployment/work/hello/hello.txt"),
         "Hello from the dev environment\n"
+    );
+
+    // The same environment without batou: alice runs `devhost deploy` on the
+    // devhost and gets the same files, COPY writing as the service user.
+    for f in [
+        nix,
+        "etc/local/nixos/motd",
+        "home/developer/secret.txt",
+        "srv/provisioned/by-run",
+    ] {
+        std::fs::remove_file(root.join(f)).unwrap();
+    }
+    std::fs::remove_dir_all(root.join("etc/local/nixos/site")).unwrap();
+    let out = as_alice(
+        &agent,
+        "exec devhost deploy \"$1\" --var \"COMPONENT_HELLO_SECRET=$2\"",
+        &[
+            project.join("environments/dev").to_str().unwrap(),
+            "correct horse battery staple",
+        ],
+    );
+    assert_ok(&out, "devhost deploy of the batou environment");
+    let service = gid_of(&root, "service");
+    for (copied, original) in [
+        (nix, "provision.nix"),
+        ("etc/local/nixos/motd", "motd"),
+        ("etc/local/nixos/site/index.html", "site/index.html"),
+        (
+            "etc/local/nixos/site/static/style.css",
+            "site/static/style.css",
+        ),
+    ] {
+        assert_eq!(
+            read(&root, copied),
+            std::fs::read_to_string(fixture.join(original)).unwrap(),
+            "devhost COPY {original}"
+        );
+        let m = std::fs::metadata(root.join(copied)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (s_dev, service),
+            "{copied}: the service user's, in the set-group-ID directory's group"
+        );
+    }
+    assert!(root.join("srv/provisioned/by-run").exists(), "devhost RUN");
+    assert_eq!(
+        read(&root, "home/developer/secret.txt"),
+        "correct horse battery staple\n",
+        "devhost ECHO"
     );
 
     // A dynamic host name: batou asks `nixos-container list` and picks one.

@@ -28,6 +28,10 @@ pub struct ProvisionBody {
     pub steps: Vec<ProvisionStep>,
     #[serde(default)]
     pub files: Vec<ProvisionFile>,
+    /// The container user that owns what COPY creates (batou copies as the
+    /// environment's service user); absent: root.
+    #[serde(default)]
+    pub copy_as: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -59,24 +59,14 @@ pub enum Command {
     /// Run ENVDIR/provision.sh (COPY/RUN/ECHO) in a running container.
     Provision {
         name: String,
-        envdir: PathBuf,
-        /// A variable for the script, KEY=VALUE (repeatable).
-        #[arg(long = "var")]
-        vars: Vec<String>,
-        /// A file of KEY=VALUE lines for the script.
-        #[arg(long)]
-        env_file: Option<PathBuf>,
+        #[command(flatten)]
+        args: cmd::provision::ProvisionArgs,
     },
     /// Ensure and provision every container of a batou environment
     /// (ENVDIR/environment.cfg with method = fc-nixos-dev-container).
     Deploy {
-        envdir: PathBuf,
-        /// A variable for provision.sh, KEY=VALUE (repeatable).
-        #[arg(long = "var")]
-        vars: Vec<String>,
-        /// A file of KEY=VALUE lines for provision.sh.
-        #[arg(long)]
-        env_file: Option<PathBuf>,
+        #[command(flatten)]
+        args: cmd::provision::ProvisionArgs,
     },
     /// Start a stopped container.
     Start { name: String },
@@ -124,16 +114,7 @@ pub fn main() -> i32 {
         Command::Stop { name } => cmd::stop::run(sock, json, &name),
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),
         Command::Info => cmd::info::run(sock, json),
-        Command::Deploy {
-            envdir,
-            vars,
-            env_file,
-        } => cmd::deploy::run(sock, json, &envdir, &vars, env_file.as_deref()),
-        Command::Provision {
-            name,
-            envdir,
-            vars,
-            env_file,
-        } => cmd::provision::run(sock, json, &name, &envdir, &vars, env_file.as_deref(), None),
+        Command::Deploy { args } => cmd::deploy::run(sock, json, &args),
+        Command::Provision { name, args } => cmd::provision::run(sock, json, &name, &args, None),
     }
 }

@@ -2,13 +2,15 @@
 //! RUN runs `/bin/sh -c` as root inside the container (all its namespaces,
 //! its root, a clean environment), streaming output line by line; ECHO and
 //! COPY write into the container root without ever following a symlink out
-//! of it, keeping modes. Everything goes to the container's transcript.
+//! of it, keeping modes; what COPY creates belongs to the environment's
+//! service user when one is given (batou's rsync runs as that user).
+//! Everything goes to the container's transcript.
 
 mod copy;
 
 use crate::api::types::{ApiError, ProvisionAction, ProvisionBody, ProvisionFile};
 use crate::progress::Progress;
-use crate::sys::fs::write_in_root;
+use crate::sys::fs::{write_in_root, write_in_root_as, Owner};
 use base64::Engine;
 use provision_dsl::{Action, Executor, Step};
 use std::collections::BTreeMap;
@@ -30,6 +32,45 @@ pub struct Entry {
 pub struct Plan {
     pub steps: Vec<Step>,
     pub files: BTreeMap<String, Entry>,
+    /// The container user COPY writes as (`None`: root).
+    pub copy_as: Option<String>,
+}
+
+/// A user name as useradd accepts it (no lookups happen on the host).
+fn valid_user_name(u: &str) -> bool {
+    let mut cs = u.chars();
+    matches!(cs.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && u.len() <= 32
+        && cs.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// uid and gid of `user` in an /etc/passwd text.
+pub fn lookup_user(passwd: &str, user: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() >= 4 && f[0] == user {
+            Some((f[2].parse().ok()?, f[3].parse().ok()?))
+        } else {
+            None
+        }
+    })
+}
+
+/// Who owns what COPY creates in the container at `root`: `user` from the
+/// container's own /etc/passwd (read without following symlinks).
+pub fn copy_owner(root: &Path, user: Option<&str>) -> Result<Owner, String> {
+    let Some(user) = user.filter(|u| *u != "root") else {
+        return Ok(None);
+    };
+    let passwd = crate::sys::fs::read_in_root(root, Path::new("etc/passwd"), 16 << 20)
+        .map_err(|e| format!("cannot look up the user {user:?} to copy as: {e}"))?;
+    lookup_user(&String::from_utf8_lossy(&passwd), user)
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "the user {user:?} to copy as (the service user) does not exist in the container"
+            )
+        })
 }
 
 fn plain_relative(p: &str) -> bool {
@@ -100,7 +141,18 @@ impl Plan {
                 action,
             });
         }
-        Ok(Plan { steps, files })
+        if let Some(u) = &body.copy_as {
+            if !valid_user_name(u) {
+                return Err(bad(format!(
+                    "copy_as {u:?} is not a user name (lowercase letters, digits, '_', '-'; at most 32)"
+                )));
+            }
+        }
+        Ok(Plan {
+            steps,
+            files,
+            copy_as: body.copy_as,
+        })
     }
 }
 
@@ -110,6 +162,8 @@ pub struct ContainerExecutor<'a> {
     /// The container's PID 1.
     pub leader: u32,
     pub files: &'a BTreeMap<String, Entry>,
+    /// Owner of what COPY creates.
+    pub owner: Owner,
     pub progress: Progress,
     pub transcript: std::fs::File,
 }
@@ -156,15 +210,16 @@ impl Executor for ContainerExecutor<'_> {
                         .filter(|c| !c.is_empty())
                         .map(std::ffi::OsStr::new)
                         .collect();
-                    crate::sys::fs::open_dir_in_root(&self.root, &comps, mode)
+                    crate::sys::fs::open_dir_in_root_as(&self.root, &comps, mode, self.owner)
                         .map_err(|e| e.to_string())?;
                 }
                 copy::Write::File { remote, mode, data } => {
-                    write_in_root(
+                    write_in_root_as(
                         &self.root,
                         Path::new(remote.trim_start_matches('/')),
                         data,
                         mode,
+                        self.owner,
                     )
                     .map_err(|e| e.to_string())?;
                 }
@@ -240,4 +295,46 @@ pub async fn run_plan(plan: &Plan, mut exec: ContainerExecutor<'_>) -> Result<us
         Err(e) => exec.note(&format!("=== provisioning failed: {e}")),
     }
     result.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_looked_up_in_the_containers_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\ndeveloper:x:1000:1000::/home/developer:/bin/bash\ns-dev:x:1001:500::/home/s-dev:/bin/bash\nbroken:x:zz:1\n";
+        assert_eq!(lookup_user(passwd, "s-dev"), Some((1001, 500)));
+        assert_eq!(lookup_user(passwd, "s-de"), None);
+        assert_eq!(lookup_user(passwd, "broken"), None);
+        assert_eq!(lookup_user("", "root"), None);
+    }
+
+    #[test]
+    fn copy_as_must_be_a_user_name() {
+        let body = |u: &str| ProvisionBody {
+            steps: vec![],
+            files: vec![],
+            copy_as: Some(u.into()),
+        };
+        assert!(Plan::from_body(body("s-dev")).is_ok());
+        assert!(Plan::from_body(body("_svc1")).is_ok());
+        for bad in ["", "S-dev", "1dev", "a b", "../etc", &"x".repeat(33)] {
+            let e = Plan::from_body(body(bad)).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("copy_as {bad:?} is not a user name (lowercase letters, digits, '_', '-'; at most 32)")
+            );
+        }
+    }
+
+    #[test]
+    fn root_needs_no_lookup() {
+        let nowhere = Path::new("/nonexistent-root");
+        assert_eq!(copy_owner(nowhere, None), Ok(None));
+        assert_eq!(copy_owner(nowhere, Some("root")), Ok(None));
+        assert!(copy_owner(nowhere, Some("s-dev"))
+            .unwrap_err()
+            .contains("cannot look up the user \"s-dev\" to copy as"));
+    }
 }

@@ -366,10 +366,23 @@ async fn provision(
         .append(true)
         .open(&path)
         .map_err(|e| ApiError::internal(format!("opening {}: {e}", path.display())))?;
+    let root = steps::root_dir(env, &r);
+    // Looked up before any step runs (nothing half-applied), and only when
+    // something is copied.
+    let copies = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, provision_dsl::Action::Copy { .. }));
+    let owner = match copies {
+        true => crate::provision::copy_owner(&root, plan.copy_as.as_deref())
+            .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?,
+        false => None,
+    };
     let exec = crate::provision::ContainerExecutor {
-        root: steps::root_dir(env, &r),
+        root,
         leader,
         files: &plan.files,
+        owner,
         progress: ctx.progress.clone(),
         transcript,
     };

@@ -31,6 +31,10 @@ pub enum FsError {
     NotADirectory { path: PathBuf },
     #[error("{path}: another filesystem is mounted there; refusing to remove across it")]
     MountPoint { path: PathBuf },
+    #[error("{path}: not a regular file inside the container root")]
+    NotAFile { path: PathBuf },
+    #[error("{path}: larger than {max} bytes")]
+    TooLarge { path: PathBuf, max: u64 },
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> FsError + 'a {
@@ -134,22 +138,57 @@ fn plain_components(rel: &Path) -> Result<Vec<&OsStr>, FsError> {
     Ok(out)
 }
 
+/// Who owns what a write into a container root creates: `None` is root
+/// (the agent); `Some((uid, gid))` a user of the container, whose group is
+/// replaced by the directory's where that directory is set-group-ID (as the
+/// kernel does for files that user would create).
+pub type Owner = Option<(u32, u32)>;
+
+fn group_in(dir: &OwnedFd, shown: &Path, owner: (u32, u32)) -> Result<(u32, u32), FsError> {
+    let st = fstat(dir.as_raw_fd()).map_err(io("stat", shown))?;
+    Ok(if st.st_mode & 0o2000 != 0 {
+        (owner.0, st.st_gid)
+    } else {
+        owner
+    })
+}
+
+fn chown_fd(fd: &OwnedFd, shown: &Path, ids: (u32, u32)) -> Result<(), FsError> {
+    nix::unistd::fchown(
+        fd.as_raw_fd(),
+        Some(nix::unistd::Uid::from_raw(ids.0)),
+        Some(nix::unistd::Gid::from_raw(ids.1)),
+    )
+    .map_err(io("chown", shown))
+}
+
 /// Open (creating with `dir_mode` where missing) the directory `rel` below
 /// `root`, never following a symlink: each step is `openat(O_NOFOLLOW)`.
 pub fn open_dir_in_root(root: &Path, rel: &[&OsStr], dir_mode: u32) -> Result<OwnedFd, FsError> {
+    open_dir_in_root_as(root, rel, dir_mode, None)
+}
+
+/// [`open_dir_in_root`], with the directories it creates owned by `owner`.
+pub fn open_dir_in_root_as(
+    root: &Path,
+    rel: &[&OsStr],
+    dir_mode: u32,
+    owner: Owner,
+) -> Result<OwnedFd, FsError> {
     let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
     let mut cur = owned(openat(None, root, flags, Mode::empty()).map_err(io("open", root))?);
     let mut shown = root.to_path_buf();
     for comp in rel {
         shown.push(comp);
-        match mkdirat(
+        let created = match mkdirat(
             Some(cur.as_raw_fd()),
             *comp,
             Mode::from_bits_truncate(dir_mode),
         ) {
-            Ok(()) | Err(Errno::EEXIST) => {}
+            Ok(()) => true,
+            Err(Errno::EEXIST) => false,
             Err(e) => return Err(io("mkdir", &shown)(e)),
-        }
+        };
         let next = match openat(Some(cur.as_raw_fd()), *comp, flags, Mode::empty()) {
             Ok(fd) => owned(fd),
             Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
@@ -157,6 +196,18 @@ pub fn open_dir_in_root(root: &Path, rel: &[&OsStr], dir_mode: u32) -> Result<Ow
             }
             Err(e) => return Err(io("open", &shown)(e)),
         };
+        if let (true, Some(o)) = (created, owner) {
+            let ids = group_in(&cur, &shown, o)?;
+            chown_fd(&next, &shown, ids)?;
+            // A directory in a set-group-ID one inherits the bit (chown
+            // may have dropped it); otherwise the mode is what was asked.
+            let inherit = fstat(cur.as_raw_fd()).map_err(io("stat", &shown))?.st_mode & 0o2000;
+            fchmod(
+                next.as_raw_fd(),
+                Mode::from_bits_truncate(dir_mode | inherit),
+            )
+            .map_err(io("chmod", &shown))?;
+        }
         cur = next;
     }
     Ok(cur)
@@ -165,9 +216,21 @@ pub fn open_dir_in_root(root: &Path, rel: &[&OsStr], dir_mode: u32) -> Result<Ow
 /// Write `contents` to `root/rel` atomically with `mode`, creating parent
 /// directories (0755), without following any symlink in the container.
 pub fn write_in_root(root: &Path, rel: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    write_in_root_as(root, rel, contents, mode, None)
+}
+
+/// [`write_in_root`], with the file (and the directories it creates) owned
+/// by `owner`.
+pub fn write_in_root_as(
+    root: &Path,
+    rel: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Owner,
+) -> Result<(), FsError> {
     let comps = plain_components(rel)?;
     let (file, parents) = comps.split_last().expect("non-empty");
-    let dir = open_dir_in_root(root, parents, 0o755)?;
+    let dir = open_dir_in_root_as(root, parents, 0o755, owner)?;
     let shown = root.join(rel);
     let tmp_name = format!(".{}.devhost-tmp", file.to_string_lossy());
     let _ = unlinkat(
@@ -184,6 +247,9 @@ pub fn write_in_root(root: &Path, rel: &Path, contents: &[u8], mode: u32) -> Res
         )
         .map_err(io("create", &shown))?,
     );
+    if let Some(o) = owner {
+        chown_fd(&fd, &shown, group_in(&dir, &shown, o)?)?;
+    }
     fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode)).map_err(io("chmod", &shown))?;
     let mut f = File::from(fd);
     f.write_all(contents)
@@ -201,6 +267,54 @@ pub fn write_in_root(root: &Path, rel: &Path, contents: &[u8], mode: u32) -> Res
     )
     .map_err(io("rename", &shown))?;
     Ok(())
+}
+
+/// Read the regular file `root/rel` (at most `max` bytes) without following
+/// any symlink and without creating anything.
+pub fn read_in_root(root: &Path, rel: &Path, max: u64) -> Result<Vec<u8>, FsError> {
+    use std::io::Read;
+    let comps = plain_components(rel)?;
+    let (file, parents) = comps.split_last().expect("non-empty");
+    let dflags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let mut cur = owned(openat(None, root, dflags, Mode::empty()).map_err(io("open", root))?);
+    let mut shown = root.to_path_buf();
+    for comp in parents {
+        shown.push(comp);
+        cur = match openat(Some(cur.as_raw_fd()), *comp, dflags, Mode::empty()) {
+            Ok(fd) => owned(fd),
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+                return Err(FsError::NotADirectory { path: shown })
+            }
+            Err(e) => return Err(io("open", &shown)(e)),
+        };
+    }
+    shown.push(file);
+    let fd = owned(
+        openat(
+            Some(cur.as_raw_fd()),
+            *file,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(io("open", &shown))?,
+    );
+    let st = fstat(fd.as_raw_fd()).map_err(io("stat", &shown))?;
+    if st.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFREG.bits() {
+        return Err(FsError::NotAFile { path: shown });
+    }
+    let mut out = Vec::new();
+    File::from(fd)
+        .take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|source| FsError::Io {
+            op: "read",
+            path: shown.clone(),
+            source,
+        })?;
+    if out.len() as u64 > max {
+        return Err(FsError::TooLarge { path: shown, max });
+    }
+    Ok(out)
 }
 
 /// Remove `path` and everything below it without following symlinks and
@@ -348,6 +462,68 @@ mod tests {
         );
         assert!(write_in_root(&root, Path::new("../x"), b"x", 0o644).is_err());
         assert!(write_in_root(&root, Path::new("/etc/x"), b"x", 0o644).is_err());
+    }
+
+    #[test]
+    fn writes_as_a_container_user_take_setgid_groups() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(std::env::var("CI").is_err(), "needs root under CI");
+            eprintln!("SKIP writes_as_a_container_user: needs root for chown");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("etc/local")).unwrap();
+        // /etc/local/nixos as the platform has it: root:service (gid 500), 2775.
+        std::fs::create_dir(root.join("etc/local/nixos")).unwrap();
+        std::os::unix::fs::chown(root.join("etc/local/nixos"), Some(0), Some(500)).unwrap();
+        std::fs::set_permissions(
+            root.join("etc/local/nixos"),
+            std::fs::Permissions::from_mode(0o2775),
+        )
+        .unwrap();
+        let owner = Some((1001, 1001));
+        let rel = Path::new("etc/local/nixos/site/index.html");
+        write_in_root_as(&root, rel, b"<h1>", 0o644, owner).unwrap();
+        write_in_root_as(&root, Path::new("srv/x/y"), b"y", 0o600, owner).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let ids = |p: &str| {
+            let m = std::fs::metadata(root.join(p)).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777)
+        };
+        assert_eq!(ids("etc/local/nixos/site"), (1001, 500, 0o2755));
+        assert_eq!(ids("etc/local/nixos/site/index.html"), (1001, 500, 0o644));
+        assert_eq!(ids("srv/x"), (1001, 1001, 0o755));
+        assert_eq!(ids("srv/x/y"), (1001, 1001, 0o600));
+        assert_eq!(
+            ids("etc/local/nixos"),
+            (0, 500, 0o2775),
+            "existing dirs keep theirs"
+        );
+    }
+
+    #[test]
+    fn read_in_root_follows_no_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(d.path().join("secret"), b"host").unwrap();
+        std::fs::write(root.join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\n").unwrap();
+        assert_eq!(
+            read_in_root(&root, Path::new("etc/passwd"), 1024).unwrap(),
+            b"root:x:0:0::/root:/bin/sh\n"
+        );
+        std::os::unix::fs::symlink(d.path().join("secret"), root.join("etc/group")).unwrap();
+        assert!(read_in_root(&root, Path::new("etc/group"), 1024).is_err());
+        std::os::unix::fs::symlink(d.path(), root.join("outside")).unwrap();
+        let e = read_in_root(&root, Path::new("outside/secret"), 1024).unwrap_err();
+        assert!(matches!(e, FsError::NotADirectory { .. }), "{e}");
+        let e = read_in_root(&root, Path::new("etc/passwd"), 4).unwrap_err();
+        assert!(matches!(e, FsError::TooLarge { .. }), "{e}");
+        assert!(matches!(
+            read_in_root(&root, Path::new("etc"), 1024),
+            Err(FsError::Io { .. }) | Err(FsError::NotAFile { .. })
+        ));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `devhost deploy ENVDIR [--var K=V]… [--env-file FILE]`: what batou's
+//! `devhost deploy ENVDIR [--var K=V]… [--env-file FILE] [--copy-as U]`: what batou's
 //! `fc-nixos-dev-container` provisioning does, without batou: for every
 //! `[host:H]` of ENVDIR/environment.cfg provisioned with that method, ensure
 //! the container (from the provisioner's channel, with `provision-aliases`)
@@ -27,13 +27,8 @@ fn new_name(taken: &[String]) -> String {
     }
 }
 
-pub fn run(
-    sock: Option<&Path>,
-    json: bool,
-    envdir: &Path,
-    vars: &[String],
-    env_file: Option<&Path>,
-) -> i32 {
+pub fn run(sock: Option<&Path>, json: bool, args: &super::provision::ProvisionArgs) -> i32 {
+    let envdir = args.envdir.as_path();
     let cfg_path = envdir.join("environment.cfg");
     let shown = cfg_path.display().to_string();
     let text = match std::fs::read_to_string(&cfg_path) {
@@ -98,8 +93,7 @@ pub fn run(
         if code != EXIT_OK {
             return code;
         }
-        let code =
-            super::provision::run(sock, json, &name, envdir, vars, env_file, Some(&w.devhost));
+        let code = super::provision::run(sock, json, &name, args, Some(&w.devhost));
         if code != EXIT_OK {
             return code;
         }

@@ -1,4 +1,4 @@
-//! `devhost provision NAME ENVDIR [--var K=V]… [--env-file FILE]`: run an
+//! `devhost provision NAME ENVDIR [--var K=V]… [--env-file FILE] [--copy-as U]`: run an
 //! environment's `provision.sh` in a container without batou. The script is
 //! parsed and expanded here, on the caller's side (as batou evaluates ECHO
 //! expressions), with the caller's environment, the variables batou exports
@@ -6,6 +6,8 @@
 //! `PROVISION_ALIASES`), the env file and `--var`s (later ones win). As with
 //! batou, `provision.nix` is first copied to
 //! `/etc/local/nixos/provision-container.nix` unless the script mentions it.
+//! What COPY creates belongs to the environment's `service_user` (from
+//! ENVDIR/environment.cfg; `--copy-as` overrides), as batou's rsync makes it.
 
 use crate::api::types::{
     ContainerInfo, ProvisionAction, ProvisionBody, ProvisionFile, ProvisionStep,
@@ -15,7 +17,41 @@ use base64::Engine;
 use provision_dsl::{Action, Step};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What `devhost provision` and `devhost deploy` take besides a name.
+#[derive(Debug, clap::Args)]
+pub struct ProvisionArgs {
+    /// The environment directory (provision.sh, provision.nix, environment.cfg).
+    pub envdir: PathBuf,
+    /// A variable for the script, KEY=VALUE (repeatable).
+    #[arg(long = "var")]
+    pub vars: Vec<String>,
+    /// A file of KEY=VALUE lines for the script.
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
+    /// The container user that owns what COPY creates [default: the
+    /// environment's service_user, else root].
+    #[arg(long)]
+    pub copy_as: Option<String>,
+}
+
+/// `[environment] service_user` of ENVDIR/environment.cfg, if it has one.
+fn service_user(envdir: &Path) -> Result<Option<String>, String> {
+    let path = envdir.join("environment.cfg");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let sections = crate::environment::parse_ini(&path.display().to_string(), &text)
+        .map_err(|e| e.to_string())?;
+    Ok(sections
+        .get("environment")
+        .and_then(|s| s.get("service_user"))
+        .filter(|u| !u.is_empty())
+        .cloned())
+}
 
 fn usage_error(msg: impl std::fmt::Display) -> i32 {
     eprintln!("error: {msg}");
@@ -104,11 +140,10 @@ pub fn run(
     sock: Option<&Path>,
     json: bool,
     name: &str,
-    envdir: &Path,
-    vars: &[String],
-    env_file: Option<&Path>,
+    args: &ProvisionArgs,
     provision_host: Option<&str>,
 ) -> i32 {
+    let envdir = args.envdir.as_path();
     let name = match super::name_or_exit(name) {
         Ok(n) => n,
         Err(code) => return code,
@@ -138,13 +173,13 @@ pub fn run(
     env.insert("PROVISION_HOST".into(), host);
     env.insert("PROVISION_CHANNEL".into(), info.channel.clone());
     env.insert("PROVISION_ALIASES".into(), info.aliases.join(" "));
-    if let Some(f) = env_file {
+    if let Some(f) = &args.env_file {
         match read_env_file(f) {
             Ok(pairs) => env.extend(pairs),
             Err(e) => return usage_error(e),
         }
     }
-    for v in vars {
+    for v in &args.vars {
         match v.split_once('=') {
             Some((k, val)) if !k.is_empty() => {
                 env.insert(k.to_string(), val.to_string());
@@ -177,6 +212,13 @@ pub fn run(
             }
         }
     }
+    let copy_as = match &args.copy_as {
+        Some(u) => Some(u.clone()),
+        None => match service_user(envdir) {
+            Ok(u) => u,
+            Err(e) => return usage_error(e),
+        },
+    };
     let body = ProvisionBody {
         steps: steps
             .into_iter()
@@ -191,6 +233,7 @@ pub fn run(
             })
             .collect(),
         files: files.into_values().collect(),
+        copy_as,
     };
     let body = serde_json::to_vec(&body).expect("serializes");
     crate::cli::run_streamed(

@@ -75,6 +75,38 @@ fn full_system(kind: Kind) {
             text(&out)
         );
     }
+    // RUN in a systemd container: with the systemd backend a transient unit
+    // of the container's own systemd, otherwise its namespaces and cgroups.
+    let envdir = agent.dir.join("env");
+    std::fs::create_dir_all(&envdir).unwrap();
+    std::fs::write(
+        envdir.join("provision.sh"),
+        "RUN 'cat /proc/self/cgroup > /root/run-cgroup'\n",
+    )
+    .unwrap();
+    assert_ok(
+        &agent.devhost(&["provision", &name, envdir.to_str().unwrap()]),
+        "provision",
+    );
+    let run_cgroup = std::fs::read_to_string(
+        agent
+            .dir
+            .join("containers")
+            .join(&name)
+            .join("root/run-cgroup"),
+    )
+    .unwrap();
+    if kind == Kind::Systemd {
+        assert!(
+            run_cgroup.contains("/system.slice/run-"),
+            "a transient unit inside:\n{run_cgroup}"
+        );
+    } else {
+        assert!(
+            run_cgroup.contains("/payload"),
+            "the container's cgroup:\n{run_cgroup}"
+        );
+    }
     // A graceful poweroff of a real systemd.
     assert_ok(&agent.devhost(&["stop", &name]), "stop");
     let logs = text(&agent.devhost(&["logs", &name]));

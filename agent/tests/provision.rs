@@ -45,7 +45,8 @@ fn provision(kind: Kind) {
          COPY bin/tool /usr/local/bin/\n\
          RUN \"mkdir -p /srv/data && echo '$GREETING from $PROVISION_CONTAINER ($PROVISION_ALIASES)' > /srv/data/greeting\"\n\
          ECHO \"$SECRET\" /etc/app/secret\n\
-         RUN test -f /etc/local/nixos/provision-container.nix\n",
+         RUN test -f /etc/local/nixos/provision-container.nix\n\
+         RUN 'cat /proc/self/cgroup > /srv/data/cgroup-run && cat /proc/1/cgroup > /srv/data/cgroup-init'\n",
         0o644,
     );
     let envfile = agent.dir.join("vars.env");
@@ -97,9 +98,15 @@ fn provision(kind: Kind) {
     assert!(root
         .join("etc/local/nixos/provision-container.nix")
         .is_file());
+    let cg = |f: &str| std::fs::read_to_string(root.join("srv/data").join(f)).unwrap();
+    assert_eq!(
+        cg("cgroup-run"),
+        cg("cgroup-init"),
+        "RUN runs in the container's cgroups (its limits apply)"
+    );
     let transcript = text(&agent.devhost(&["logs", "--provision", &name]));
     assert!(
-        transcript.contains("=== provisioning finished: 6 steps"),
+        transcript.contains("=== provisioning finished: 7 steps"),
         "{transcript}"
     );
 

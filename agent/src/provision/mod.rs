@@ -7,6 +7,7 @@
 //! Everything goes to the container's transcript.
 
 mod copy;
+pub mod exec;
 
 use crate::api::types::{ApiError, ProvisionAction, ProvisionBody, ProvisionFile};
 use crate::progress::Progress;
@@ -159,8 +160,8 @@ impl Plan {
 /// Runs steps in one container.
 pub struct ContainerExecutor<'a> {
     pub root: PathBuf,
-    /// The container's PID 1.
-    pub leader: u32,
+    /// How RUN gets into the container.
+    pub run: exec::RunMethod,
     pub files: &'a BTreeMap<String, Entry>,
     /// Owner of what COPY creates.
     pub owner: Owner,
@@ -191,9 +192,6 @@ impl ContainerExecutor<'_> {
         write_in_root(&self.root, Path::new(rel), content, mode).map_err(|e| e.to_string())
     }
 }
-
-/// The environment RUN commands get: nothing of the agent's.
-const RUN_PATH: &str = "/run/wrappers/bin:/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Executor for ContainerExecutor<'_> {
     type Error = String;
@@ -230,24 +228,13 @@ impl Executor for ContainerExecutor<'_> {
 
     async fn run(&mut self, step: &Step, command: &str) -> Result<(), String> {
         self.announce(step, &format!("RUN {command}"));
-        let target = self.leader.to_string();
-        let mut child = tokio::process::Command::new("nsenter")
-            .args([
-                "--target", &target, "--mount", "--uts", "--ipc", "--net", "--pid", "--root",
-                "--wd=/", "--",
-            ])
-            .args(["/bin/sh", "-c", command])
-            .env_clear()
-            .env("PATH", RUN_PATH)
-            .env("HOME", "/root")
-            .env("USER", "root")
-            .env("LANG", "C.UTF-8")
+        let mut child = exec::command(&self.run, command)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot enter the container: {e}"))?;
+            .map_err(|e| format!("cannot run it in {}: {e}", exec::describe(&self.run)))?;
         let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
         let mut err = BufReader::new(child.stderr.take().expect("piped")).lines();
         let (mut out_done, mut err_done) = (false, false);

@@ -378,9 +378,15 @@ async fn provision(
             .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?,
         false => None,
     };
+    let run = crate::provision::exec::method_for(
+        r.name.as_str(),
+        leader,
+        env.backend.kind() == "systemd",
+    )
+    .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?;
     let exec = crate::provision::ContainerExecutor {
         root,
-        leader,
+        run,
         files: &plan.files,
         owner,
         progress: ctx.progress.clone(),

@@ -214,6 +214,8 @@ pub struct RawConfig {
     pub network: Network,
     pub nix: Nix,
     pub nspawn: Nspawn,
+    pub edge: crate::edge::config::Edge,
+    pub certs: crate::edge::config::Certs,
 }
 
 /// The validated configuration the agent runs with.
@@ -225,6 +227,7 @@ pub struct Config {
     pub pool: Ipv4Net,
     pub nix: Nix,
     pub nspawn: Nspawn,
+    pub edge: crate::edge::config::EdgeConfig,
 }
 
 impl Config {
@@ -353,7 +356,9 @@ impl RawConfig {
         if self.nspawn.ready_timeout_secs == 0 || self.nspawn.stop_timeout_secs == 0 {
             return Err(invalid("nspawn", "timeouts must be at least one second"));
         }
+        let edge = crate::edge::config::validate(self.edge, self.certs, &self.paths.state_dir)?;
         Ok(Config {
+            edge,
             paths: self.paths,
             access: self.access,
             network: self.network,

@@ -122,7 +122,30 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         return Err(DaemonError::SocketInUse(socket.display().to_string()));
     }
     let _ = std::fs::remove_file(&socket);
+    // The edge binds its ports before anything else is served: a port in use
+    // fails the start with the address named.
+    let edge = if cfg.edge.enable {
+        let (edge, problems) = crate::edge::Edge::new(cfg.edge.clone())
+            .map_err(|e| DaemonError::Start(e.to_string()))?;
+        for p in problems {
+            tracing::warn!("edge: stored certificate not served: {p}");
+        }
+        edge.start()
+            .await
+            .map_err(|e| DaemonError::Start(e.to_string()))?;
+        tracing::info!(
+            "edge: serving *.{} on {:?} (HTTPS) and {:?} (HTTP); local CA root {}",
+            cfg.edge.domain,
+            cfg.edge.https,
+            cfg.edge.http,
+            edge.root_path().display()
+        );
+        Some(edge)
+    } else {
+        None
+    };
     let env = Env {
+        edge,
         cfg: cfg.clone(),
         store,
         backend,

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod daemon;
+pub mod edge;
 pub mod environment;
 pub mod net;
 pub mod nix;

@@ -174,11 +174,29 @@ fn ensure_op(body: &[u8]) -> Result<Op, ApiError> {
     limits
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let upstreams = match b.upstreams {
+        None => None,
+        Some(map) => {
+            let mut out = std::collections::BTreeMap::new();
+            for (key, value) in map {
+                if !key.is_empty() && !aliases.iter().any(|a| a.as_str() == key) {
+                    return Err(ApiError::bad_request(format!(
+                        "upstream for {key:?}: not one of the container's aliases"
+                    )));
+                }
+                let up = crate::edge::config::parse_upstream(&value)
+                    .map_err(|e| ApiError::bad_request(format!("upstream for {key:?}: {e}")))?;
+                out.insert(key, up);
+            }
+            Some(out)
+        }
+    };
     Ok(Op::Ensure {
         channel,
         aliases,
         owner_uid: b.owner_uid,
         limits,
+        upstreams,
     })
 }
 

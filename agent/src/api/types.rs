@@ -17,6 +17,10 @@ pub struct EnsureBody {
     /// Limits to set (fields given replace the recorded ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// Where the proxy sends requests: `""` (the container) or an alias →
+    /// `SCHEME:PORT`. Replaces the recorded ones when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstreams: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A provisioning run: the steps the CLI parsed and expanded (ECHO content

@@ -38,7 +38,7 @@ pub enum Command {
         /// Aliases (DNS labels), as separate arguments or one quoted list.
         aliases: Vec<String>,
         #[command(flatten)]
-        limits: cmd::ensure::LimitArgs,
+        args: cmd::ensure::EnsureArgs,
     },
     /// List containers.
     List,
@@ -88,8 +88,8 @@ pub fn main() -> i32 {
             name,
             channel,
             aliases,
-            limits,
-        } => cmd::ensure::run(sock, json, &name, &channel, &aliases, &limits),
+            args,
+        } => cmd::ensure::run(sock, json, &name, &channel, &aliases, &args),
         Command::List => cmd::list::run(sock, json),
         Command::Status { name } => cmd::status::run(sock, json, &name),
         Command::Logs {

@@ -4,8 +4,10 @@
 
 use super::limits::Limits;
 use super::names::{Alias, ChannelUrl, ContainerName};
+use crate::edge::routes::Upstream;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// Where a container is in its life. The phase is written *before* the side
@@ -76,8 +78,42 @@ pub struct Record {
     /// Resource limits (enforced by the systemd backend).
     #[serde(default)]
     pub limits: Limits,
+    /// Where the proxy sends requests, per alias (`""`: the container's
+    /// default); absent ones use the agent's `edge.upstream`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstreams: BTreeMap<String, Upstream>,
 }
 
 pub fn host_interface(name: &ContainerName) -> String {
     format!("ve-{name}")
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// A running, established record for tests of what is derived from records.
+    pub fn record(name: &str, local: &str, aliases: &[&str]) -> Record {
+        let now = chrono::Utc::now();
+        Record {
+            name: name.parse().unwrap(),
+            owner_uid: 0,
+            channel: "https://example.org/nixexprs.tar.xz".parse().unwrap(),
+            aliases: aliases.iter().map(|a| a.parse().unwrap()).collect(),
+            addresses: Addresses {
+                index: 1,
+                host: "10.233.0.1".parse().unwrap(),
+                local: local.parse().unwrap(),
+            },
+            system_path: None,
+            created: now,
+            last_deploy: now,
+            enabled: true,
+            phase: Phase::Running,
+            established: true,
+            want_running: true,
+            limits: Limits::default(),
+            upstreams: BTreeMap::new(),
+        }
+    }
 }

@@ -32,6 +32,7 @@ impl Supervisor {
                     aliases,
                     owner_uid,
                     limits,
+                    upstreams,
                 },
                 None,
             ) => {
@@ -62,6 +63,7 @@ impl Supervisor {
                     established: false,
                     want_running: true,
                     limits: limits.clone(),
+                    upstreams: upstreams.clone().unwrap_or_default(),
                 };
                 Ok(ops::Job::Ensure {
                     new: true,
@@ -69,6 +71,7 @@ impl Supervisor {
                     channel: channel.clone(),
                     aliases: aliases.clone(),
                     limits: limits.clone(),
+                    upstreams: upstreams.clone(),
                 })
             }
             (
@@ -76,6 +79,7 @@ impl Supervisor {
                     channel,
                     aliases,
                     limits,
+                    upstreams,
                     ..
                 },
                 Some(r),
@@ -89,6 +93,7 @@ impl Supervisor {
                     channel: channel.clone(),
                     aliases: aliases.clone(),
                     limits: limits.clone(),
+                    upstreams: upstreams.clone(),
                 })
             }
             (Op::Destroy, None) => Ok(ops::Job::Nothing(format!(

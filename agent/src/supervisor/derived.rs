@@ -38,7 +38,15 @@ pub async fn run(
     loop {
         let snap = snapshots.borrow_and_update().clone();
         let refs: Vec<&Record> = snap.records.iter().collect();
-        let result = d.sync(&env, &refs, false).await;
+        let mut result = d.sync(&env, &refs, false).await;
+        if let Some(edge) = &env.edge {
+            if let Err(e) = edge.apply(snap.records.clone()) {
+                result = result.and(Err(DerivedError::Write {
+                    what: "routes and certificates".into(),
+                    why: e.to_string(),
+                }));
+            }
+        }
         if let Err(e) = &result {
             tracing::error!("{e}");
             // Try everything again next time, whatever we believe is there.

@@ -17,6 +17,7 @@ use crate::access::Caller;
 use crate::api::types::{AgentInfo, ApiError, ContainerInfo};
 use crate::config::Config;
 use crate::container::{Alias, ChannelUrl, ContainerName, Limits, Phase, Record};
+use crate::edge::routes::Upstream;
 use crate::net::exec::{Netlink, Nft};
 use crate::nix::runner::NixBuilder;
 use crate::nspawn::backend::Backend;
@@ -34,6 +35,8 @@ pub struct Env {
     pub netlink: Arc<dyn Netlink>,
     pub nft: Arc<dyn Nft>,
     pub nix: Arc<dyn NixBuilder>,
+    /// The proxy and its certificates, when the edge is enabled.
+    pub edge: Option<Arc<crate::edge::Edge>>,
 }
 
 /// An operation on one container, validated.
@@ -44,6 +47,8 @@ pub enum Op {
         aliases: Vec<Alias>,
         owner_uid: Option<u32>,
         limits: Limits,
+        /// Replaces the recorded upstreams when given.
+        upstreams: Option<BTreeMap<String, Upstream>>,
     },
     Start,
     Stop,

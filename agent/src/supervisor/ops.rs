@@ -6,10 +6,12 @@
 use super::{steps, Env, Handle, Outcome};
 use crate::api::types::{ApiError, ContainerInfo};
 use crate::container::{Alias, ChannelUrl, Limits, Phase, Record};
+use crate::edge::routes::Upstream;
 use crate::nix::plan::{build_argv, configuration_nix, system_link, BuildSpec};
 use crate::nix::reuse;
 use crate::progress::Progress;
 use crate::sys::fs::atomic_write;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,7 @@ pub enum Job {
         channel: ChannelUrl,
         aliases: Vec<Alias>,
         limits: Limits,
+        upstreams: Option<BTreeMap<String, Upstream>>,
     },
     Start(Record),
     Stop(Record),
@@ -69,7 +72,8 @@ async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
             channel,
             aliases,
             limits,
-        } => refresh(ctx, record, channel, aliases, limits).await,
+            upstreams,
+        } => refresh(ctx, record, channel, aliases, limits, upstreams).await,
         Job::Start(r) => start(ctx, r).await,
         Job::Stop(r) => stop(ctx, r).await,
         Job::Destroy(r) => destroy(ctx, r).await,
@@ -228,10 +232,14 @@ async fn refresh(
     channel: ChannelUrl,
     aliases: Vec<Alias>,
     limits: Limits,
+    upstreams: Option<BTreeMap<String, Upstream>>,
 ) -> Result<Outcome, ApiError> {
     let channel_changed = r.channel != channel;
     r.channel = channel;
     r.aliases = aliases;
+    if let Some(u) = upstreams {
+        r.upstreams = u;
+    }
     r.last_deploy = chrono::Utc::now();
     r.enabled = true;
     r.want_running = true;

@@ -43,6 +43,9 @@ pub struct TestAgent {
     pub netns_prefix: String,
     pub table: String,
     pub subnet: u8,
+    /// The edge's loopback ports.
+    pub http_port: u16,
+    pub https_port: u16,
     child: Option<Child>,
     _subnet_lock: nix::fcntl::Flock<File>,
 }
@@ -58,6 +61,8 @@ pub struct Options {
     /// The hosts file the agent keeps its block in (default: one in the test
     /// dir); a stand-in's own /etc/hosts for tests of name resolution.
     pub hosts_file: Option<String>,
+    /// Extra keys for the `[edge]` section.
+    pub edge_toml: String,
 }
 
 impl Default for Options {
@@ -69,6 +74,7 @@ impl Default for Options {
             stop_timeout_secs: 5,
             kind: Kind::Direct,
             hosts_file: None,
+            edge_toml: String::new(),
         }
     }
 }
@@ -86,6 +92,9 @@ impl TestAgent {
         let netns_prefix = format!("dht{tag}-");
         let table = format!("dht{tag}");
         let socket = dir.join("run/agent.sock");
+        // Loopback ports of this agent's own (its subnet is unique among tests).
+        let http_port = 20000 + 4 * subnet as u16;
+        let https_port = http_port + 1;
         let d = dir.display();
         assert!(
             opts.hosts_file.is_none() || opts.kind == Kind::Systemd,
@@ -130,8 +139,14 @@ extra_config = "{extra_config}"
 ready_timeout_secs = {}
 stop_timeout_secs = {}
 {}
+
+[edge]
+public_domain = "dev.test"
+http_listen = ["127.0.0.1:{http_port}"]
+https_listen = ["127.0.0.1:{https_port}"]
+{}
 "#,
-            opts.ready_timeout_secs, opts.stop_timeout_secs, opts.extra_toml
+            opts.ready_timeout_secs, opts.stop_timeout_secs, opts.extra_toml, opts.edge_toml
         );
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -160,6 +175,8 @@ stop_timeout_secs = {}
             netns_prefix,
             table,
             subnet,
+            http_port,
+            https_port,
             child: None,
             _subnet_lock: lock,
         };

@@ -10,6 +10,7 @@
 mod agent;
 mod channel;
 mod standin;
+pub mod upstream;
 
 #[allow(unused_imports)] // not every test binary uses every helper
 pub use agent::{Kind, Options, TestAgent};

@@ -1,25 +1,32 @@
-//! `devhost ensure NAME CHANNEL [ALIAS…]`.
+//! `devhost ensure NAME CHANNEL [ALIAS…] [--memory …] [--upstream [ALIAS=]SCHEME:PORT]…`.
 
 use crate::api::types::EnsureBody;
 use crate::container::limits::{parse_cpu, parse_memory, Limits};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The body every ensure front-end sends; under sudo the container belongs
 /// to the invoking user (honoured by the agent for root callers only).
-pub fn body(channel: &str, aliases: &[String], limits: Option<Limits>) -> Vec<u8> {
+pub fn body(
+    channel: &str,
+    aliases: &[String],
+    limits: Option<Limits>,
+    upstreams: Option<BTreeMap<String, String>>,
+) -> Vec<u8> {
     let owner_uid = std::env::var("SUDO_UID").ok().and_then(|s| s.parse().ok());
     serde_json::to_vec(&EnsureBody {
         channel: channel.to_string(),
         aliases: aliases.to_vec(),
         owner_uid,
         limits,
+        upstreams,
     })
     .expect("serializes")
 }
 
-/// Limits from the command line, validated before anything is sent.
+/// Limits and upstreams from the command line, checked before anything is sent.
 #[derive(Debug, Default, Clone, clap::Args)]
-pub struct LimitArgs {
+pub struct EnsureArgs {
     /// Memory limit (MemoryMax), e.g. 2G.
     #[arg(long)]
     pub memory: Option<String>,
@@ -32,10 +39,33 @@ pub struct LimitArgs {
     /// IO weight, 1–10000 (IOWeight).
     #[arg(long)]
     pub io_weight: Option<u64>,
+    /// Where the proxy sends requests for the container (`http:8080`) or one
+    /// alias (`api=http:8080`) instead of the agent's `edge.upstream`
+    /// (repeatable; given ones replace the recorded set).
+    #[arg(long = "upstream", value_name = "[ALIAS=]SCHEME:PORT")]
+    pub upstreams: Vec<String>,
 }
 
-impl LimitArgs {
-    pub fn parse(&self) -> Result<Option<Limits>, String> {
+impl EnsureArgs {
+    /// `--upstream`s as the API takes them (checked there too).
+    pub fn upstreams(&self) -> Result<Option<BTreeMap<String, String>>, String> {
+        if self.upstreams.is_empty() {
+            return Ok(None);
+        }
+        let mut out = BTreeMap::new();
+        for u in &self.upstreams {
+            let (key, value) = match u.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (String::new(), u.clone()),
+            };
+            crate::edge::config::parse_upstream(&value)
+                .map_err(|e| format!("--upstream {u:?}: {e}"))?;
+            out.insert(key, value);
+        }
+        Ok(Some(out))
+    }
+
+    pub fn limits(&self) -> Result<Option<Limits>, String> {
         let l = Limits {
             memory_max: self
                 .memory
@@ -63,11 +93,11 @@ pub fn run(
     name: &str,
     channel: &str,
     aliases: &[String],
-    limits: &LimitArgs,
+    args: &EnsureArgs,
 ) -> i32 {
-    let limits = match limits.parse() {
-        Ok(l) => l,
-        Err(e) => {
+    let (limits, upstreams) = match (args.limits(), args.upstreams()) {
+        (Ok(l), Ok(u)) => (l, u),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("error: {e}");
             return crate::cli::EXIT_USAGE;
         }
@@ -81,7 +111,7 @@ pub fn run(
         &client,
         hyper::Method::POST,
         &format!("/v1/containers/{name}/ensure"),
-        Some(body(channel, aliases, limits)),
+        Some(body(channel, aliases, limits, upstreams)),
         json,
     )
 }

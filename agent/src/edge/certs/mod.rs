@@ -1,0 +1,177 @@
+//! Certificates the proxy serves, one per container (`NAME.PUBLIC` and
+//! `*.NAME.PUBLIC`): kept on disk below `STATE/certs/live/NAME/`
+//! (`cert.pem` the chain, `key.pem` mode 0600, `meta.json`), loaded into
+//! rustls form for the SNI resolver, and obtained by an issuer (the local CA
+//! here; ACME next to it). Writes are atomic, so a crash leaves the old or
+//! the new certificate, never a mix.
+
+pub mod local_ca;
+pub mod manager;
+
+use crate::sys::fs::atomic_write;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("{what}: {why}")]
+    Io { what: String, why: String },
+    #[error("certificate for {container}: {why}")]
+    Invalid { container: String, why: String },
+    #[error("issuing a certificate for {names}: {why}")]
+    Issue { names: String, why: String },
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> CertError {
+    let what = what.to_string();
+    move |e| CertError::Io {
+        what,
+        why: e.to_string(),
+    }
+}
+
+/// A certificate and key as PEM, fresh from an issuer or from disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// What we know about a stored certificate without parsing it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub names: Vec<String>,
+    /// Seconds since the epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// Who issued it: `local-ca` or the ACME directory URL.
+    pub issuer: String,
+}
+
+/// A certificate ready to serve.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub meta: Meta,
+    pub key: Arc<CertifiedKey>,
+}
+
+/// Parse a PEM chain and key into what rustls serves, and read the leaf's
+/// validity. Anything wrong is an error naming the container.
+pub fn load(
+    container: &str,
+    issued: &Issued,
+    issuer: &str,
+    names: &[String],
+) -> Result<Loaded, CertError> {
+    let bad = |why: String| CertError::Invalid {
+        container: container.to_string(),
+        why,
+    };
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(format!("chain: {e}")))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| bad("no certificate in the chain".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
+        .map_err(|e| bad(format!("key: {e}")))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| bad(format!("key: {e}")))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(leaf).map_err(|e| bad(format!("leaf: {e}")))?;
+    let validity = cert.validity();
+    let meta = Meta {
+        names: names.to_vec(),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        issuer: issuer.to_string(),
+    };
+    let key = CertifiedKey::new(chain, signing);
+    key.keys_match()
+        .map_err(|e| bad(format!("key does not match: {e}")))?;
+    Ok(Loaded {
+        meta,
+        key: Arc::new(key),
+    })
+}
+
+/// The certificate directory below the state dir.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub dir: PathBuf,
+}
+
+impl Store {
+    fn live(&self, container: &str) -> PathBuf {
+        self.dir.join("live").join(container)
+    }
+
+    pub fn save(&self, container: &str, issued: &Issued, meta: &Meta) -> Result<(), CertError> {
+        let d = self.live(container);
+        std::fs::create_dir_all(&d).map_err(io(d.display()))?;
+        // The key first: a cert.pem never names a key that is not there.
+        atomic_write(&d.join("key.pem"), issued.key_pem.as_bytes(), 0o600).map_err(|e| {
+            CertError::Io {
+                what: d.display().to_string(),
+                why: e.to_string(),
+            }
+        })?;
+        atomic_write(&d.join("cert.pem"), issued.chain_pem.as_bytes(), 0o644).map_err(|e| {
+            CertError::Io {
+                what: d.display().to_string(),
+                why: e.to_string(),
+            }
+        })?;
+        let body = serde_json::to_vec_pretty(meta).expect("serializes");
+        atomic_write(&d.join("meta.json"), &body, 0o644).map_err(|e| CertError::Io {
+            what: d.display().to_string(),
+            why: e.to_string(),
+        })
+    }
+
+    /// Every stored certificate (unreadable ones are reported, not served).
+    pub fn load_all(&self) -> (Vec<(String, Loaded)>, Vec<String>) {
+        let mut ok = Vec::new();
+        let mut problems = Vec::new();
+        let Ok(rd) = std::fs::read_dir(self.dir.join("live")) else {
+            return (ok, problems);
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match self.load_one(&name, &e.path()) {
+                Ok(l) => ok.push((name, l)),
+                Err(err) => problems.push(err.to_string()),
+            }
+        }
+        ok.sort_by(|a, b| a.0.cmp(&b.0));
+        (ok, problems)
+    }
+
+    fn load_one(&self, name: &str, d: &Path) -> Result<Loaded, CertError> {
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).map_err(io(d.join(f).display()));
+        let meta: Meta =
+            serde_json::from_str(&read("meta.json")?).map_err(|e| CertError::Invalid {
+                container: name.to_string(),
+                why: format!("meta.json: {e}"),
+            })?;
+        let issued = Issued {
+            chain_pem: read("cert.pem")?,
+            key_pem: read("key.pem")?,
+        };
+        load(name, &issued, &meta.issuer, &meta.names)
+    }
+
+    pub fn remove(&self, container: &str) -> Result<(), CertError> {
+        let d = self.live(container);
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(d.display())(e)),
+        }
+    }
+}

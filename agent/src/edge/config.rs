@@ -1,0 +1,259 @@
+//! The `[edge]` and `[certs]` sections of the agent's configuration: where
+//! the proxy listens, the public domain its routes live under, where it sends
+//! requests in a container, its limits, and how certificates are obtained.
+//! Raw serde structs (unknown keys refused) are checked into [`EdgeConfig`].
+
+use super::routes::{Scheme, Upstream};
+use crate::config::ConfigError;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        why: why.into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Edge {
+    /// Serve HTTP and HTTPS for the containers.
+    pub enable: bool,
+    /// PUBLIC: a container is NAME.PUBLIC, its aliases ALIAS.NAME.PUBLIC.
+    pub public_domain: String,
+    pub http_listen: Vec<String>,
+    pub https_listen: Vec<String>,
+    /// Where requests go inside a container: `https:443` (its certificate
+    /// is not verified, as the old role's nginx did) or `http:PORT`.
+    pub upstream: String,
+    /// Open client connections at most (HTTP and HTTPS together).
+    pub max_connections: usize,
+    /// A request's header must arrive within this (slow clients are cut off).
+    pub header_read_timeout_secs: u64,
+    /// TLS handshakes must finish within this.
+    pub handshake_timeout_secs: u64,
+    /// A connection with no traffic either way for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// The largest request header accepted (bytes).
+    pub max_header_bytes: usize,
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        Edge {
+            enable: true,
+            public_domain: "localhost".into(),
+            http_listen: vec!["0.0.0.0:80".into(), "[::]:80".into()],
+            https_listen: vec!["0.0.0.0:443".into(), "[::]:443".into()],
+            upstream: "https:443".into(),
+            max_connections: 4096,
+            header_read_timeout_secs: 10,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertMode {
+    /// `local-ca` for now (the ACME modes come with the DNS zone).
+    Auto,
+    /// An embedded certificate authority (offline use, the demo); its root
+    /// is `STATE/local-ca/root.pem`.
+    LocalCa,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Certs {
+    pub mode: CertMode,
+    /// Renew when this fraction of a certificate's lifetime has passed.
+    pub renew_after_fraction: f64,
+    /// Days the local CA's certificates are valid.
+    pub local_ca_days: u32,
+}
+
+impl Default for Certs {
+    fn default() -> Self {
+        Certs {
+            mode: CertMode::Auto,
+            renew_after_fraction: 2.0 / 3.0,
+            local_ca_days: 90,
+        }
+    }
+}
+
+/// The validated edge configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeConfig {
+    pub enable: bool,
+    pub domain: String,
+    pub http: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
+    pub upstream: Upstream,
+    pub max_connections: usize,
+    pub header_read_timeout_secs: u64,
+    pub handshake_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_header_bytes: usize,
+    pub mode: CertMode,
+    pub renew_after_fraction: f64,
+    pub local_ca_days: u32,
+    /// Certificates, the local CA and ACME state (below the state dir).
+    pub certs_dir: PathBuf,
+}
+
+/// A DNS name as a zone may hold it: lowercase labels of letters, digits
+/// and inner hyphens, 63 bytes a label, 253 in all.
+pub fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// `SCHEME:PORT` as the config and the CLI write an upstream.
+pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let (scheme, port) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not SCHEME:PORT (e.g. https:443, http:8080)"))?;
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => return Err(format!("scheme {other:?} is not http or https")),
+    };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("port {port:?} is not a port number"))?;
+    Ok(Upstream { scheme, port })
+}
+
+fn addrs(key: &'static str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    list.iter()
+        .map(|a| {
+            a.parse().map_err(|_| {
+                invalid(
+                    key,
+                    format!("{a:?} is not ADDRESS:PORT ([::]:443 for IPv6)"),
+                )
+            })
+        })
+        .collect()
+}
+
+pub fn validate(
+    edge: Edge,
+    certs: Certs,
+    state_dir: &std::path::Path,
+) -> Result<EdgeConfig, ConfigError> {
+    let domain = edge.public_domain.trim_end_matches('.').to_string();
+    if !valid_domain(&domain) {
+        return Err(invalid(
+            "edge.public_domain",
+            format!("{:?} is not a lowercase DNS name", edge.public_domain),
+        ));
+    }
+    let upstream = parse_upstream(&edge.upstream).map_err(|e| invalid("edge.upstream", e))?;
+    if edge.max_connections == 0 {
+        return Err(invalid("edge.max_connections", "must be at least 1"));
+    }
+    for (key, v) in [
+        (
+            "edge.header_read_timeout_secs",
+            edge.header_read_timeout_secs,
+        ),
+        ("edge.handshake_timeout_secs", edge.handshake_timeout_secs),
+        ("edge.idle_timeout_secs", edge.idle_timeout_secs),
+    ] {
+        if v == 0 {
+            return Err(invalid(key, "must be at least one second"));
+        }
+    }
+    if !(8192..=1024 * 1024).contains(&edge.max_header_bytes) {
+        return Err(invalid(
+            "edge.max_header_bytes",
+            "must be between 8192 and 1048576",
+        ));
+    }
+    if !(certs.renew_after_fraction > 0.0 && certs.renew_after_fraction < 1.0) {
+        return Err(invalid(
+            "certs.renew_after_fraction",
+            "must be between 0 and 1 (exclusive)",
+        ));
+    }
+    if certs.local_ca_days == 0 {
+        return Err(invalid("certs.local_ca_days", "must be at least 1"));
+    }
+    Ok(EdgeConfig {
+        enable: edge.enable,
+        domain,
+        http: addrs("edge.http_listen", &edge.http_listen)?,
+        https: addrs("edge.https_listen", &edge.https_listen)?,
+        upstream,
+        max_connections: edge.max_connections,
+        header_read_timeout_secs: edge.header_read_timeout_secs,
+        handshake_timeout_secs: edge.handshake_timeout_secs,
+        idle_timeout_secs: edge.idle_timeout_secs,
+        max_header_bytes: edge.max_header_bytes,
+        mode: certs.mode,
+        renew_after_fraction: certs.renew_after_fraction,
+        local_ca_days: certs.local_ca_days,
+        certs_dir: state_dir.join("certs"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams() {
+        assert_eq!(
+            parse_upstream("https:443"),
+            Ok(Upstream {
+                scheme: Scheme::Https,
+                port: 443
+            })
+        );
+        assert_eq!(
+            parse_upstream("http:8080"),
+            Ok(Upstream {
+                scheme: Scheme::Http,
+                port: 8080
+            })
+        );
+        assert_eq!(
+            parse_upstream("ftp:21").unwrap_err(),
+            "scheme \"ftp\" is not http or https"
+        );
+        assert_eq!(
+            parse_upstream("http:0").unwrap_err(),
+            "port \"0\" is not a port number"
+        );
+        assert_eq!(
+            parse_upstream("8080").unwrap_err(),
+            "\"8080\" is not SCHEME:PORT (e.g. https:443, http:8080)"
+        );
+    }
+
+    #[test]
+    fn domains() {
+        assert!(valid_domain("dev.example.com"));
+        assert!(valid_domain("localhost"));
+        for bad in ["", "Dev.example", "a..b", "-a.b", "a_b.c", &"a".repeat(64)] {
+            assert!(!valid_domain(bad), "{bad}");
+        }
+    }
+}

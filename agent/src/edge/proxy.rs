@@ -1,0 +1,264 @@
+//! The listeners and the request path. HTTPS: TLS (SNI picks the
+//! container's certificate), HTTP/1.1 or HTTP/2, the Host looked up in the
+//! route table, the request forwarded to the container with forwarding
+//! headers, websocket upgrades spliced through. HTTP: a 301 to HTTPS.
+//! Bounded everywhere: connections, handshake and header time, header size,
+//! idle time.
+
+use super::headers::{https_location, strip_hop_by_hop, to_upstream, upgrade_of};
+use super::idle::Idle;
+use super::pages::{page, redirect, Body};
+use super::routes::{normalize_host, Scheme};
+use super::upstream::{client, UpstreamClient};
+use super::{Edge, EdgeError};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::HOST;
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, EdgeError> {
+    let err = |e: std::io::Error| EdgeError::Listen {
+        addr,
+        why: e.to_string(),
+    };
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(err)?;
+    if addr.is_ipv6() {
+        // [::]:443 next to 0.0.0.0:443: each family on its own socket.
+        s.set_only_v6(true).map_err(err)?;
+    }
+    s.set_reuse_address(true).map_err(err)?;
+    s.set_nonblocking(true).map_err(err)?;
+    s.bind(&addr.into()).map_err(err)?;
+    s.listen(1024).map_err(err)?;
+    TcpListener::from_std(s.into()).map_err(err)
+}
+
+struct Shared {
+    edge: Arc<Edge>,
+    client: UpstreamClient,
+    tls: TlsAcceptor,
+    slots: Arc<Semaphore>,
+    https_port: u16,
+}
+
+/// Bind all listeners first (so a taken port fails the agent's start), then
+/// serve them.
+pub async fn start(edge: Arc<Edge>) -> Result<(), EdgeError> {
+    let cfg = &edge.cfg;
+    let mut http = Vec::new();
+    for a in &cfg.http {
+        http.push(bind(*a)?);
+    }
+    let mut https = Vec::new();
+    for a in &cfg.https {
+        https.push(bind(*a)?);
+    }
+    let shared = Arc::new(Shared {
+        client: client(),
+        tls: TlsAcceptor::from(super::tls::server_config(edge.clone())),
+        slots: Arc::new(Semaphore::new(cfg.max_connections)),
+        https_port: cfg.https.first().map(|a| a.port()).unwrap_or(443),
+        edge: edge.clone(),
+    });
+    for l in http {
+        tokio::spawn(accept_loop(l, shared.clone(), false));
+    }
+    for l in https {
+        tokio::spawn(accept_loop(l, shared.clone(), true));
+    }
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: bool) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and the like: back off instead of spinning.
+                tracing::warn!("edge: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+            // Full: refuse at once rather than queue without bound.
+            drop(stream);
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            connection(stream, peer, shared, tls).await;
+            drop(permit);
+        });
+    }
+}
+
+fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
+    let cfg = &shared.edge.cfg;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(cfg.header_read_timeout_secs))
+        .max_buf_size(cfg.max_header_bytes);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(cfg.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30));
+    b
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, tls: bool) {
+    let _ = stream.set_nodelay(true);
+    let cfg = &shared.edge.cfg;
+    let io = Idle::new(stream, Duration::from_secs(cfg.idle_timeout_secs));
+    let client_ip = peer.ip();
+    if !tls {
+        let s = shared.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let s = s.clone();
+            async move { Ok::<_, Infallible>(plain_http(&s, req)) }
+        });
+        let _ = builder(&shared)
+            .serve_connection(TokioIo::new(io), svc)
+            .await;
+        return;
+    }
+    let handshake = Duration::from_secs(cfg.handshake_timeout_secs);
+    let stream = match tokio::time::timeout(handshake, shared.tls.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!("edge: TLS handshake with {peer}: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let sni = stream.get_ref().1.server_name().and_then(normalize_host);
+    let s = shared.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let s = s.clone();
+        let sni = sni.clone();
+        async move { Ok::<_, Infallible>(proxy(&s, req, client_ip, sni.as_deref()).await) }
+    });
+    let _ = builder(&shared)
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await;
+}
+
+/// The host a request names (HTTP/2's authority or HTTP/1's Host header):
+/// as sent, and normalized for lookups.
+fn request_host(req: &Request<Incoming>) -> Option<(String, String)> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str().to_string(),
+        None => req.headers().get(HOST)?.to_str().ok()?.to_string(),
+    };
+    let host = normalize_host(&raw)?;
+    Some((raw, host))
+}
+
+fn plain_http(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+    let Some((_, host)) = request_host(&req) else {
+        return page(StatusCode::BAD_REQUEST, "The request names no valid host.");
+    };
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    redirect(&https_location(&host, shared.https_port, pq))
+}
+
+async fn proxy(
+    shared: &Shared,
+    mut req: Request<Incoming>,
+    client_ip: IpAddr,
+    sni: Option<&str>,
+) -> Response<Body> {
+    let Some((raw_host, host)) = request_host(&req) else {
+        return page(StatusCode::BAD_REQUEST, "The request names no valid host.");
+    };
+    let table = shared.edge.routes();
+    if let Some(sni) = sni {
+        if table.container_of(sni) != table.container_of(&host) {
+            return page(
+                StatusCode::MISDIRECTED_REQUEST,
+                &format!("This connection is for {sni}, not {host}."),
+            );
+        }
+    }
+    let Some(route) = table.lookup(&host) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            &format!("No container answers to {host}."),
+        );
+    };
+    if !route.running {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("Container {} is not running.", route.container),
+        );
+    }
+    let scheme = match route.upstream.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: Uri = match format!("{scheme}://{}:{}{pq}", route.address, route.upstream.port).parse()
+    {
+        Ok(u) => u,
+        Err(_) => return page(StatusCode::BAD_REQUEST, "The request path is not valid."),
+    };
+    let upgrade = upgrade_of(req.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let mut up = Request::new(body);
+    *up.method_mut() = parts.method;
+    *up.uri_mut() = uri;
+    *up.version_mut() = Version::HTTP_11;
+    *up.headers_mut() = to_upstream(parts.headers, &raw_host, client_ip, "https");
+    let mut resp = match shared.client.request(up).await {
+        Ok(r) => r,
+        Err(e) => {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "Container {} does not answer on {}: {e}",
+                    route.container, route.upstream
+                ),
+            )
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let theirs = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(a), Ok(b)) = (client_upgrade.await, theirs.await) {
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
+                            .await;
+                }
+            });
+        }
+        let keep = upgrade_of(resp.headers());
+        strip_hop_by_hop(resp.headers_mut(), keep);
+        let (parts, body) = resp.into_parts();
+        return Response::from_parts(parts, body.boxed());
+    }
+    strip_hop_by_hop(resp.headers_mut(), None);
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, body.boxed())
+}

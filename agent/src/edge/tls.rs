@@ -1,0 +1,45 @@
+//! TLS for the proxy: the server side picks a container's certificate by
+//! SNI (a name under the public domain → its container → its certificate;
+//! anything else gets no certificate, so no name is ever served with
+//! another's); ALPN offers HTTP/2 and HTTP/1.1. One crypto provider (ring)
+//! for the whole tree.
+
+use super::routes::normalize_host;
+use super::Edge;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct BySni(Arc<Edge>);
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("domain", &self.cfg.domain)
+            .finish()
+    }
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let host = normalize_host(hello.server_name()?)?;
+        let table = self.0.routes();
+        let container = table.container_of(&host)?;
+        self.0.cert_for(container)
+    }
+}
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+pub fn server_config(edge: Arc<Edge>) -> Arc<rustls::ServerConfig> {
+    let mut c = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(BySni(edge)));
+    c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(c)
+}

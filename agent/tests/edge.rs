@@ -1,0 +1,325 @@
+//! The edge against real clients: curl over HTTPS (HTTP/1.1 and HTTP/2)
+//! with the local CA's root, through the agent's proxy on loopback, to a
+//! container's aliases (the fixture's busybox httpd, and a test server in
+//! the container's namespace that shows what it received, speaks TLS and
+//! echoes websockets); the redirect from HTTP; unknown names, a name for
+//! another container, a stopped and a destroyed container; and clients that
+//! stall or send too much, cut off while others are served.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Answer {
+    status: u16,
+    version: String,
+    body: String,
+}
+
+fn root_ca(agent: &TestAgent) -> String {
+    agent
+        .dir
+        .join("state/certs/local-ca/root.pem")
+        .display()
+        .to_string()
+}
+
+/// curl to `https://HOST:PORT/PATH` resolved to the agent's loopback port.
+fn curl_https(agent: &TestAgent, host: &str, path: &str, extra: &[&str]) -> Output {
+    let port = agent.https_port;
+    Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert", &root_ca(agent)])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .args(extra)
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .unwrap()
+}
+
+fn https(agent: &TestAgent, host: &str, path: &str, extra: &[&str]) -> Answer {
+    let out = curl_https(agent, host, path, extra);
+    assert!(
+        out.status.success(),
+        "curl https://{host}{path}: {}",
+        text(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = stdout.rsplit_once('\n').unwrap();
+    let (code, version) = tail.split_once(' ').unwrap();
+    Answer {
+        status: code.parse().unwrap(),
+        version: version.to_string(),
+        body: body.to_string(),
+    }
+}
+
+#[test]
+fn edge_serves_aliases_over_https() {
+    let Some(()) = prerequisites("edge_serves_aliases_over_https") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("edge");
+    let out = agent.devhost(&[
+        "ensure",
+        &name,
+        &channel().url,
+        "web",
+        "secure",
+        "--upstream",
+        "http:8080",
+        "--upstream",
+        "web=http:80",
+        "--upstream",
+        "secure=https:8443",
+    ]);
+    assert_ok(&out, "ensure with upstreams");
+    upstream::start_in_netns(&format!("{}{name}", agent.netns_prefix));
+    let web = format!("web.{name}.dev.test");
+    let base = format!("{name}.dev.test");
+
+    // An alias to the container's own httpd, over HTTP/1.1 and HTTP/2.
+    let a = https(&agent, &web, "/", &["--http1.1"]);
+    assert_eq!((a.status, a.version.as_str()), (200, "1.1"));
+    assert_eq!(a.body.trim(), format!("hello from fc {name}"));
+    let a = https(&agent, &web, "/", &["--http2"]);
+    assert_eq!((a.status, a.version.as_str()), (200, "2"), "{}", a.body);
+    assert_eq!(a.body.trim(), format!("hello from fc {name}"));
+
+    // What the container receives: Host kept, forwarding headers set,
+    // hop-by-hop headers gone.
+    let a = https(
+        &agent,
+        &base,
+        "/headers?x=1&y=2",
+        &[
+            "--http1.1",
+            "-H",
+            "X-Forwarded-For: 192.0.2.1",
+            "-H",
+            "Connection: keep-alive, X-Hop",
+            "-H",
+            "X-Hop: secret",
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let got: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    let h = &got["headers"];
+    assert_eq!(got["path"], "/headers?x=1&y=2");
+    assert_eq!(h["host"], format!("{base}:{}", agent.https_port));
+    assert_eq!(h["x-forwarded-for"], "192.0.2.1, 127.0.0.1");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(
+        h["x-forwarded-host"],
+        format!("{base}:{}", agent.https_port)
+    );
+    assert!(h.get("x-hop").is_none(), "hop-by-hop header removed: {h}");
+    // Over HTTP/2 the container gets HTTP/1.1 with a Host header.
+    let a = https(&agent, &base, "/headers", &["--http2"]);
+    let got: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(got["version"], "HTTP/1.1");
+    assert_eq!(
+        got["headers"]["host"],
+        format!("{base}:{}", agent.https_port)
+    );
+
+    // An alias whose upstream is TLS with a self-signed certificate.
+    let a = https(&agent, &format!("secure.{name}.dev.test"), "/headers", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body.contains("\"x-forwarded-proto\":\"https\""),
+        "{}",
+        a.body
+    );
+
+    // Port 80 redirects, path and query kept.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
+        .args(["-w", "%{http_code} %{redirect_url}"])
+        .arg("--resolve")
+        .arg(format!("{web}:{}:127.0.0.1", agent.http_port))
+        .arg(format!("http://{web}:{}/a/b?c=1", agent.http_port))
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out),
+        format!("301 https://{web}:{}/a/b?c=1", agent.https_port)
+    );
+
+    // A websocket through the proxy.
+    let echoed = websocket_echo(&agent, &base, "ping over the proxy");
+    assert_eq!(echoed, "ping over the proxy");
+
+    // Names nobody serves.
+    let a = https(&agent, &format!("nope.{name}.dev.test"), "/", &[]);
+    assert_eq!(a.status, 404);
+    assert!(a.body.contains("No container answers to"), "{}", a.body);
+    let out = curl_https(&agent, "ghost.dev.test", "/", &[]);
+    assert!(
+        !out.status.success(),
+        "no certificate for a container that does not exist: {}",
+        text(&out)
+    );
+    let a = https(&agent, &web, "/", &["-H", "Host: ghost.dev.test"]);
+    assert_eq!(a.status, 421, "SNI and Host name other containers");
+
+    // Stopped: a clear answer; started again: served again, same certificate.
+    assert_ok(&agent.devhost(&["stop", &name]), "stop");
+    let a = https(&agent, &web, "/", &[]);
+    assert_eq!(a.status, 503);
+    assert!(a.body.contains("is not running"), "{}", a.body);
+    assert_ok(&agent.devhost(&["start", &name]), "start");
+    assert_eq!(https(&agent, &web, "/", &[]).status, 200);
+
+    // Destroyed: route and certificate gone.
+    let live = agent.dir.join("state/certs/live").join(&name);
+    assert!(live.join("key.pem").exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(live.join("key.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600,
+        "private keys 0600"
+    );
+    assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
+    assert!(!live.exists(), "certificate removed with the container");
+    let out = curl_https(&agent, &web, "/", &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+}
+
+fn websocket_echo(agent: &TestAgent, host: &str, msg: &str) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = std::fs::read(root_ca(agent)).unwrap();
+    let port = agent.https_port;
+    let host = host.to_string();
+    let msg = msg.to_string();
+    rt.block_on(async move {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&root) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls_pki_types::ServerName::try_from(host.clone()).unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let url = format!("wss://{host}:{port}/ws");
+        let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+        assert_eq!(resp.status(), 101);
+        ws.send(tokio_tungstenite::tungstenite::Message::text(msg))
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("echo within 10 s")
+            .unwrap()
+            .unwrap();
+        m.into_text().unwrap().to_string()
+    })
+}
+
+/// Read until EOF or error; how long it took.
+fn until_closed(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return None
+            }
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn edge_cuts_off_bad_clients() {
+    let Some(()) = prerequisites("edge_cuts_off_bad_clients") else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        extra_toml: String::new(),
+        edge_toml: "header_read_timeout_secs = 1\nhandshake_timeout_secs = 1\nidle_timeout_secs = 3\nmax_connections = 6\nmax_header_bytes = 8192\n".into(),
+        ..Options::default()
+    });
+    let name = agent.name("lim");
+    assert_ok(
+        &agent.devhost(&[
+            "ensure",
+            &name,
+            &channel().url,
+            "web",
+            "--upstream",
+            "http:80",
+        ]),
+        "ensure",
+    );
+    let web = format!("web.{name}.dev.test");
+    let limit = Duration::from_secs(8);
+
+    // A client that never finishes its TLS handshake.
+    let mut silent = TcpStream::connect(("127.0.0.1", agent.https_port)).unwrap();
+    // A client that sends half a request header on port 80, then stalls.
+    let mut slow = TcpStream::connect(("127.0.0.1", agent.http_port)).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    // Others are served meanwhile.
+    assert_eq!(https(&agent, &web, "/", &[]).status, 200);
+    let t = until_closed(&mut silent, limit).expect("handshake timeout closes it");
+    assert!(t < Duration::from_secs(4), "{t:?}");
+    let t = until_closed(&mut slow, limit).expect("header timeout closes it");
+    assert!(t < Duration::from_secs(4), "{t:?}");
+
+    // Too large a header: refused, the next client is fine.
+    let big = format!("X-Big: {}", "a".repeat(20_000));
+    let out = curl_https(&agent, &web, "/", &["--http1.1", "-H", &big]);
+    let t = text(&out);
+    assert!(
+        t.contains("431") || !out.status.success(),
+        "oversized header refused: {t}"
+    );
+    assert_eq!(https(&agent, &web, "/", &[]).status, 200);
+
+    // Connections beyond the limit are closed at once; slots come back.
+    let mut held: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect(("127.0.0.1", agent.http_port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(("127.0.0.1", agent.http_port)).unwrap();
+    let t = until_closed(&mut extra, limit).expect("over the limit: closed");
+    assert!(t < Duration::from_secs(1), "{t:?}");
+    held.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(https(&agent, &web, "/", &[]).status, 200);
+}

@@ -80,6 +80,35 @@ fn edge_serves_aliases_over_https() {
         "secure=https:8443",
     ]);
     assert_ok(&out, "ensure with upstreams");
+    let s = agent.status_json(&name).unwrap();
+    assert_eq!(
+        s["upstreams"],
+        serde_json::json!({"": "http:8080", "web": "http:80", "secure": "https:8443"})
+    );
+    for (bad, says) in [
+        (
+            "nope=http:80",
+            "upstream for \"nope\": not one of the container's aliases",
+        ),
+        ("web=gopher:70", "scheme \"gopher\" is not http or https"),
+    ] {
+        let out = agent.devhost(&[
+            "ensure",
+            &name,
+            &channel().url,
+            "web",
+            "secure",
+            "--upstream",
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
+    }
+    assert_eq!(
+        agent.status_json(&name).unwrap()["upstreams"],
+        s["upstreams"],
+        "bad input changes nothing"
+    );
     upstream::start_in_netns(&format!("{}{name}", agent.netns_prefix));
     let web = format!("web.{name}.dev.test");
     let base = format!("{name}.dev.test");

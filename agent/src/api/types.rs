@@ -88,6 +88,9 @@ pub struct ContainerInfo {
     pub last_deploy: String,
     pub enabled: bool,
     pub limits: Limits,
+    /// Upstreams set for the container (`""`) or its aliases, `SCHEME:PORT`.
+    #[serde(default)]
+    pub upstreams: std::collections::BTreeMap<String, String>,
 }
 
 impl ContainerInfo {
@@ -118,6 +121,11 @@ impl ContainerInfo {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             enabled: r.enabled,
             limits: r.limits.clone(),
+            upstreams: r
+                .upstreams
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
         }
     }
 }

@@ -66,6 +66,8 @@ pub fn fail(e: &ClientError, json: bool) -> i32 {
     }
     match e {
         ClientError::NotRunning { .. } => EXIT_NO_AGENT,
+        // The agent refused the input itself: bad input, as in the CLI.
+        ClientError::Api(a) if a.kind == crate::api::types::ErrorKind::BadRequest => EXIT_USAGE,
         _ => EXIT_FAILED,
     }
 }

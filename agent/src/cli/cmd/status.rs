@@ -25,6 +25,20 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
     }
     println!("address:     {} (host side {})", c.address, c.host_address);
     println!("aliases:     {}", c.aliases.join(" "));
+    if !c.upstreams.is_empty() {
+        let u: Vec<String> = c
+            .upstreams
+            .iter()
+            .map(|(k, v)| {
+                if k.is_empty() {
+                    v.clone()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        println!("upstreams:   {}", u.join(" "));
+    }
     println!("channel:     {}", c.channel);
     println!("system:      {}", c.system_path.as_deref().unwrap_or("-"));
     println!("owner uid:   {}", c.owner_uid);

@@ -216,6 +216,7 @@ pub struct RawConfig {
     pub nspawn: Nspawn,
     pub edge: crate::edge::config::Edge,
     pub certs: crate::edge::config::Certs,
+    pub dns: crate::edge::config::Dns,
 }
 
 /// The validated configuration the agent runs with.
@@ -356,7 +357,8 @@ impl RawConfig {
         if self.nspawn.ready_timeout_secs == 0 || self.nspawn.stop_timeout_secs == 0 {
             return Err(invalid("nspawn", "timeouts must be at least one second"));
         }
-        let edge = crate::edge::config::validate(self.edge, self.certs, &self.paths.state_dir)?;
+        let edge =
+            crate::edge::config::validate(self.edge, self.certs, self.dns, &self.paths.state_dir)?;
         Ok(Config {
             edge,
             paths: self.paths,

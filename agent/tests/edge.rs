@@ -352,3 +352,48 @@ fn edge_cuts_off_bad_clients() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(https(&agent, &web, "/", &[]).status, 200);
 }
+
+fn dig(agent: &TestAgent, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg("@127.0.0.1")
+        .args(["-p", &agent.dns_port.to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig (apt-get install bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn edge_answers_dns_for_the_zone() {
+    let Some(()) = prerequisites("edge_answers_dns_for_the_zone") else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        extra_toml: "[dns]\nenable = true\nlisten = [\"127.0.0.1:@DNS_PORT@\"]\naddresses = [\"192.0.2.10\", \"2001:db8::10\"]\n".into(),
+        ..Options::default()
+    });
+    let short = |args: &[&str]| {
+        let mut a = vec!["+short"];
+        a.extend_from_slice(args);
+        dig(&agent, &a).trim().to_string()
+    };
+    assert_eq!(short(&["www.c1.dev.test", "A"]), "192.0.2.10");
+    assert_eq!(short(&["WWW.C1.dev.test", "AAAA"]), "2001:db8::10");
+    assert_eq!(short(&["dev.test", "A"]), "192.0.2.10");
+    assert_eq!(
+        short(&["dev.test", "SOA"]),
+        "ns.dev.test. hostmaster.dev.test. 1 3600 600 604800 60"
+    );
+    assert_eq!(short(&["dev.test", "NS"]), "ns.dev.test.");
+    assert_eq!(
+        short(&["+tcp", "api.c1.dev.test", "A"]),
+        "192.0.2.10",
+        "over TCP too"
+    );
+    let full = dig(&agent, &["_acme-challenge.c1.dev.test", "TXT"]);
+    assert!(full.contains("status: NOERROR"), "{full}");
+    assert!(full.contains("flags: qr aa"), "authoritative: {full}");
+    assert!(full.contains("ANSWER: 0"), "no challenge pending: {full}");
+    let other = dig(&agent, &["example.org", "A"]);
+    assert!(other.contains("status: REFUSED"), "{other}");
+}

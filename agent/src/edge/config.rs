@@ -57,6 +57,42 @@ impl Default for Edge {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns {
+    /// Serve the public zone authoritatively (delegate it here with NS).
+    pub enable: bool,
+    pub listen: Vec<String>,
+    /// The devhost's public addresses: the answer for PUBLIC and every
+    /// name under it.
+    pub addresses: Vec<String>,
+    /// NS names of the zone; default `ns.PUBLIC` (with glue).
+    pub nameservers: Vec<String>,
+    /// SOA mailbox; default `hostmaster.PUBLIC`.
+    pub hostmaster: String,
+    pub ttl: u32,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            enable: false,
+            listen: vec!["0.0.0.0:53".into(), "[::]:53".into()],
+            addresses: Vec::new(),
+            nameservers: Vec::new(),
+            hostmaster: String::new(),
+            ttl: 60,
+        }
+    }
+}
+
+/// The validated `[dns]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsConfig {
+    pub listen: Vec<SocketAddr>,
+    pub zone: super::dns::Zone,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CertMode {
@@ -105,6 +141,8 @@ pub struct EdgeConfig {
     pub local_ca_days: u32,
     /// Certificates, the local CA and ACME state (below the state dir).
     pub certs_dir: PathBuf,
+    /// The authoritative zone, when served.
+    pub dns: Option<DnsConfig>,
 }
 
 /// A DNS name as a zone may hold it: lowercase labels of letters, digits
@@ -153,9 +191,70 @@ fn addrs(key: &'static str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigEr
         .collect()
 }
 
+fn validate_dns(dns: Dns, domain: &str) -> Result<Option<DnsConfig>, ConfigError> {
+    if !dns.enable {
+        return Ok(None);
+    }
+    let listen = addrs("dns.listen", &dns.listen)?;
+    let mut zone = super::dns::Zone {
+        domain: domain.to_string(),
+        v4: Vec::new(),
+        v6: Vec::new(),
+        nameservers: Vec::new(),
+        hostmaster: String::new(),
+        ttl: dns.ttl,
+        serial: 1,
+        challenges: Default::default(),
+    };
+    for a in &dns.addresses {
+        match a.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(v4)) => zone.v4.push(v4),
+            Ok(std::net::IpAddr::V6(v6)) => zone.v6.push(v6),
+            Err(_) => {
+                return Err(invalid(
+                    "dns.addresses",
+                    format!("{a:?} is not an IP address"),
+                ))
+            }
+        }
+    }
+    if dns.addresses.is_empty() {
+        return Err(invalid(
+            "dns.addresses",
+            "give the devhost's public addresses (what every name in the zone resolves to)",
+        ));
+    }
+    zone.nameservers = if dns.nameservers.is_empty() {
+        vec![format!("ns.{domain}")]
+    } else {
+        dns.nameservers.clone()
+    };
+    for n in &zone.nameservers {
+        if !valid_domain(n) {
+            return Err(invalid(
+                "dns.nameservers",
+                format!("{n:?} is not a lowercase DNS name"),
+            ));
+        }
+    }
+    zone.hostmaster = if dns.hostmaster.is_empty() {
+        format!("hostmaster.{domain}")
+    } else {
+        dns.hostmaster.replace('@', ".")
+    };
+    if !valid_domain(&zone.hostmaster) {
+        return Err(invalid(
+            "dns.hostmaster",
+            format!("{:?} is not a mailbox", dns.hostmaster),
+        ));
+    }
+    Ok(Some(DnsConfig { listen, zone }))
+}
+
 pub fn validate(
     edge: Edge,
     certs: Certs,
+    dns: Dns,
     state_dir: &std::path::Path,
 ) -> Result<EdgeConfig, ConfigError> {
     let domain = edge.public_domain.trim_end_matches('.').to_string();
@@ -196,6 +295,7 @@ pub fn validate(
     if certs.local_ca_days == 0 {
         return Err(invalid("certs.local_ca_days", "must be at least 1"));
     }
+    let dns = validate_dns(dns, &domain)?;
     Ok(EdgeConfig {
         enable: edge.enable,
         domain,
@@ -211,6 +311,7 @@ pub fn validate(
         renew_after_fraction: certs.renew_after_fraction,
         local_ca_days: certs.local_ca_days,
         certs_dir: state_dir.join("certs"),
+        dns,
     })
 }
 

@@ -7,6 +7,8 @@
 
 pub mod certs;
 pub mod config;
+pub mod dns;
+mod dns_server;
 pub mod headers;
 mod idle;
 mod pages;
@@ -43,6 +45,8 @@ pub struct Edge {
     ca: LocalCa,
     /// The records last applied (renewals run against them).
     last: Mutex<Arc<Vec<Record>>>,
+    /// The public zone (served when `[dns]` is enabled).
+    pub zone: Arc<RwLock<dns::Zone>>,
 }
 
 impl Edge {
@@ -62,6 +66,21 @@ impl Edge {
             store,
             ca,
             last: Mutex::new(Arc::new(Vec::new())),
+            zone: Arc::new(RwLock::new(
+                cfg.dns
+                    .as_ref()
+                    .map(|d| d.zone.clone())
+                    .unwrap_or_else(|| dns::Zone {
+                        domain: cfg.domain.clone(),
+                        v4: vec![],
+                        v6: vec![],
+                        nameservers: vec![],
+                        hostmaster: String::new(),
+                        ttl: 60,
+                        serial: 1,
+                        challenges: Default::default(),
+                    }),
+            )),
             cfg,
         };
         Ok((Arc::new(edge), problems))
@@ -141,6 +160,9 @@ impl Edge {
     /// Bind every listener (an error names the address), then serve them
     /// and renew certificates in the background.
     pub async fn start(self: &Arc<Self>) -> Result<(), EdgeError> {
+        if let Some(dns) = &self.cfg.dns {
+            dns_server::start(self.zone.clone(), &dns.listen).await?;
+        }
         if !self.cfg.enable {
             return Ok(());
         }

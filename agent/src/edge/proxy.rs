@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-fn bind(addr: SocketAddr) -> Result<TcpListener, EdgeError> {
+pub(super) fn bind(addr: SocketAddr) -> Result<TcpListener, EdgeError> {
     let err = |e: std::io::Error| EdgeError::Listen {
         addr,
         why: e.to_string(),
@@ -41,6 +41,22 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, EdgeError> {
     s.bind(&addr.into()).map_err(err)?;
     s.listen(1024).map_err(err)?;
     TcpListener::from_std(s.into()).map_err(err)
+}
+
+/// A UDP socket on `addr`; IPv6 ones only for IPv6 (as [`bind`]).
+pub(super) fn bind_udp(addr: SocketAddr) -> Result<tokio::net::UdpSocket, EdgeError> {
+    let err = |e: std::io::Error| EdgeError::Listen {
+        addr,
+        why: e.to_string(),
+    };
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, None).map_err(err)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true).map_err(err)?;
+    }
+    s.set_nonblocking(true).map_err(err)?;
+    s.bind(&addr.into()).map_err(err)?;
+    tokio::net::UdpSocket::from_std(s.into()).map_err(err)
 }
 
 struct Shared {

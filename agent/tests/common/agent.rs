@@ -46,12 +46,15 @@ pub struct TestAgent {
     /// The edge's loopback ports.
     pub http_port: u16,
     pub https_port: u16,
+    /// For a `[dns]` section of the test's own (`listen = ["127.0.0.1:PORT"]`).
+    pub dns_port: u16,
     child: Option<Child>,
     _subnet_lock: nix::fcntl::Flock<File>,
 }
 
 pub struct Options {
-    /// Extra TOML appended to the generated config.
+    /// Extra TOML for the generated config (after the `[nspawn]` keys);
+    /// `@DNS_PORT@` becomes the agent's own DNS test port.
     pub extra_toml: String,
     /// Nix for `nix.extra_config`.
     pub nix_extra_config: String,
@@ -95,6 +98,7 @@ impl TestAgent {
         // Loopback ports of this agent's own (its subnet is unique among tests).
         let http_port = 20000 + 4 * subnet as u16;
         let https_port = http_port + 1;
+        let dns_port = http_port + 2;
         let d = dir.display();
         assert!(
             opts.hosts_file.is_none() || opts.kind == Kind::Systemd,
@@ -146,7 +150,10 @@ http_listen = ["127.0.0.1:{http_port}"]
 https_listen = ["127.0.0.1:{https_port}"]
 {}
 "#,
-            opts.ready_timeout_secs, opts.stop_timeout_secs, opts.extra_toml, opts.edge_toml
+            opts.ready_timeout_secs,
+            opts.stop_timeout_secs,
+            opts.extra_toml.replace("@DNS_PORT@", &dns_port.to_string()),
+            opts.edge_toml
         );
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -177,6 +184,7 @@ https_listen = ["127.0.0.1:{https_port}"]
             subnet,
             http_port,
             https_port,
+            dns_port,
             child: None,
             _subnet_lock: lock,
         };

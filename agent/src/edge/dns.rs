@@ -1,0 +1,302 @@
+//! The public zone the agent is authoritative for, answered purely: SOA and
+//! NS at the apex, A/AAAA for the apex and every name under it (the
+//! devhost's public addresses: `ALIAS.NAME.PUBLIC` needs no record per
+//! container), TXT at `_acme-challenge` names while a DNS-01 challenge is
+//! pending (several values at one name at once), NODATA with the SOA for
+//! anything else, REFUSED outside the zone. The hickory server
+//! (`dns_server.rs`) only translates.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    /// The apex, lowercase, without a trailing dot.
+    pub domain: String,
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+    /// Names of this zone's name servers (glue is given for those inside it).
+    pub nameservers: Vec<String>,
+    /// `hostmaster.example.org` style mailbox.
+    pub hostmaster: String,
+    pub ttl: u32,
+    pub serial: u32,
+    /// Pending DNS-01 values by name (`_acme-challenge.c1.PUBLIC`).
+    pub challenges: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QType {
+    A,
+    Aaaa,
+    Txt,
+    Ns,
+    Soa,
+    Any,
+    Other(u16),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Txt(String),
+    Ns(String),
+    Soa {
+        mname: String,
+        rname: String,
+        serial: u32,
+        minimum: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rr {
+    pub name: String,
+    pub ttl: u32,
+    pub data: Data,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub rcode: Rcode,
+    pub authoritative: bool,
+    pub answers: Vec<Rr>,
+    pub authority: Vec<Rr>,
+    pub additional: Vec<Rr>,
+}
+
+impl Zone {
+    /// Whether `name` (lowercase, no trailing dot) is in the zone.
+    pub fn contains(&self, name: &str) -> bool {
+        name == self.domain
+            || name
+                .strip_suffix(self.domain.as_str())
+                .is_some_and(|p| p.ends_with('.'))
+    }
+
+    fn soa(&self) -> Rr {
+        Rr {
+            name: self.domain.clone(),
+            ttl: self.ttl,
+            data: Data::Soa {
+                mname: self
+                    .nameservers
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| self.domain.clone()),
+                rname: self.hostmaster.clone(),
+                serial: self.serial,
+                minimum: self.ttl,
+            },
+        }
+    }
+
+    fn addresses(&self, name: &str) -> Vec<Rr> {
+        let mut v: Vec<Rr> = self
+            .v4
+            .iter()
+            .map(|a| Rr {
+                name: name.to_string(),
+                ttl: self.ttl,
+                data: Data::A(*a),
+            })
+            .collect();
+        v.extend(self.v6.iter().map(|a| Rr {
+            name: name.to_string(),
+            ttl: self.ttl,
+            data: Data::Aaaa(*a),
+        }));
+        v
+    }
+
+    pub fn answer(&self, qname: &str, qtype: QType) -> Answer {
+        let mut a = Answer {
+            rcode: Rcode::NoError,
+            authoritative: true,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+        };
+        let qname = qname.trim_end_matches('.').to_ascii_lowercase();
+        if !self.contains(&qname) {
+            a.rcode = Rcode::Refused;
+            a.authoritative = false;
+            return a;
+        }
+        let apex = qname == self.domain;
+        let rr = |data| Rr {
+            name: qname.clone(),
+            ttl: self.ttl,
+            data,
+        };
+        match qtype {
+            QType::A => {
+                a.answers = self
+                    .addresses(&qname)
+                    .into_iter()
+                    .filter(|r| matches!(r.data, Data::A(_)))
+                    .collect()
+            }
+            QType::Aaaa => {
+                a.answers = self
+                    .addresses(&qname)
+                    .into_iter()
+                    .filter(|r| matches!(r.data, Data::Aaaa(_)))
+                    .collect()
+            }
+            QType::Any => a.answers = self.addresses(&qname),
+            QType::Txt => {
+                a.answers = self
+                    .challenges
+                    .get(&qname)
+                    .map(|vals| vals.iter().map(|v| rr(Data::Txt(v.clone()))).collect())
+                    .unwrap_or_default();
+                // Challenges change within seconds: resolvers must not keep them.
+                for r in &mut a.answers {
+                    r.ttl = 0;
+                }
+            }
+            QType::Ns if apex => {
+                a.answers = self
+                    .nameservers
+                    .iter()
+                    .map(|n| rr(Data::Ns(n.clone())))
+                    .collect();
+                for n in &self.nameservers {
+                    if self.contains(n) {
+                        a.additional.extend(self.addresses(n));
+                    }
+                }
+            }
+            QType::Soa if apex => a.answers = vec![self.soa()],
+            _ => {}
+        }
+        if a.answers.is_empty() {
+            a.authority.push(self.soa());
+        }
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone() -> Zone {
+        Zone {
+            domain: "dev.test".into(),
+            v4: vec!["192.0.2.10".parse().unwrap()],
+            v6: vec!["2001:db8::10".parse().unwrap()],
+            nameservers: vec!["ns.dev.test".into()],
+            hostmaster: "hostmaster.dev.test".into(),
+            ttl: 60,
+            serial: 7,
+            challenges: BTreeMap::from([(
+                "_acme-challenge.c1.dev.test".to_string(),
+                vec!["base".to_string(), "wild".to_string()],
+            )]),
+        }
+    }
+
+    fn rr(name: &str, ttl: u32, data: Data) -> Rr {
+        Rr {
+            name: name.into(),
+            ttl,
+            data,
+        }
+    }
+
+    fn soa() -> Rr {
+        rr(
+            "dev.test",
+            60,
+            Data::Soa {
+                mname: "ns.dev.test".into(),
+                rname: "hostmaster.dev.test".into(),
+                serial: 7,
+                minimum: 60,
+            },
+        )
+    }
+
+    #[test]
+    fn every_name_resolves_to_the_host() {
+        let z = zone();
+        let a = z.answer("WWW.C1.Dev.Test.", QType::A);
+        assert_eq!(
+            a,
+            Answer {
+                rcode: Rcode::NoError,
+                authoritative: true,
+                answers: vec![rr(
+                    "www.c1.dev.test",
+                    60,
+                    Data::A("192.0.2.10".parse().unwrap())
+                )],
+                authority: vec![],
+                additional: vec![],
+            }
+        );
+        assert_eq!(
+            z.answer("dev.test", QType::Aaaa).answers,
+            vec![rr(
+                "dev.test",
+                60,
+                Data::Aaaa("2001:db8::10".parse().unwrap())
+            )]
+        );
+    }
+
+    #[test]
+    fn apex_records_and_glue() {
+        let z = zone();
+        assert_eq!(z.answer("dev.test", QType::Soa).answers, vec![soa()]);
+        let ns = z.answer("dev.test", QType::Ns);
+        assert_eq!(
+            ns.answers,
+            vec![rr("dev.test", 60, Data::Ns("ns.dev.test".into()))]
+        );
+        assert_eq!(ns.additional.len(), 2, "A and AAAA glue for ns.dev.test");
+    }
+
+    #[test]
+    fn challenges_two_values_at_one_name() {
+        let z = zone();
+        assert_eq!(
+            z.answer("_acme-challenge.c1.dev.test", QType::Txt).answers,
+            vec![
+                rr("_acme-challenge.c1.dev.test", 0, Data::Txt("base".into())),
+                rr("_acme-challenge.c1.dev.test", 0, Data::Txt("wild".into())),
+            ]
+        );
+        let none = z.answer("_acme-challenge.c2.dev.test", QType::Txt);
+        assert_eq!((none.rcode, none.answers.len()), (Rcode::NoError, 0));
+        assert_eq!(none.authority, vec![soa()], "NODATA carries the SOA");
+    }
+
+    #[test]
+    fn outside_the_zone_is_refused() {
+        let z = zone();
+        for name in ["example.org", "xdev.test", "test"] {
+            let a = z.answer(name, QType::A);
+            assert_eq!(
+                (a.rcode, a.authoritative),
+                (Rcode::Refused, false),
+                "{name}"
+            );
+            assert!(a.answers.is_empty() && a.authority.is_empty());
+        }
+        let mx = z.answer("c1.dev.test", QType::Other(15));
+        assert_eq!(
+            (mx.rcode, mx.answers.len(), mx.authority.len()),
+            (Rcode::NoError, 0, 1)
+        );
+    }
+}

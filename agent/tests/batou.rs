@@ -121,6 +121,16 @@ fn batou(agent: &TestAgent, project: &Path, args: &[&str]) -> String {
     t
 }
 
+/// What provision.sh copies: (in the container, in environments/dev).
+const COPIED: [(&str, &str); 3] = [
+    ("etc/local/nixos/motd", "motd"),
+    ("etc/local/nixos/site/index.html", "site/index.html"),
+    (
+        "etc/local/nixos/site/static/style.css",
+        "site/static/style.css",
+    ),
+];
+
 fn read(root: &Path, path: &str) -> String {
     std::fs::read_to_string(root.join(path))
         .unwrap_or_else(|e| panic!("{path} in the container: {e}"))
@@ -236,14 +246,7 @@ fn batou_2_5_4_deploys_end_to_end() {
     let s_dev = uid_of(&root, "s-dev");
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(root.join(nix)).unwrap());
     assert_eq!(owner, s_dev, "batou's COPY writes as the service user");
-    for (copied, original) in [
-        ("etc/local/nixos/motd", "motd"),
-        ("etc/local/nixos/site/index.html", "site/index.html"),
-        (
-            "etc/local/nixos/site/static/style.css",
-            "site/static/style.css",
-        ),
-    ] {
+    for (copied, original) in COPIED {
         assert_eq!(
             read(&root, copied),
             std::fs::read_to_string(fixture.join(original)).unwrap(),
@@ -308,15 +311,7 @@ fn batou_2_5_4_deploys_end_to_end() {
     );
     assert_ok(&out, "devhost deploy of the batou environment");
     let service = gid_of(&root, "service");
-    for (copied, original) in [
-        (nix, "provision.nix"),
-        ("etc/local/nixos/motd", "motd"),
-        ("etc/local/nixos/site/index.html", "site/index.html"),
-        (
-            "etc/local/nixos/site/static/style.css",
-            "site/static/style.css",
-        ),
-    ] {
+    for (copied, original) in std::iter::once((nix, "provision.nix")).chain(COPIED) {
         assert_eq!(
             read(&root, copied),
             std::fs::read_to_string(fixture.join(original)).unwrap(),

@@ -57,6 +57,14 @@ fn qtype(t: RecordType) -> QType {
     }
 }
 
+/// What the server records for a response that could not be sent.
+fn unsent(request: &Request) -> ResponseInfo {
+    ResponseInfo::from(hickory_server::proto::op::Header {
+        metadata: Metadata::response_from_request(&request.metadata),
+        counts: Default::default(),
+    })
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for ZoneHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -69,13 +77,10 @@ impl RequestHandler for ZoneHandler {
             [q] => q.clone(),
             _ => {
                 let r = builder.error_msg(&request.metadata, ResponseCode::FormErr);
-                return match response_handle.send_response(r).await {
-                    Ok(i) => i,
-                    Err(_) => ResponseInfo::from(hickory_server::proto::op::Header {
-                        metadata: Metadata::response_from_request(&request.metadata),
-                        counts: Default::default(),
-                    }),
-                };
+                return response_handle
+                    .send_response(r)
+                    .await
+                    .unwrap_or_else(|_| unsent(request));
             }
         };
         let name = query.name().to_string();
@@ -107,10 +112,7 @@ impl RequestHandler for ZoneHandler {
             Ok(info) => info,
             Err(e) => {
                 tracing::debug!("dns: sending a response: {e}");
-                ResponseInfo::from(hickory_server::proto::op::Header {
-                    metadata: Metadata::response_from_request(&request.metadata),
-                    counts: Default::default(),
-                })
+                unsent(request)
             }
         }
     }

@@ -37,6 +37,14 @@ pub enum EdgeError {
     Certs(#[from] certs::CertError),
 }
 
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("domain", &self.cfg.domain)
+            .finish()
+    }
+}
+
 pub struct Edge {
     pub cfg: EdgeConfig,
     routes: RwLock<Arc<RouteTable>>,
@@ -45,8 +53,8 @@ pub struct Edge {
     ca: LocalCa,
     /// The records last applied (renewals run against them).
     last: Mutex<Arc<Vec<Record>>>,
-    /// The public zone (served when `[dns]` is enabled).
-    pub zone: Arc<RwLock<dns::Zone>>,
+    /// The public zone, when `[dns]` has the agent serve it.
+    pub zone: Option<Arc<RwLock<dns::Zone>>>,
 }
 
 impl Edge {
@@ -66,21 +74,10 @@ impl Edge {
             store,
             ca,
             last: Mutex::new(Arc::new(Vec::new())),
-            zone: Arc::new(RwLock::new(
-                cfg.dns
-                    .as_ref()
-                    .map(|d| d.zone.clone())
-                    .unwrap_or_else(|| dns::Zone {
-                        domain: cfg.domain.clone(),
-                        v4: vec![],
-                        v6: vec![],
-                        nameservers: vec![],
-                        hostmaster: String::new(),
-                        ttl: 60,
-                        serial: 1,
-                        challenges: Default::default(),
-                    }),
-            )),
+            zone: cfg
+                .dns
+                .as_ref()
+                .map(|d| Arc::new(RwLock::new(d.zone.clone()))),
             cfg,
         };
         Ok((Arc::new(edge), problems))
@@ -160,8 +157,8 @@ impl Edge {
     /// Bind every listener (an error names the address), then serve them
     /// and renew certificates in the background.
     pub async fn start(self: &Arc<Self>) -> Result<(), EdgeError> {
-        if let Some(dns) = &self.cfg.dns {
-            dns_server::start(self.zone.clone(), &dns.listen).await?;
+        if let (Some(dns), Some(zone)) = (&self.cfg.dns, &self.zone) {
+            dns_server::start(zone.clone(), &dns.listen).await?;
         }
         if !self.cfg.enable {
             return Ok(());

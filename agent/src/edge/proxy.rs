@@ -182,15 +182,18 @@ fn request_host(req: &Request<Incoming>) -> Option<(String, String)> {
     Some((raw, host))
 }
 
+fn path_and_query(req: &Request<Incoming>) -> &str {
+    req.uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+}
+
 fn plain_http(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let Some((_, host)) = request_host(&req) else {
         return page(StatusCode::BAD_REQUEST, "The request names no valid host.");
     };
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let pq = path_and_query(&req);
     redirect(&https_location(&host, shared.https_port, pq))
 }
 
@@ -228,11 +231,7 @@ async fn proxy(
         Scheme::Http => "http",
         Scheme::Https => "https",
     };
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let pq = path_and_query(&req);
     let uri: Uri = match format!("{scheme}://{}:{}{pq}", route.address, route.upstream.port).parse()
     {
         Ok(u) => u,

@@ -13,14 +13,6 @@ use std::sync::Arc;
 #[derive(Debug)]
 struct BySni(Arc<Edge>);
 
-impl std::fmt::Debug for Edge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Edge")
-            .field("domain", &self.cfg.domain)
-            .finish()
-    }
-}
-
 impl ResolvesServerCert for BySni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let host = normalize_host(hello.server_name()?)?;

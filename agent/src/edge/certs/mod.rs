@@ -114,24 +114,20 @@ impl Store {
     pub fn save(&self, container: &str, issued: &Issued, meta: &Meta) -> Result<(), CertError> {
         let d = self.live(container);
         std::fs::create_dir_all(&d).map_err(io(d.display()))?;
+        let write = |file: &str, body: &[u8], mode| {
+            atomic_write(&d.join(file), body, mode).map_err(|e| CertError::Io {
+                what: d.join(file).display().to_string(),
+                why: e.to_string(),
+            })
+        };
         // The key first: a cert.pem never names a key that is not there.
-        atomic_write(&d.join("key.pem"), issued.key_pem.as_bytes(), 0o600).map_err(|e| {
-            CertError::Io {
-                what: d.display().to_string(),
-                why: e.to_string(),
-            }
-        })?;
-        atomic_write(&d.join("cert.pem"), issued.chain_pem.as_bytes(), 0o644).map_err(|e| {
-            CertError::Io {
-                what: d.display().to_string(),
-                why: e.to_string(),
-            }
-        })?;
-        let body = serde_json::to_vec_pretty(meta).expect("serializes");
-        atomic_write(&d.join("meta.json"), &body, 0o644).map_err(|e| CertError::Io {
-            what: d.display().to_string(),
-            why: e.to_string(),
-        })
+        write("key.pem", issued.key_pem.as_bytes(), 0o600)?;
+        write("cert.pem", issued.chain_pem.as_bytes(), 0o644)?;
+        write(
+            "meta.json",
+            &serde_json::to_vec_pretty(meta).expect("serializes"),
+            0o644,
+        )
     }
 
     /// Every stored certificate (unreadable ones are reported, not served).

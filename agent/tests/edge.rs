@@ -183,7 +183,12 @@ fn edge_serves_aliases_over_https() {
     );
 
     // A websocket through the proxy.
-    let echoed = websocket_echo(&agent, &base, "ping over the proxy");
+    let echoed = upstream::websocket_echo(
+        std::path::Path::new(&root_ca(&agent)),
+        agent.https_port,
+        &base,
+        "ping over the proxy",
+    );
     assert_eq!(echoed, "ping over the proxy");
 
     // Names nobody serves.
@@ -224,52 +229,6 @@ fn edge_serves_aliases_over_https() {
     assert!(!live.exists(), "certificate removed with the container");
     let out = curl_https(&agent, &web, "/", &[]);
     assert!(!out.status.success(), "{}", text(&out));
-}
-
-fn websocket_echo(agent: &TestAgent, host: &str, msg: &str) -> String {
-    use futures_util::{SinkExt, StreamExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let root = std::fs::read(root_ca(agent)).unwrap();
-    let port = agent.https_port;
-    let host = host.to_string();
-    let msg = msg.to_string();
-    rt.block_on(async move {
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&root) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let name = rustls_pki_types::ServerName::try_from(host.clone()).unwrap();
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        let url = format!("wss://{host}:{port}/ws");
-        let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
-        assert_eq!(resp.status(), 101);
-        ws.send(tokio_tungstenite::tungstenite::Message::text(msg))
-            .await
-            .unwrap();
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("echo within 10 s")
-            .unwrap()
-            .unwrap();
-        m.into_text().unwrap().to_string()
-    })
 }
 
 /// Read until EOF or error; how long it took.
@@ -382,11 +341,11 @@ fn dig(agent: &TestAgent, args: &[&str]) -> String {
 
 #[test]
 fn edge_answers_dns_for_the_zone() {
-    let Some(()) = prerequisites("edge_answers_dns_for_the_zone") else {
+    let Some(()) = prerequisites_and("edge_answers_dns_for_the_zone", &["dig"]) else {
         return;
     };
     let agent = TestAgent::start(Options {
-        extra_toml: "[dns]\nenable = true\nlisten = [\"127.0.0.1:@DNS_PORT@\"]\naddresses = [\"192.0.2.10\", \"2001:db8::10\"]\n".into(),
+        extra_toml: "[dns]\nenable = true\nlisten = [\"127.0.0.1:@DNS_PORT@\"]\naddresses = [\"192.0.2.10\", \"2001:db8::10\"]\n[certs]\nmode = \"local-ca\"\n".into(),
         ..Options::default()
     });
     let short = |args: &[&str]| {
@@ -394,23 +353,48 @@ fn edge_answers_dns_for_the_zone() {
         a.extend_from_slice(args);
         dig(&agent, &a).trim().to_string()
     };
-    assert_eq!(short(&["www.c1.dev.test", "A"]), "192.0.2.10");
-    assert_eq!(short(&["WWW.C1.dev.test", "AAAA"]), "2001:db8::10");
+    let name = agent.name("dns");
+    let (base, www) = (format!("{name}.dev.test"), format!("www.{name}.dev.test"));
+    let status = |q: &str| {
+        let full = dig(&agent, &[q, "A"]);
+        full.split("status: ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .unwrap_or(&full)
+            .to_string()
+    };
+    assert_eq!(status(&www), "NXDOMAIN", "no container, no name");
+    assert_ok(
+        &agent.devhost(&["ensure", &name, &channel().url, "www"]),
+        "ensure",
+    );
+    assert_eq!(short(&[&www, "A"]), "192.0.2.10");
+    assert_eq!(short(&[&www.to_uppercase(), "AAAA"]), "2001:db8::10");
+    assert_eq!(short(&[&base, "A"]), "192.0.2.10");
     assert_eq!(short(&["dev.test", "A"]), "192.0.2.10");
-    assert_eq!(
-        short(&["dev.test", "SOA"]),
-        "ns.dev.test. hostmaster.dev.test. 1 3600 600 604800 60"
+    let soa = short(&["dev.test", "SOA"]);
+    assert!(
+        soa.starts_with("ns.dev.test. hostmaster.dev.test. ")
+            && soa.ends_with(" 3600 600 604800 60"),
+        "{soa}"
     );
     assert_eq!(short(&["dev.test", "NS"]), "ns.dev.test.");
+    assert_eq!(short(&["ns.dev.test", "A"]), "192.0.2.10", "glue");
     assert_eq!(
-        short(&["+tcp", "api.c1.dev.test", "A"]),
+        short(&["+tcp", &format!("api.{base}"), "A"]),
         "192.0.2.10",
         "over TCP too"
     );
-    let full = dig(&agent, &["_acme-challenge.c1.dev.test", "TXT"]);
+    let full = dig(&agent, &[&format!("_acme-challenge.{base}"), "TXT"]);
     assert!(full.contains("status: NOERROR"), "{full}");
     assert!(full.contains("flags: qr aa"), "authoritative: {full}");
     assert!(full.contains("ANSWER: 0"), "no challenge pending: {full}");
     let other = dig(&agent, &["example.org", "A"]);
     assert!(other.contains("status: REFUSED"), "{other}");
+
+    // Destroyed: its names are gone, with a new serial for secondaries.
+    assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
+    assert_eq!(status(&www), "NXDOMAIN");
+    let serial = |s: &str| s.split(' ').nth(2).unwrap().parse::<u32>().unwrap();
+    assert!(serial(&short(&["dev.test", "SOA"])) > serial(&soa));
 }

@@ -91,6 +91,10 @@ pub struct ContainerInfo {
     /// Upstreams set for the container (`""`) or its aliases, `SCHEME:PORT`.
     #[serde(default)]
     pub upstreams: std::collections::BTreeMap<String, String>,
+    /// The proxy's certificate for it (none when the edge is off or the
+    /// container is not served).
+    #[serde(default)]
+    pub certificate: Option<crate::edge::certs::CertInfo>,
 }
 
 impl ContainerInfo {
@@ -126,6 +130,7 @@ impl ContainerInfo {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.to_string()))
                 .collect(),
+            certificate: None,
         }
     }
 }

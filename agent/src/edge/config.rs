@@ -1,13 +1,15 @@
-//! The `[edge]` and `[certs]` sections of the agent's configuration: where
+//! The `[edge]` and `[dns]` sections of the agent's configuration: where
 //! the proxy listens, the public domain its routes live under, where it sends
-//! requests in a container, its limits, and how certificates are obtained.
-//! Raw serde structs (unknown keys refused) are checked into [`EdgeConfig`].
+//! requests in a container, its limits, and the zone it serves; `[certs]` is
+//! checked in `certs/config.rs`. Raw serde structs (unknown keys refused)
+//! are checked into [`EdgeConfig`].
 
+use super::certs::config::CertsConfig;
+pub use super::certs::config::{CertMode, Certs};
 use super::routes::{Scheme, Upstream};
 use crate::config::ConfigError;
 use serde::Deserialize;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
 
 fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -93,36 +95,6 @@ pub struct DnsConfig {
     pub zone: super::dns::Zone,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CertMode {
-    /// `local-ca` for now (the ACME modes come with the DNS zone).
-    Auto,
-    /// An embedded certificate authority (offline use, the demo); its root
-    /// is `STATE/local-ca/root.pem`.
-    LocalCa,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Certs {
-    pub mode: CertMode,
-    /// Renew when this fraction of a certificate's lifetime has passed.
-    pub renew_after_fraction: f64,
-    /// Days the local CA's certificates are valid.
-    pub local_ca_days: u32,
-}
-
-impl Default for Certs {
-    fn default() -> Self {
-        Certs {
-            mode: CertMode::Auto,
-            renew_after_fraction: 2.0 / 3.0,
-            local_ca_days: 90,
-        }
-    }
-}
-
 /// The validated edge configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeConfig {
@@ -136,11 +108,7 @@ pub struct EdgeConfig {
     pub handshake_timeout_secs: u64,
     pub idle_timeout_secs: u64,
     pub max_header_bytes: usize,
-    pub mode: CertMode,
-    pub renew_after_fraction: f64,
-    pub local_ca_days: u32,
-    /// Certificates, the local CA and ACME state (below the state dir).
-    pub certs_dir: PathBuf,
+    pub certs: CertsConfig,
     /// The authoritative zone, when served.
     pub dns: Option<DnsConfig>,
 }
@@ -204,6 +172,7 @@ fn validate_dns(dns: Dns, domain: &str) -> Result<Option<DnsConfig>, ConfigError
         hostmaster: String::new(),
         ttl: dns.ttl,
         serial: 1,
+        containers: Default::default(),
         challenges: Default::default(),
     };
     for a in &dns.addresses {
@@ -286,16 +255,15 @@ pub fn validate(
             "must be between 8192 and 1048576",
         ));
     }
-    if !(certs.renew_after_fraction > 0.0 && certs.renew_after_fraction < 1.0) {
-        return Err(invalid(
-            "certs.renew_after_fraction",
-            "must be between 0 and 1 (exclusive)",
-        ));
-    }
-    if certs.local_ca_days == 0 {
-        return Err(invalid("certs.local_ca_days", "must be at least 1"));
-    }
     let dns = validate_dns(dns, &domain)?;
+    let zone_addresses = dns.as_ref().map(|d| {
+        let z = &d.zone;
+        z.v4.iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(z.v6.iter().map(|a| IpAddr::V6(*a)))
+            .collect()
+    });
+    let certs = super::certs::config::validate(certs, zone_addresses, state_dir)?;
     Ok(EdgeConfig {
         enable: edge.enable,
         domain,
@@ -307,10 +275,7 @@ pub fn validate(
         handshake_timeout_secs: edge.handshake_timeout_secs,
         idle_timeout_secs: edge.idle_timeout_secs,
         max_header_bytes: edge.max_header_bytes,
-        mode: certs.mode,
-        renew_after_fraction: certs.renew_after_fraction,
-        local_ca_days: certs.local_ca_days,
-        certs_dir: state_dir.join("certs"),
+        certs,
         dns,
     })
 }

@@ -1,12 +1,13 @@
 //! The public zone the agent is authoritative for, answered purely: SOA and
-//! NS at the apex, A/AAAA for the apex and every name under it (the
-//! devhost's public addresses: `ALIAS.NAME.PUBLIC` needs no record per
-//! container), TXT at `_acme-challenge` names while a DNS-01 challenge is
-//! pending (several values at one name at once), NODATA with the SOA for
-//! anything else, REFUSED outside the zone. The hickory server
-//! (`dns_server.rs`) only translates.
+//! NS at the apex; A/AAAA (the devhost's public addresses) for the apex,
+//! the in-zone name servers, and each container's `NAME.PUBLIC` and every
+//! name under it (`ALIAS.NAME.PUBLIC` needs no record of its own); TXT at
+//! `_acme-challenge` names while a DNS-01 challenge is pending (several
+//! values at one name at once); NODATA with the SOA for other types,
+//! NXDOMAIN for names of no container, REFUSED outside the zone. The
+//! hickory server (`dns_server.rs`) only translates.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub struct Zone {
     pub hostmaster: String,
     pub ttl: u32,
     pub serial: u32,
+    /// The containers with names in the zone (the proxy's routed ones).
+    pub containers: BTreeSet<String>,
     /// Pending DNS-01 values by name (`_acme-challenge.c1.PUBLIC`).
     pub challenges: BTreeMap<String, Vec<String>>,
 }
@@ -60,6 +63,7 @@ pub struct Rr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rcode {
     NoError,
+    NxDomain,
     Refused,
 }
 
@@ -79,6 +83,29 @@ impl Zone {
             || name
                 .strip_suffix(self.domain.as_str())
                 .is_some_and(|p| p.ends_with('.'))
+    }
+
+    /// Whether `name` (in the zone, lowercase) exists: the apex, a name
+    /// server, a pending challenge, a container's name or one below it.
+    pub fn exists(&self, name: &str) -> bool {
+        if name == self.domain
+            || self.nameservers.iter().any(|n| n == name)
+            || self.challenges.contains_key(name)
+        {
+            return true;
+        }
+        let Some(rest) = name.strip_suffix(self.domain.as_str()) else {
+            return false;
+        };
+        let label = rest.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+        self.containers.contains(label)
+    }
+
+    /// A new serial after a change: the time (seconds) when that is larger,
+    /// else one more, so secondaries see every change.
+    pub fn bump_serial(&mut self) {
+        let now = chrono::Utc::now().timestamp().clamp(0, u32::MAX as i64) as u32;
+        self.serial = now.max(self.serial.wrapping_add(1));
     }
 
     fn soa(&self) -> Rr {
@@ -128,6 +155,11 @@ impl Zone {
         if !self.contains(&qname) {
             a.rcode = Rcode::Refused;
             a.authoritative = false;
+            return a;
+        }
+        if !self.exists(&qname) {
+            a.rcode = Rcode::NxDomain;
+            a.authority.push(self.soa());
             return a;
         }
         let apex = qname == self.domain;
@@ -198,6 +230,7 @@ mod tests {
             hostmaster: "hostmaster.dev.test".into(),
             ttl: 60,
             serial: 7,
+            containers: BTreeSet::from(["c1".to_string()]),
             challenges: BTreeMap::from([(
                 "_acme-challenge.c1.dev.test".to_string(),
                 vec!["base".to_string(), "wild".to_string()],
@@ -227,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn every_name_resolves_to_the_host() {
+    fn container_names_resolve_to_the_host() {
         let z = zone();
         let a = z.answer("WWW.C1.Dev.Test.", QType::A);
         assert_eq!(
@@ -276,9 +309,25 @@ mod tests {
                 rr("_acme-challenge.c1.dev.test", 0, Data::Txt("wild".into())),
             ]
         );
-        let none = z.answer("_acme-challenge.c2.dev.test", QType::Txt);
+        let none = z.answer("www.c1.dev.test", QType::Txt);
         assert_eq!((none.rcode, none.answers.len()), (Rcode::NoError, 0));
         assert_eq!(none.authority, vec![soa()], "NODATA carries the SOA");
+    }
+
+    #[test]
+    fn names_of_no_container_do_not_exist() {
+        let mut z = zone();
+        for name in ["c2.dev.test", "www.c2.dev.test", "xc1.dev.test"] {
+            let a = z.answer(name, QType::A);
+            assert_eq!((a.rcode, a.answers.len()), (Rcode::NxDomain, 0), "{name}");
+            assert_eq!(a.authority, vec![soa()], "the SOA says how long to cache");
+        }
+        assert_eq!(z.answer("ns.dev.test", QType::A).answers.len(), 1);
+        z.containers.insert("c2".into());
+        assert_eq!(z.answer("www.c2.dev.test", QType::A).rcode, Rcode::NoError);
+        let before = z.serial;
+        z.bump_serial();
+        assert!(z.serial > before);
     }
 
     #[test]

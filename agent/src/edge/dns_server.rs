@@ -93,6 +93,7 @@ impl RequestHandler for ZoneHandler {
         metadata.authoritative = answer.authoritative;
         metadata.response_code = match answer.rcode {
             Rcode::NoError => ResponseCode::NoError,
+            Rcode::NxDomain => ResponseCode::NXDomain,
             Rcode::Refused => ResponseCode::Refused,
         };
         let convert = |v: &[Rr]| v.iter().filter_map(record).collect::<Vec<_>>();

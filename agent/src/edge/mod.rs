@@ -18,13 +18,16 @@ mod tls;
 mod upstream;
 
 use crate::container::Record;
+use certs::config::Issuer;
 use certs::local_ca::LocalCa;
-use certs::{Loaded, Meta, Store};
+use certs::responder::Responder;
+use certs::{CertInfo, Issued, Loaded, Meta, Store, Work};
 use config::EdgeConfig;
 use routes::RouteTable;
 use rustls::sign::CertifiedKey;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -45,39 +48,49 @@ impl std::fmt::Debug for Edge {
     }
 }
 
+/// Which names each routed container's certificate must cover.
+pub type Wanted = BTreeMap<String, Vec<String>>;
+
 pub struct Edge {
     pub cfg: EdgeConfig,
     routes: RwLock<Arc<RouteTable>>,
     certs: RwLock<HashMap<String, Loaded>>,
+    /// Issuance under way, failed or held back, per container.
+    work: RwLock<BTreeMap<String, Work>>,
     store: Store,
     ca: LocalCa,
-    /// The records last applied (renewals run against them).
-    last: Mutex<Arc<Vec<Record>>>,
+    /// What the certificate worker works towards.
+    wanted: watch::Sender<Wanted>,
     /// The public zone, when `[dns]` has the agent serve it.
     pub zone: Option<Arc<RwLock<dns::Zone>>>,
+    /// Answers to pending ACME challenges.
+    pub responder: Arc<Responder>,
 }
 
 impl Edge {
     /// Load what is stored (certificates, the local CA); serves nothing yet.
     pub fn new(cfg: EdgeConfig) -> Result<(Arc<Edge>, Vec<String>), EdgeError> {
         let store = Store {
-            dir: cfg.certs_dir.clone(),
+            dir: cfg.certs.dir.clone(),
         };
         let label = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "devhost".into());
-        let ca = LocalCa::load_or_create(&cfg.certs_dir.join("local-ca"), &label)?;
+        let ca = LocalCa::load_or_create(&cfg.certs.dir.join("local-ca"), &label)?;
         let (loaded, problems) = store.load_all();
+        let zone = cfg
+            .dns
+            .as_ref()
+            .map(|d| Arc::new(RwLock::new(d.zone.clone())));
         let edge = Edge {
             routes: RwLock::new(Arc::new(RouteTable::build(&cfg.domain, cfg.upstream, &[]))),
             certs: RwLock::new(loaded.into_iter().collect()),
+            work: RwLock::new(BTreeMap::new()),
             store,
             ca,
-            last: Mutex::new(Arc::new(Vec::new())),
-            zone: cfg
-                .dns
-                .as_ref()
-                .map(|d| Arc::new(RwLock::new(d.zone.clone()))),
+            wanted: watch::Sender::new(Wanted::new()),
+            responder: Arc::new(Responder::new(zone.clone())),
+            zone,
             cfg,
         };
         Ok((Arc::new(edge), problems))
@@ -100,62 +113,119 @@ impl Edge {
             .map(|l| l.key.clone())
     }
 
-    /// Bring routes and certificates in line with `records`: the new route
-    /// table is swapped in whole; missing, changed and due certificates are
-    /// issued, those of containers no longer routed dropped.
-    pub fn apply(&self, records: Arc<Vec<Record>>) -> Result<(), EdgeError> {
-        let table = RouteTable::build(&self.cfg.domain, self.cfg.upstream, &records);
-        let wanted = table.certificate_names();
-        *self.last.lock().expect("not poisoned") = records;
-        let held: BTreeMap<String, Meta> = self
+    /// What a user sees of a container's certificate (`None`: the edge
+    /// does not serve it).
+    pub fn cert_info(&self, container: &str) -> Option<CertInfo> {
+        let held = self
             .certs
             .read()
             .expect("not poisoned")
-            .iter()
-            .map(|(c, l)| (c.clone(), l.meta.clone()))
-            .collect();
-        let now = chrono::Utc::now().timestamp();
-        let plan = certs::manager::plan(&wanted, &held, now, self.cfg.renew_after_fraction);
+            .get(container)
+            .map(|l| l.meta.clone());
+        let work = self
+            .work
+            .read()
+            .expect("not poisoned")
+            .get(container)
+            .cloned();
+        if held.is_none() && work.is_none() && !self.wanted.borrow().contains_key(container) {
+            return None;
+        }
+        Some(CertInfo::new(held.as_ref(), work.as_ref()))
+    }
+
+    /// Bring routes, zone names and certificates in line with `records`:
+    /// the new route table is swapped in whole; the certificate worker is
+    /// told what is wanted. With the local CA, missing certificates are
+    /// issued here and now (milliseconds), so a new name is served with its
+    /// certificate as soon as it is routed.
+    pub fn apply(&self, records: Arc<Vec<Record>>) -> Result<(), EdgeError> {
+        let table = RouteTable::build(&self.cfg.domain, self.cfg.upstream, &records);
+        let wanted = table.certificate_names(self.cfg.certs.issuer.wildcard());
         let mut first_error = None;
-        for (container, names, why) in plan.issue {
-            match self.issue(&container, &names) {
-                Ok(loaded) => {
-                    tracing::info!(
+        if self.cfg.certs.issuer == Issuer::LocalCa {
+            let held = self.held();
+            let now = chrono::Utc::now().timestamp();
+            let plan =
+                certs::manager::plan(&wanted, &held, now, self.cfg.certs.renew_after_fraction);
+            for (container, names, why) in plan.issue {
+                let done = self
+                    .issue_local(&names)
+                    .and_then(|issued| self.install(&container, &issued, "local-ca", &names));
+                match done {
+                    Ok(()) => tracing::info!(
                         "certificate for {container} ({}) issued by the local CA ({why:?})",
                         names.join(", ")
-                    );
-                    self.certs
-                        .write()
-                        .expect("not poisoned")
-                        .insert(container, loaded);
+                    ),
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        first_error.get_or_insert(EdgeError::from(e));
+                    }
                 }
-                Err(e) => {
-                    tracing::error!("{e}");
-                    first_error.get_or_insert(e);
-                }
+            }
+        }
+        if let Some(zone) = &self.zone {
+            let mut z = zone.write().expect("not poisoned");
+            let containers = wanted.keys().cloned().collect();
+            if z.containers != containers {
+                z.containers = containers;
+                z.bump_serial();
             }
         }
         // Routes after certificates: a new name is served with its certificate.
         *self.routes.write().expect("not poisoned") = Arc::new(table);
-        for container in plan.drop {
-            self.certs.write().expect("not poisoned").remove(&container);
-            if let Err(e) = self.store.remove(&container) {
-                first_error.get_or_insert(e.into());
-            }
-            tracing::info!("certificate for {container} removed");
-        }
+        self.wanted.send_replace(wanted);
         first_error.map_or(Ok(()), Err)
     }
 
-    fn issue(&self, container: &str, names: &[String]) -> Result<Loaded, EdgeError> {
-        let issued = self.ca.issue(names, self.cfg.local_ca_days)?;
-        let loaded = certs::load(container, &issued, "local-ca", names)?;
-        self.store.save(container, &issued, &loaded.meta)?;
-        Ok(loaded)
+    /// Every held certificate's names and validity.
+    pub(crate) fn held(&self) -> BTreeMap<String, Meta> {
+        self.certs
+            .read()
+            .expect("not poisoned")
+            .iter()
+            .map(|(c, l)| (c.clone(), l.meta.clone()))
+            .collect()
+    }
+
+    pub(crate) fn issue_local(&self, names: &[String]) -> Result<Issued, certs::CertError> {
+        self.ca.issue(names, self.cfg.certs.local_ca_days)
+    }
+
+    /// Keep a fresh certificate (on disk first) and serve it.
+    pub(crate) fn install(
+        &self,
+        container: &str,
+        issued: &Issued,
+        issuer: &str,
+        names: &[String],
+    ) -> Result<(), certs::CertError> {
+        let loaded = certs::load(container, issued, issuer, names)?;
+        self.store.save(container, issued, &loaded.meta)?;
+        self.certs
+            .write()
+            .expect("not poisoned")
+            .insert(container.to_string(), loaded);
+        Ok(())
+    }
+
+    /// Stop serving a container's certificate and delete it.
+    pub(crate) fn remove_cert(&self, container: &str) -> Result<(), certs::CertError> {
+        self.certs.write().expect("not poisoned").remove(container);
+        self.work.write().expect("not poisoned").remove(container);
+        self.store.remove(container)
+    }
+
+    pub(crate) fn set_work(&self, container: &str, work: Option<Work>) {
+        let mut w = self.work.write().expect("not poisoned");
+        match work {
+            Some(x) => w.insert(container.to_string(), x),
+            None => w.remove(container),
+        };
     }
 
     /// Bind every listener (an error names the address), then serve them
-    /// and renew certificates in the background.
+    /// and keep certificates issued and renewed in the background.
     pub async fn start(self: &Arc<Self>) -> Result<(), EdgeError> {
         if let (Some(dns), Some(zone)) = (&self.cfg.dns, &self.zone) {
             dns_server::start(zone.clone(), &dns.listen).await?;
@@ -164,16 +234,7 @@ impl Edge {
             return Ok(());
         }
         proxy::start(self.clone()).await?;
-        let edge = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-                let records = edge.last.lock().expect("not poisoned").clone();
-                if let Err(e) = edge.apply(records) {
-                    tracing::error!("certificate renewal: {e}");
-                }
-            }
-        });
+        tokio::spawn(certs::worker::run(self.clone(), self.wanted.subscribe()));
         Ok(())
     }
 }

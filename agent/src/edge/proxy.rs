@@ -1,13 +1,14 @@
 //! The listeners and the request path. HTTPS: TLS (SNI picks the
 //! container's certificate), HTTP/1.1 or HTTP/2, the Host looked up in the
 //! route table, the request forwarded to the container with forwarding
-//! headers, websocket upgrades spliced through. HTTP: a 301 to HTTPS.
+//! headers, websocket upgrades spliced through. HTTP: a 301 to HTTPS,
+//! except ACME http-01 challenges.
 //! Bounded everywhere: connections, handshake and header time, header size,
 //! idle time.
 
 use super::headers::{https_location, strip_hop_by_hop, to_upstream, upgrade_of};
 use super::idle::Idle;
-use super::pages::{page, redirect, Body};
+use super::pages::{full, page, redirect, Body};
 use super::routes::{normalize_host, Scheme};
 use super::upstream::{client, UpstreamClient};
 use super::{Edge, EdgeError};
@@ -58,6 +59,8 @@ pub(super) fn bind_udp(addr: SocketAddr) -> Result<tokio::net::UdpSocket, EdgeEr
     s.bind(&addr.into()).map_err(err)?;
     tokio::net::UdpSocket::from_std(s.into()).map_err(err)
 }
+
+const ACME_HTTP_PREFIX: &str = "/.well-known/acme-challenge/";
 
 struct Shared {
     edge: Arc<Edge>,
@@ -159,6 +162,10 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, tl
         }
         Err(_) => return,
     };
+    if stream.get_ref().1.alpn_protocol() == Some(super::tls::ACME_TLS_ALPN) {
+        // ACME tls-alpn-01: the handshake was the answer; nothing follows.
+        return;
+    }
     let sni = stream.get_ref().1.server_name().and_then(normalize_host);
     let s = shared.clone();
     let svc = hyper::service::service_fn(move |req| {
@@ -190,6 +197,16 @@ fn path_and_query(req: &Request<Incoming>) -> &str {
 }
 
 fn plain_http(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+    if let Some(token) = req.uri().path().strip_prefix(ACME_HTTP_PREFIX) {
+        // ACME http-01: the answer while the order is pending, else 404.
+        return match shared.edge.responder.http_answer(token) {
+            Some(key_auth) => Response::builder()
+                .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+                .body(full(key_auth))
+                .expect("valid response"),
+            None => page(StatusCode::NOT_FOUND, "No such challenge."),
+        };
+    }
     let Some((_, host)) = request_host(&req) else {
         return page(StatusCode::BAD_REQUEST, "The request names no valid host.");
     };

@@ -112,14 +112,26 @@ impl RouteTable {
         (!c.is_empty() && rest.matches('.').count() <= 1).then_some(c)
     }
 
-    /// Every routed container with the names its certificate covers.
-    pub fn certificate_names(&self) -> BTreeMap<String, Vec<String>> {
+    /// Every routed container with the names its certificate covers: its
+    /// name and `*.NAME` (`wildcard`), or its name and each alias's name;
+    /// the container's own name first.
+    pub fn certificate_names(&self, wildcard: bool) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for route in self.hosts.values() {
-            out.entry(route.container.clone()).or_insert_with(|| {
-                let base = format!("{}.{}", route.container, self.domain);
-                vec![base.clone(), format!("*.{base}")]
-            });
+        for (host, route) in &self.hosts {
+            let base = format!("{}.{}", route.container, self.domain);
+            let names = out
+                .entry(route.container.clone())
+                .or_insert_with(|| vec![base.clone()]);
+            if wildcard {
+                if names.len() == 1 {
+                    names.push(format!("*.{base}"));
+                }
+            } else if *host != base {
+                names.push(host.clone());
+            }
+        }
+        for names in out.values_mut() {
+            names[1..].sort();
         }
         out
     }
@@ -203,7 +215,21 @@ mod tests {
         );
         assert_eq!(t.lookup("web01.dev.test.evil"), None);
         assert_eq!(
-            t.certificate_names(),
+            t.certificate_names(false),
+            BTreeMap::from([
+                ("db".to_string(), vec!["db.dev.test".to_string()]),
+                (
+                    "web01".to_string(),
+                    vec![
+                        "web01.dev.test".to_string(),
+                        "api.web01.dev.test".to_string(),
+                        "www.web01.dev.test".to_string()
+                    ]
+                ),
+            ])
+        );
+        assert_eq!(
+            t.certificate_names(true),
             BTreeMap::from([
                 (
                     "db".to_string(),

@@ -472,5 +472,7 @@ impl Supervisor {
 
 /// What a user sees of a container: its record and whether it runs now.
 pub(super) async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
-    ContainerInfo::new(r, env.backend.find(&r.name).await.map(|x| x.pid))
+    let mut info = ContainerInfo::new(r, env.backend.find(&r.name).await.map(|x| x.pid));
+    info.certificate = env.edge.as_ref().and_then(|e| e.cert_info(r.name.as_str()));
+    info
 }

@@ -48,6 +48,8 @@ pub struct TestAgent {
     pub https_port: u16,
     /// For a `[dns]` section of the test's own (`listen = ["127.0.0.1:PORT"]`).
     pub dns_port: u16,
+    /// A test's Pebble listens here (management on the next port).
+    pub acme_port: u16,
     child: Option<Child>,
     _subnet_lock: nix::fcntl::Flock<File>,
 }
@@ -99,6 +101,8 @@ impl TestAgent {
         let http_port = 20000 + 4 * subnet as u16;
         let https_port = http_port + 1;
         let dns_port = http_port + 2;
+        // Pebble's (`@ACME_PORT@`) and its management port, the next one.
+        let acme_port = 22000 + 2 * subnet as u16;
         let d = dir.display();
         assert!(
             opts.hosts_file.is_none() || opts.kind == Kind::Systemd,
@@ -152,7 +156,9 @@ https_listen = ["127.0.0.1:{https_port}"]
 "#,
             opts.ready_timeout_secs,
             opts.stop_timeout_secs,
-            opts.extra_toml.replace("@DNS_PORT@", &dns_port.to_string()),
+            opts.extra_toml
+                .replace("@DNS_PORT@", &dns_port.to_string())
+                .replace("@ACME_PORT@", &acme_port.to_string()),
             opts.edge_toml
         );
         let config_path = dir.join("agent.toml");
@@ -185,6 +191,7 @@ https_listen = ["127.0.0.1:{https_port}"]
             http_port,
             https_port,
             dns_port,
+            acme_port,
             child: None,
             _subnet_lock: lock,
         };

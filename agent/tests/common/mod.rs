@@ -9,6 +9,7 @@
 
 mod agent;
 mod channel;
+pub mod pebble;
 mod standin;
 pub mod upstream;
 
@@ -37,6 +38,11 @@ fn in_ci() -> bool {
 /// Check what the real-program tests need. `None` means skip (reason printed);
 /// under CI a missing prerequisite is a failure.
 pub fn prerequisites(test: &str) -> Option<()> {
+    prerequisites_and(test, &[])
+}
+
+/// [`prerequisites`], and the programs in `extra` (`pebble`, `dig`).
+pub fn prerequisites_and(test: &str, extra: &[&str]) -> Option<()> {
     let mut missing = Vec::new();
     if !nix::unistd::Uid::effective().is_root() {
         missing.push("root".to_string());
@@ -49,7 +55,10 @@ pub fn prerequisites(test: &str) -> Option<()> {
         "gcc",
         "busybox",
         "xz",
-    ] {
+    ]
+    .iter()
+    .chain(extra)
+    {
         if !Command::new("sh")
             .args(["-c", &format!("command -v {prog}")])
             .stdout(Stdio::null())

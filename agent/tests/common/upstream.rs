@@ -136,3 +136,49 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     });
     Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
 }
+
+/// Send `msg` over a websocket to `wss://HOST:PORT/ws` (on loopback,
+/// trusting `root`); what came back.
+pub fn websocket_echo(root: &std::path::Path, port: u16, host: &str, msg: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = std::fs::read(root).unwrap();
+    let host = host.to_string();
+    let msg = msg.to_string();
+    rt.block_on(async move {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&root) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls_pki_types::ServerName::try_from(host.clone()).unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let url = format!("wss://{host}:{port}/ws");
+        let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+        assert_eq!(resp.status(), 101);
+        ws.send(tokio_tungstenite::tungstenite::Message::text(msg))
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("echo within 10 s")
+            .unwrap()
+            .unwrap();
+        m.into_text().unwrap().to_string()
+    })
+}

@@ -39,6 +39,9 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
             .collect();
         println!("upstreams:   {}", u.join(" "));
     }
+    if let Some(cert) = &c.certificate {
+        println!("certificate: {}", describe(cert));
+    }
     println!("channel:     {}", c.channel);
     println!("system:      {}", c.system_path.as_deref().unwrap_or("-"));
     println!("owner uid:   {}", c.owner_uid);
@@ -46,4 +49,24 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
     println!("last deploy: {}", c.last_deploy);
     println!("enabled:     {}", c.enabled);
     0
+}
+
+/// One line on a certificate: what is held, then what is under way.
+fn describe(c: &crate::edge::certs::CertInfo) -> String {
+    let mut s = c.state.clone();
+    if !c.names.is_empty() {
+        s += &format!(
+            "; {} from {} until {}",
+            c.names.join(" "),
+            c.issuer.as_deref().unwrap_or("?"),
+            c.valid_until.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(d) = &c.detail {
+        s += &format!("; {d}");
+    }
+    if let Some(t) = &c.next_try {
+        s += &format!("; next try {t}");
+    }
+    s
 }

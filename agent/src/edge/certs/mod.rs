@@ -1,12 +1,18 @@
 //! Certificates the proxy serves, one per container (`NAME.PUBLIC` and
-//! `*.NAME.PUBLIC`): kept on disk below `STATE/certs/live/NAME/`
-//! (`cert.pem` the chain, `key.pem` mode 0600, `meta.json`), loaded into
-//! rustls form for the SNI resolver, and obtained by an issuer (the local CA
-//! here; ACME next to it). Writes are atomic, so a crash leaves the old or
-//! the new certificate, never a mix.
+//! `*.NAME.PUBLIC`, or its name and each alias's): kept on disk below
+//! `STATE/certs/live/NAME/` (`cert.pem` the chain, `key.pem` mode 0600,
+//! `meta.json`), loaded into rustls form for the SNI resolver, and obtained
+//! by an issuer (the local CA, or ACME by the worker). Writes are atomic,
+//! so a crash leaves the old or the new certificate, never a mix.
 
+pub mod acme;
+pub mod budget;
+pub mod config;
 pub mod local_ca;
 pub mod manager;
+pub mod precheck;
+pub mod responder;
+pub mod worker;
 
 use crate::sys::fs::atomic_write;
 use rustls::sign::CertifiedKey;
@@ -50,6 +56,68 @@ pub struct Meta {
     pub not_after: i64,
     /// Who issued it: `local-ca` or the ACME directory URL.
     pub issuer: String,
+}
+
+/// Issuance work for a container that is not (yet) done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// An order is under way (since, seconds since the epoch).
+    Ordering { since: i64 },
+    /// The last attempt failed; the next is at `retry_at`.
+    Failed { why: String, retry_at: i64 },
+    /// The rate budget holds the order back until `until`.
+    HeldBack { why: String, until: i64 },
+}
+
+/// A container's certificate as `devhost status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertInfo {
+    /// `valid`, `expired`, `ordering`, `failed`, `held-back`, or `none`
+    /// (nothing held, nothing under way yet).
+    pub state: String,
+    /// Names the held certificate covers.
+    pub names: Vec<String>,
+    pub issuer: Option<String>,
+    /// RFC 3339.
+    pub valid_until: Option<String>,
+    /// Why it failed or is held back.
+    pub detail: Option<String>,
+    /// When the next attempt is made (RFC 3339).
+    pub next_try: Option<String>,
+}
+
+fn rfc3339(t: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339())
+}
+
+impl CertInfo {
+    pub fn new(held: Option<&Meta>, work: Option<&Work>) -> CertInfo {
+        let now = chrono::Utc::now().timestamp();
+        let held_state = match held {
+            Some(m) if m.not_after > now => "valid",
+            Some(_) => "expired",
+            None => "none",
+        };
+        let (state, detail, next_try) = match work {
+            None => (held_state, None, None),
+            Some(Work::Ordering { .. }) => ("ordering", None, None),
+            Some(Work::Failed { why, retry_at }) => {
+                ("failed", Some(why.clone()), rfc3339(*retry_at))
+            }
+            Some(Work::HeldBack { why, until }) => {
+                ("held-back", Some(why.clone()), rfc3339(*until))
+            }
+        };
+        CertInfo {
+            state: state.to_string(),
+            names: held.map(|m| m.names.clone()).unwrap_or_default(),
+            issuer: held.map(|m| m.issuer.clone()),
+            valid_until: held.and_then(|m| rfc3339(m.not_after)),
+            detail,
+            next_try,
+        }
+    }
 }
 
 /// A certificate ready to serve.

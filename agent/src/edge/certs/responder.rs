@@ -1,0 +1,239 @@
+//! Where the ACME CA finds the answers to pending challenges: TXT values in
+//! the agent's own zone (`dns-01`), key authorizations under
+//! `/.well-known/acme-challenge/` on port 80 (`http-01`), certificates for
+//! the `acme-tls/1` protocol in the TLS handshake on 443 (`tls-alpn-01`).
+//! An answer is published for exactly as long as its [`Published`] guard
+//! lives, so every way out of an order (success, error, a dropped task)
+//! withdraws it.
+
+use super::CertError;
+use crate::edge::dns::Zone;
+use rcgen::{CertificateParams, CustomExtension, KeyPair};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// One challenge's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// TXT `value` at `_acme-challenge.DOMAIN` (a wildcard's base name).
+    Dns { domain: String, value: String },
+    /// `key_auth` at `/.well-known/acme-challenge/TOKEN`.
+    Http { token: String, key_auth: String },
+    /// A certificate for `domain` carrying `digest` (SHA-256 of the key
+    /// authorization), shown to clients asking for `acme-tls/1` only.
+    Alpn { domain: String, digest: Vec<u8> },
+}
+
+#[derive(Default)]
+pub struct Responder {
+    http: RwLock<HashMap<String, String>>,
+    alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    zone: Option<Arc<RwLock<Zone>>>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder").finish_non_exhaustive()
+    }
+}
+
+/// Keeps an answer published; dropping it withdraws the answer.
+#[must_use]
+pub struct Published {
+    responder: Arc<Responder>,
+    answer: Answer,
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        self.responder.withdraw(&self.answer);
+    }
+}
+
+pub fn txt_name(domain: &str) -> String {
+    format!("_acme-challenge.{domain}")
+}
+
+/// The self-signed certificate RFC 8737 asks for: the name as its only
+/// SAN, the digest in the critical acmeIdentifier extension.
+fn alpn_cert(domain: &str, digest: &[u8]) -> Result<CertifiedKey, String> {
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::new(vec![domain.to_string()]).map_err(|e| e.to_string())?;
+    params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| e.to_string())?;
+    Ok(CertifiedKey::new(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        signing,
+    ))
+}
+
+impl Responder {
+    pub fn new(zone: Option<Arc<RwLock<Zone>>>) -> Responder {
+        Responder {
+            zone,
+            ..Default::default()
+        }
+    }
+
+    /// The key authorization for an `http-01` token, while pending.
+    pub fn http_answer(&self, token: &str) -> Option<String> {
+        self.http.read().expect("not poisoned").get(token).cloned()
+    }
+
+    /// The `acme-tls/1` certificate for `domain`, while pending.
+    pub fn alpn_cert(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        self.alpn.read().expect("not poisoned").get(domain).cloned()
+    }
+
+    pub fn publish(self: &Arc<Self>, answer: Answer) -> Result<Published, CertError> {
+        match &answer {
+            Answer::Dns { domain, value } => {
+                let zone = self.zone.as_ref().ok_or_else(|| CertError::Issue {
+                    names: domain.clone(),
+                    why: "dns-01 needs the agent's own zone ([dns] enable = true)".into(),
+                })?;
+                let mut z = zone.write().expect("not poisoned");
+                z.challenges
+                    .entry(txt_name(domain))
+                    .or_default()
+                    .push(value.clone());
+                z.bump_serial();
+            }
+            Answer::Http { token, key_auth } => {
+                self.http
+                    .write()
+                    .expect("not poisoned")
+                    .insert(token.clone(), key_auth.clone());
+            }
+            Answer::Alpn { domain, digest } => {
+                let cert = alpn_cert(domain, digest).map_err(|why| CertError::Issue {
+                    names: domain.clone(),
+                    why: format!("tls-alpn-01 certificate: {why}"),
+                })?;
+                self.alpn
+                    .write()
+                    .expect("not poisoned")
+                    .insert(domain.clone(), Arc::new(cert));
+            }
+        }
+        Ok(Published {
+            responder: self.clone(),
+            answer,
+        })
+    }
+
+    fn withdraw(&self, answer: &Answer) {
+        match answer {
+            Answer::Dns { domain, value } => {
+                let Some(zone) = &self.zone else { return };
+                let mut z = zone.write().expect("not poisoned");
+                let name = txt_name(domain);
+                if let Some(values) = z.challenges.get_mut(&name) {
+                    if let Some(i) = values.iter().position(|v| v == value) {
+                        values.remove(i);
+                    }
+                    if values.is_empty() {
+                        z.challenges.remove(&name);
+                    }
+                }
+                z.bump_serial();
+            }
+            Answer::Http { token, .. } => {
+                self.http.write().expect("not poisoned").remove(token);
+            }
+            Answer::Alpn { domain, .. } => {
+                self.alpn.write().expect("not poisoned").remove(domain);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone() -> Arc<RwLock<Zone>> {
+        Arc::new(RwLock::new(Zone {
+            domain: "dev.test".into(),
+            v4: vec![],
+            v6: vec![],
+            nameservers: vec!["ns.dev.test".into()],
+            hostmaster: "hostmaster.dev.test".into(),
+            ttl: 60,
+            serial: 1,
+            containers: Default::default(),
+            challenges: Default::default(),
+        }))
+    }
+
+    #[test]
+    fn answers_live_as_long_as_their_guard() {
+        let z = zone();
+        let r = Arc::new(Responder::new(Some(z.clone())));
+        let dns = |v: &str| Answer::Dns {
+            domain: "c1.dev.test".into(),
+            value: v.into(),
+        };
+        let base = r.publish(dns("base")).unwrap();
+        let wild = r.publish(dns("wild")).unwrap();
+        let serial = z.read().unwrap().serial;
+        assert_eq!(
+            z.read().unwrap().challenges["_acme-challenge.c1.dev.test"],
+            vec!["base".to_string(), "wild".to_string()]
+        );
+        drop(base);
+        assert_eq!(
+            z.read().unwrap().challenges["_acme-challenge.c1.dev.test"],
+            vec!["wild".to_string()]
+        );
+        assert!(z.read().unwrap().serial > serial, "the serial moves on");
+        drop(wild);
+        assert!(z.read().unwrap().challenges.is_empty());
+
+        let h = r
+            .publish(Answer::Http {
+                token: "tok".into(),
+                key_auth: "tok.thumb".into(),
+            })
+            .unwrap();
+        assert_eq!(r.http_answer("tok").as_deref(), Some("tok.thumb"));
+        drop(h);
+        assert_eq!(r.http_answer("tok"), None);
+
+        let a = r
+            .publish(Answer::Alpn {
+                domain: "c1.dev.test".into(),
+                digest: vec![7; 32],
+            })
+            .unwrap();
+        let cert = r.alpn_cert("c1.dev.test").expect("published");
+        let (_, x509) = x509_parser::parse_x509_certificate(&cert.cert[0]).unwrap();
+        let ext = x509
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .expect("acmeIdentifier");
+        assert!(ext.critical);
+        assert!(ext.value.ends_with(&[7; 32]));
+        drop(a);
+        assert!(r.alpn_cert("c1.dev.test").is_none());
+    }
+
+    #[test]
+    fn dns_without_a_zone_is_an_error() {
+        let r = Arc::new(Responder::new(None));
+        let e = r
+            .publish(Answer::Dns {
+                domain: "c1.dev.test".into(),
+                value: "v".into(),
+            })
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("[dns] enable = true"));
+    }
+}

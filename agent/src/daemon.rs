@@ -133,12 +133,19 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         edge.start()
             .await
             .map_err(|e| DaemonError::Start(e.to_string()))?;
+        let certs = match cfg.edge.certs.issuer {
+            crate::edge::certs::config::Issuer::LocalCa => {
+                format!("local CA, root {}", edge.root_path().display())
+            }
+            crate::edge::certs::config::Issuer::Acme(c) => {
+                format!("ACME {} at {}", c.as_str(), cfg.edge.certs.acme.directory)
+            }
+        };
         tracing::info!(
-            "edge: serving *.{} on {:?} (HTTPS) and {:?} (HTTP); local CA root {}",
+            "edge: serving *.{} on {:?} (HTTPS) and {:?} (HTTP); certificates: {certs}",
             cfg.edge.domain,
             cfg.edge.https,
             cfg.edge.http,
-            edge.root_path().display()
         );
         Some(edge)
     } else {

@@ -129,7 +129,7 @@ fn dns01_wildcard_certificate_per_container() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let ca = ApiCa::make(tmp.path());
-    let agent = TestAgent::start(Options {
+    let mut agent = TestAgent::start(Options {
         extra_toml: zone_toml() + &certs_toml("dns-01", &ca, ""),
         ..Options::default()
     });

@@ -149,6 +149,7 @@ fn edge_serves_aliases_over_https() {
         h["x-forwarded-host"],
         format!("{base}:{}", agent.https_port)
     );
+    assert_eq!(h["x-forwarded-server"], base.as_str());
     assert!(h.get("x-hop").is_none(), "hop-by-hop header removed: {h}");
     // Over HTTP/2 the container gets HTTP/1.1 with a Host header.
     let a = https(&agent, &base, "/headers", &["--http2"]);

@@ -87,6 +87,9 @@ pub fn to_upstream(
     set(&mut headers, "x-real-ip", &client);
     set(&mut headers, "x-forwarded-proto", proto);
     set(&mut headers, "x-forwarded-host", host);
+    // As the old role's nginx sent it ($host: the name, no port).
+    let server = super::routes::normalize_host(host).unwrap_or_else(|| host.to_string());
+    set(&mut headers, "x-forwarded-server", &server);
     if let Ok(h) = HeaderValue::from_str(host) {
         headers.insert(HOST, h);
     }
@@ -134,19 +137,20 @@ mod tests {
                 ("x-forwarded-for", "192.0.2.7"),
                 ("accept", "*/*"),
             ]),
-            "www.c1.dev.test",
+            "www.c1.dev.test:8443",
             "203.0.113.9".parse().unwrap(),
             "https",
         );
         assert_eq!(
             got,
             map(&[
-                ("host", "www.c1.dev.test"),
+                ("host", "www.c1.dev.test:8443"),
                 ("x-forwarded-for", "192.0.2.7, 203.0.113.9"),
                 ("accept", "*/*"),
                 ("x-real-ip", "203.0.113.9"),
                 ("x-forwarded-proto", "https"),
-                ("x-forwarded-host", "www.c1.dev.test"),
+                ("x-forwarded-host", "www.c1.dev.test:8443"),
+                ("x-forwarded-server", "www.c1.dev.test"),
             ])
         );
     }
@@ -173,6 +177,7 @@ mod tests {
                 ("x-real-ip", "127.0.0.1"),
                 ("x-forwarded-proto", "https"),
                 ("x-forwarded-host", "c1.dev.test"),
+                ("x-forwarded-server", "c1.dev.test"),
                 ("host", "c1.dev.test"),
             ])
         );

@@ -32,6 +32,9 @@ pub struct Edge {
     pub upstream: String,
     /// Open client connections at most (HTTP and HTTPS together).
     pub max_connections: usize,
+    /// Proxy threads (each serves its connections start to end); 0: one
+    /// per CPU.
+    pub workers: usize,
     /// A request's header must arrive within this (slow clients are cut off).
     pub header_read_timeout_secs: u64,
     /// TLS handshakes must finish within this.
@@ -51,6 +54,7 @@ impl Default for Edge {
             https_listen: vec!["0.0.0.0:443".into(), "[::]:443".into()],
             upstream: "https:443".into(),
             max_connections: 4096,
+            workers: 0,
             header_read_timeout_secs: 10,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 120,
@@ -104,6 +108,8 @@ pub struct EdgeConfig {
     pub https: Vec<SocketAddr>,
     pub upstream: Upstream,
     pub max_connections: usize,
+    /// Proxy worker threads (resolved: at least 1).
+    pub workers: usize,
     pub header_read_timeout_secs: u64,
     pub handshake_timeout_secs: u64,
     pub idle_timeout_secs: u64,
@@ -234,6 +240,9 @@ pub fn validate(
         ));
     }
     let upstream = parse_upstream(&edge.upstream).map_err(|e| invalid("edge.upstream", e))?;
+    if edge.workers > 1024 {
+        return Err(invalid("edge.workers", "at most 1024 (0: one per CPU)"));
+    }
     if edge.max_connections == 0 {
         return Err(invalid("edge.max_connections", "must be at least 1"));
     }
@@ -271,6 +280,10 @@ pub fn validate(
         https: addrs("edge.https_listen", &edge.https_listen)?,
         upstream,
         max_connections: edge.max_connections,
+        workers: match edge.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
         header_read_timeout_secs: edge.header_read_timeout_secs,
         handshake_timeout_secs: edge.handshake_timeout_secs,
         idle_timeout_secs: edge.idle_timeout_secs,

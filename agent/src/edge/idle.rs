@@ -1,6 +1,8 @@
 //! A connection that closes itself after a time without traffic either way:
 //! idle keep-alive connections and stalled clients do not hold a slot of
-//! `edge.max_connections` forever.
+//! `edge.max_connections` forever. Traffic only notes the time; the timer
+//! is moved when it fires early, so a busy connection costs no timer work
+//! per read or write.
 
 use std::future::Future;
 use std::io;
@@ -13,6 +15,8 @@ use tokio::time::{Instant, Sleep};
 pub struct Idle<T> {
     inner: T,
     timeout: Duration,
+    /// The last traffic either way.
+    last: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -21,16 +25,27 @@ impl<T> Idle<T> {
         Idle {
             inner,
             timeout,
+            last: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(timeout)),
         }
     }
 
     fn touch(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.timeout);
+        self.last = Instant::now();
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last + self.timeout;
+            if due <= Instant::now() {
+                return true;
+            }
+            // Traffic since the timer was set: wait for the rest.
+            self.deadline.as_mut().reset(due);
+        }
     }
 }
 

@@ -20,10 +20,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 pub(super) fn bind(addr: SocketAddr) -> Result<TcpListener, EdgeError> {
@@ -62,16 +63,28 @@ pub(super) fn bind_udp(addr: SocketAddr) -> Result<tokio::net::UdpSocket, EdgeEr
 
 const ACME_HTTP_PREFIX: &str = "/.well-known/acme-challenge/";
 
+/// What a proxy worker thread serves with: its own upstream pool (so a
+/// request and its upstream connection stay on one thread).
 struct Shared {
     edge: Arc<Edge>,
     client: UpstreamClient,
     tls: TlsAcceptor,
-    slots: Arc<Semaphore>,
     https_port: u16,
 }
 
+/// An accepted connection on its way to a worker, with its slot.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    tls: bool,
+    permit: OwnedSemaphorePermit,
+}
+
 /// Bind all listeners first (so a taken port fails the agent's start), then
-/// serve them.
+/// serve them: accept loops here hand each connection, round robin, to one
+/// of `edge.workers` threads, each a single-threaded runtime that serves
+/// the connection from TLS to upstream and back (as nginx's workers do: no
+/// hand-off between threads within a request).
 pub async fn start(edge: Arc<Edge>) -> Result<(), EdgeError> {
     let cfg = &edge.cfg;
     let mut http = Vec::new();
@@ -82,23 +95,75 @@ pub async fn start(edge: Arc<Edge>) -> Result<(), EdgeError> {
     for a in &cfg.https {
         https.push(bind(*a)?);
     }
-    let shared = Arc::new(Shared {
-        client: client(),
-        tls: TlsAcceptor::from(super::tls::server_config(edge.clone())),
+    let tls = TlsAcceptor::from(super::tls::server_config(edge.clone()));
+    let mut workers = Vec::new();
+    for i in 0..cfg.workers {
+        let (tx, rx) = mpsc::unbounded_channel::<Accepted>();
+        let shared = Shared {
+            client: client(),
+            tls: tls.clone(),
+            https_port: cfg.https.first().map(|a| a.port()).unwrap_or(443),
+            edge: edge.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("edge-{i}"))
+            .spawn(move || worker(Arc::new(shared), rx))
+            .map_err(|e| EdgeError::Listen {
+                addr: cfg
+                    .https
+                    .first()
+                    .copied()
+                    .unwrap_or(([0, 0, 0, 0], 443).into()),
+                why: format!("starting a proxy worker thread: {e}"),
+            })?;
+        workers.push(tx);
+    }
+    let workers = Arc::new(Workers {
+        txs: workers,
+        next: AtomicUsize::new(0),
         slots: Arc::new(Semaphore::new(cfg.max_connections)),
-        https_port: cfg.https.first().map(|a| a.port()).unwrap_or(443),
-        edge: edge.clone(),
     });
     for l in http {
-        tokio::spawn(accept_loop(l, shared.clone(), false));
+        tokio::spawn(accept_loop(l, workers.clone(), false));
     }
     for l in https {
-        tokio::spawn(accept_loop(l, shared.clone(), true));
+        tokio::spawn(accept_loop(l, workers.clone(), true));
     }
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: bool) {
+struct Workers {
+    txs: Vec<mpsc::UnboundedSender<Accepted>>,
+    next: AtomicUsize,
+    slots: Arc<Semaphore>,
+}
+
+fn worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Accepted>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("edge: proxy worker runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        while let Some(a) = rx.recv().await {
+            let Ok(stream) = TcpStream::from_std(a.stream) else {
+                continue;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                connection(stream, a.peer, shared, a.tls).await;
+                drop(a.permit);
+            });
+        }
+    });
+}
+
+async fn accept_loop(listener: TcpListener, workers: Arc<Workers>, tls: bool) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -109,15 +174,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: bool) {
                 continue;
             }
         };
-        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+        let Ok(permit) = workers.slots.clone().try_acquire_owned() else {
             // Full: refuse at once rather than queue without bound.
             drop(stream);
             continue;
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            connection(stream, peer, shared, tls).await;
-            drop(permit);
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let i = workers.next.fetch_add(1, Ordering::Relaxed) % workers.txs.len();
+        let _ = workers.txs[i].send(Accepted {
+            stream,
+            peer,
+            tls,
+            permit,
         });
     }
 }
@@ -128,7 +198,10 @@ fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(cfg.header_read_timeout_secs))
-        .max_buf_size(cfg.max_header_bytes);
+        .max_buf_size(cfg.max_header_bytes)
+        // Head and body in one buffer: one TLS record per write, not one
+        // per slice.
+        .writev(false);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(cfg.max_header_bytes as u32)

@@ -84,6 +84,8 @@ pub fn client() -> UpstreamClient {
         .enable_http1()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
+        // One buffer per write: one TLS record, as on the client side.
+        .http1_writev(false)
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(64)
         .build(https)

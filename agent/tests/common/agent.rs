@@ -235,6 +235,11 @@ https_listen = ["127.0.0.1:{https_port}"]
         }
     }
 
+    /// The agent process (not for a stand-in's agent).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }

@@ -246,6 +246,23 @@ fn dns01_wildcard_certificate_per_container() {
         "same certificate"
     );
 
+    // A restarted agent serves what it has and orders nothing.
+    let ledger = agent.dir.join("state/certs/acme/ledger.json");
+    let orders = || {
+        serde_json::from_slice::<Value>(&std::fs::read(&ledger).unwrap()).unwrap()["orders"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(orders(), 1);
+    agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
+    agent.spawn();
+    let (code, _, _) = get(&agent, &root, &web, "/", "--http1.1");
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(orders(), 1, "no new order after a restart");
+    assert_eq!(std::fs::read(&cert_pem).unwrap(), before);
+
     // Keys 0600: the certificate's and the ACME account's.
     assert_eq!(mode_of(&cert_pem.with_file_name("key.pem")), 0o600);
     let account = agent.dir.join(format!(

@@ -59,8 +59,10 @@ pub struct Edge {
     work: RwLock<BTreeMap<String, Work>>,
     store: Store,
     ca: LocalCa,
-    /// What the certificate worker works towards.
-    wanted: watch::Sender<Wanted>,
+    /// What the certificate worker works towards; `None` until the first
+    /// records are applied (certificates loaded at start are not dropped
+    /// for want of routes not yet built).
+    wanted: watch::Sender<Option<Wanted>>,
     /// The public zone, when `[dns]` has the agent serve it.
     pub zone: Option<Arc<RwLock<dns::Zone>>>,
     /// Answers to pending ACME challenges.
@@ -88,7 +90,7 @@ impl Edge {
             work: RwLock::new(BTreeMap::new()),
             store,
             ca,
-            wanted: watch::Sender::new(Wanted::new()),
+            wanted: watch::Sender::new(None),
             responder: Arc::new(Responder::new(zone.clone())),
             zone,
             cfg,
@@ -128,7 +130,14 @@ impl Edge {
             .expect("not poisoned")
             .get(container)
             .cloned();
-        if held.is_none() && work.is_none() && !self.wanted.borrow().contains_key(container) {
+        if held.is_none()
+            && work.is_none()
+            && !self
+                .wanted
+                .borrow()
+                .as_ref()
+                .is_some_and(|w| w.contains_key(container))
+        {
             return None;
         }
         Some(CertInfo::new(held.as_ref(), work.as_ref()))
@@ -174,7 +183,7 @@ impl Edge {
         }
         // Routes after certificates: a new name is served with its certificate.
         *self.routes.write().expect("not poisoned") = Arc::new(table);
-        self.wanted.send_replace(wanted);
+        self.wanted.send_replace(Some(wanted));
         first_error.map_or(Ok(()), Err)
     }
 

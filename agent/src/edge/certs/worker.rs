@@ -279,7 +279,7 @@ impl State {
 }
 
 /// Run until the edge's wanted set goes away.
-pub async fn run(edge: Arc<Edge>, mut wanted: watch::Receiver<Wanted>) {
+pub async fn run(edge: Arc<Edge>, mut wanted: watch::Receiver<Option<Wanted>>) {
     let budget = Arc::new(Budget::load(
         edge.cfg.certs.dir.join("acme").join("ledger.json"),
         edge.cfg.certs.acme.limits,
@@ -296,7 +296,11 @@ pub async fn run(edge: Arc<Edge>, mut wanted: watch::Receiver<Wanted>) {
     };
     loop {
         let want = wanted.borrow_and_update().clone();
-        let wake = st.start_due(&want).await;
+        let wake = match &want {
+            Some(w) => st.start_due(w).await,
+            // Nothing applied yet: keep what is held, order nothing.
+            None => None,
+        };
         let sleep = match wake {
             // At least a second: a renewal due now that could not start
             // must not spin.
@@ -330,8 +334,8 @@ pub async fn run(edge: Arc<Edge>, mut wanted: watch::Receiver<Wanted>) {
     }
 }
 
-fn want_now(rx: &watch::Receiver<Wanted>) -> Wanted {
-    rx.borrow().clone()
+fn want_now(rx: &watch::Receiver<Option<Wanted>>) -> Wanted {
+    rx.borrow().clone().unwrap_or_default()
 }
 
 #[cfg(test)]

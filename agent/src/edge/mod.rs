@@ -115,6 +115,13 @@ impl Edge {
             .map(|l| l.key.clone())
     }
 
+    /// Wait until the first records are applied: until then no name has a
+    /// route, and a request would get a wrong 404.
+    pub async fn routes_ready(&self) {
+        let mut rx = self.wanted.subscribe();
+        let _ = rx.wait_for(|w| w.is_some()).await;
+    }
+
     /// What a user sees of a container's certificate (`None`: the edge
     /// does not serve it).
     pub fn cert_info(&self, container: &str) -> Option<CertInfo> {

@@ -123,11 +123,18 @@ pub async fn start(edge: Arc<Edge>) -> Result<(), EdgeError> {
         next: AtomicUsize::new(0),
         slots: Arc::new(Semaphore::new(cfg.max_connections)),
     });
-    for l in http {
-        tokio::spawn(accept_loop(l, workers.clone(), false));
-    }
-    for l in https {
-        tokio::spawn(accept_loop(l, workers.clone(), true));
+    for (l, tls) in http
+        .into_iter()
+        .map(|l| (l, false))
+        .chain(https.into_iter().map(|l| (l, true)))
+    {
+        let (edge, workers) = (edge.clone(), workers.clone());
+        tokio::spawn(async move {
+            // Bound already (clients queue in the backlog), served once
+            // the routes exist.
+            edge.routes_ready().await;
+            accept_loop(l, workers, tls).await
+        });
     }
     Ok(())
 }

@@ -386,7 +386,7 @@ fn main() {
     let (e_med, e_min, e_max) = stats(ensure_ms);
     let (f_med, f_min, f_max) = stats(fresh_ms);
     println!("\n| ms ({FRESH_ROUNDS} new containers, dns-01 via Pebble) | median | min | max |\n|---|---:|---:|---:|");
-    println!("| devhost ensure (system built) | {e_med:.0} | {e_min:.0} | {e_max:.0} |");
+    println!("| devhost ensure of a new name (Nix evaluates; nothing to build) | {e_med:.0} | {e_min:.0} | {e_max:.0} |");
     println!("| **ensure returned → first HTTPS 200 with its fresh certificate** | **{f_med:.0}** | {f_min:.0} | {f_max:.0} |");
     println!(
         "\nresident memory after the load: agent {} MiB, host nginx (master + workers) {} MiB",

@@ -26,6 +26,24 @@ fn zone_toml() -> String {
         .into()
 }
 
+/// An agent serving its zone with certificates by `mode` from a Pebble of
+/// its own (certificates valid `validity_secs` when given); `extra` adds
+/// `[certs]` keys. The temp dir holds Pebble's files.
+fn with_pebble(
+    mode: &str,
+    extra: &str,
+    validity_secs: Option<u64>,
+) -> (tempfile::TempDir, TestAgent, Pebble) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = ApiCa::make(tmp.path());
+    let agent = TestAgent::start(Options {
+        extra_toml: zone_toml() + &certs_toml(mode, &ca, extra),
+        ..Options::default()
+    });
+    let pebble = Pebble::start(&agent, &ca, validity_secs);
+    (tmp, agent, pebble)
+}
+
 /// The container's `certificate` once `ok` says so (panics with the status
 /// and Pebble's log after `limit`).
 fn wait_cert(
@@ -64,25 +82,12 @@ fn get(
     path: &str,
     version: &str,
 ) -> (u16, String, String) {
-    let port = agent.https_port;
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", version, "--cacert"])
-        .arg(root)
-        .arg("--resolve")
-        .arg(format!("{host}:{port}:127.0.0.1"))
-        .args(["-w", "\n%{http_code} %{http_version}"])
-        .arg(format!("https://{host}:{port}{path}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl https://{host}{path}: {}",
-        text(&out)
+    let a = answer(
+        &curl_https_on(agent.https_port, root, host, path, &[version]),
+        host,
+        path,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, tail) = stdout.rsplit_once('\n').unwrap();
-    let (code, v) = tail.split_once(' ').unwrap();
-    (code.parse().unwrap(), v.to_string(), body.to_string())
+    (a.status, a.version, a.body)
 }
 
 fn tls_fails(agent: &TestAgent, root: &Path, host: &str) -> bool {
@@ -127,13 +132,7 @@ fn dns01_wildcard_certificate_per_container() {
     let Some(()) = prerequisites_and("dns01_wildcard_certificate_per_container", PEBBLE) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = ApiCa::make(tmp.path());
-    let mut agent = TestAgent::start(Options {
-        extra_toml: zone_toml() + &certs_toml("dns-01", &ca, ""),
-        ..Options::default()
-    });
-    let pebble = Pebble::start(&agent, &ca, None);
+    let (_tmp, mut agent, pebble) = with_pebble("dns-01", "", None);
     let name = agent.name("d01");
     let base = format!("{name}.dev.test");
     let txt_name = format!("_acme-challenge.{base}");
@@ -306,13 +305,7 @@ fn per_name_certificates(test: &str, mode: &str) {
     let Some(()) = prerequisites_and(test, PEBBLE) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = ApiCa::make(tmp.path());
-    let agent = TestAgent::start(Options {
-        extra_toml: zone_toml() + &certs_toml(mode, &ca, ""),
-        ..Options::default()
-    });
-    let pebble = Pebble::start(&agent, &ca, None);
+    let (_tmp, agent, pebble) = with_pebble(mode, "", None);
     let name = agent.name("pn");
     let base = format!("{name}.dev.test");
     let ensure = |aliases: &[&str]| {
@@ -366,14 +359,7 @@ fn no_order_while_dns_points_elsewhere() {
     let Some(()) = prerequisites_and("no_order_while_dns_points_elsewhere", PEBBLE) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = ApiCa::make(tmp.path());
-    let agent = TestAgent::start(Options {
-        extra_toml: zone_toml()
-            + &certs_toml("http-01", &ca, "expect_addresses = [\"192.0.2.77\"]"),
-        ..Options::default()
-    });
-    let pebble = Pebble::start(&agent, &ca, None);
+    let (_tmp, agent, pebble) = with_pebble("http-01", "expect_addresses = [\"192.0.2.77\"]", None);
     let name = agent.name("pre");
     assert_ok(
         &agent.devhost(&["ensure", &name, &channel().url, "web"]),
@@ -411,14 +397,8 @@ fn renewal_last_good_certificate_and_budget() {
     let Some(()) = prerequisites_and("renewal_last_good_certificate_and_budget", PEBBLE) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = ApiCa::make(tmp.path());
-    let agent = TestAgent::start(Options {
-        extra_toml: zone_toml() + &certs_toml("dns-01", &ca, "max_new_per_week = 1"),
-        ..Options::default()
-    });
     // 24 s certificates: renewed at 16 s.
-    let pebble = Pebble::start(&agent, &ca, Some(24));
+    let (_tmp, agent, pebble) = with_pebble("dns-01", "max_new_per_week = 1", Some(24));
     let name = agent.name("ren");
     let base = format!("{name}.dev.test");
     assert_ok(

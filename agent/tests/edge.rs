@@ -14,12 +14,6 @@ use std::net::TcpStream;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-struct Answer {
-    status: u16,
-    version: String,
-    body: String,
-}
-
 fn root_ca(agent: &TestAgent) -> String {
     agent
         .dir
@@ -28,35 +22,19 @@ fn root_ca(agent: &TestAgent) -> String {
         .to_string()
 }
 
-/// curl to `https://HOST:PORT/PATH` resolved to the agent's loopback port.
+/// curl to `https://HOST:PORT/PATH` on the agent, trusting its local CA.
 fn curl_https(agent: &TestAgent, host: &str, path: &str, extra: &[&str]) -> Output {
-    let port = agent.https_port;
-    Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert", &root_ca(agent)])
-        .arg("--resolve")
-        .arg(format!("{host}:{port}:127.0.0.1"))
-        .args(["-w", "\n%{http_code} %{http_version}"])
-        .args(extra)
-        .arg(format!("https://{host}:{port}{path}"))
-        .output()
-        .unwrap()
+    curl_https_on(
+        agent.https_port,
+        std::path::Path::new(&root_ca(agent)),
+        host,
+        path,
+        extra,
+    )
 }
 
 fn https(agent: &TestAgent, host: &str, path: &str, extra: &[&str]) -> Answer {
-    let out = curl_https(agent, host, path, extra);
-    assert!(
-        out.status.success(),
-        "curl https://{host}{path}: {}",
-        text(&out)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, tail) = stdout.rsplit_once('\n').unwrap();
-    let (code, version) = tail.split_once(' ').unwrap();
-    Answer {
-        status: code.parse().unwrap(),
-        version: version.to_string(),
-        body: body.to_string(),
-    }
+    answer(&curl_https(agent, host, path, extra), host, path)
 }
 
 #[test]

@@ -228,3 +228,43 @@ pub fn batou_kit() -> &'static PathBuf {
     static K: OnceLock<PathBuf> = OnceLock::new();
     K.get_or_init(|| PathBuf::from(fixture_script("batou/fetch-kit")))
 }
+
+/// What curl got over HTTPS.
+pub struct Answer {
+    pub status: u16,
+    /// `1.1` or `2`.
+    pub version: String,
+    pub body: String,
+}
+
+/// curl to `https://HOST:PORT/PATH`, HOST resolved to loopback, trusting
+/// only `cacert`; the output ends in a line `STATUS VERSION`.
+pub fn curl_https_on(port: u16, cacert: &Path, host: &str, path: &str, extra: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(cacert)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .args(extra)
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .unwrap()
+}
+
+/// The [`Answer`] in a successful [`curl_https_on`] output.
+pub fn answer(out: &Output, host: &str, path: &str) -> Answer {
+    assert!(
+        out.status.success(),
+        "curl https://{host}{path}: {}",
+        text(out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = stdout.rsplit_once('\n').unwrap();
+    let (code, version) = tail.split_once(' ').unwrap();
+    Answer {
+        status: code.parse().unwrap(),
+        version: version.to_string(),
+        body: body.to_string(),
+    }
+}

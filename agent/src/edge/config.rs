@@ -4,8 +4,8 @@
 //! checked in `certs/config.rs`. Raw serde structs (unknown keys refused)
 //! are checked into [`EdgeConfig`].
 
+pub use super::certs::config::Certs;
 use super::certs::config::CertsConfig;
-pub use super::certs::config::{CertMode, Certs};
 use super::routes::{Scheme, Upstream};
 use crate::config::ConfigError;
 use serde::Deserialize;
@@ -69,8 +69,8 @@ pub struct Dns {
     /// Serve the public zone authoritatively (delegate it here with NS).
     pub enable: bool,
     pub listen: Vec<String>,
-    /// The devhost's public addresses: the answer for PUBLIC and every
-    /// name under it.
+    /// The devhost's public addresses: the answer for the apex, the name
+    /// servers and every container's names.
     pub addresses: Vec<String>,
     /// NS names of the zone; default `ns.PUBLIC` (with glue).
     pub nameservers: Vec<String>,
@@ -196,7 +196,7 @@ fn validate_dns(dns: Dns, domain: &str) -> Result<Option<DnsConfig>, ConfigError
     if dns.addresses.is_empty() {
         return Err(invalid(
             "dns.addresses",
-            "give the devhost's public addresses (what every name in the zone resolves to)",
+            "give the devhost's public addresses (what the zone's names resolve to)",
         ));
     }
     zone.nameservers = if dns.nameservers.is_empty() {

@@ -38,6 +38,8 @@ pub enum EdgeError {
     },
     #[error("edge: {0}")]
     Certs(#[from] certs::CertError),
+    #[error("edge: starting proxy worker thread {index}: {why}")]
+    Worker { index: usize, why: String },
 }
 
 impl std::fmt::Debug for Edge {
@@ -165,18 +167,9 @@ impl Edge {
             let plan =
                 certs::manager::plan(&wanted, &held, now, self.cfg.certs.renew_after_fraction);
             for (container, names, why) in plan.issue {
-                let done = self
-                    .issue_local(&names)
-                    .and_then(|issued| self.install(&container, &issued, "local-ca", &names));
-                match done {
-                    Ok(()) => tracing::info!(
-                        "certificate for {container} ({}) issued by the local CA ({why:?})",
-                        names.join(", ")
-                    ),
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        first_error.get_or_insert(EdgeError::from(e));
-                    }
+                if let Err(e) = self.issue_local(&container, &names, &why) {
+                    tracing::error!("{e}");
+                    first_error.get_or_insert(EdgeError::from(e));
                 }
             }
         }
@@ -204,8 +197,20 @@ impl Edge {
             .collect()
     }
 
-    pub(crate) fn issue_local(&self, names: &[String]) -> Result<Issued, certs::CertError> {
-        self.ca.issue(names, self.cfg.certs.local_ca_days)
+    /// Issue a certificate from the local CA, keep it and serve it.
+    pub(crate) fn issue_local(
+        &self,
+        container: &str,
+        names: &[String],
+        why: &certs::manager::Why,
+    ) -> Result<(), certs::CertError> {
+        let issued = self.ca.issue(names, self.cfg.certs.local_ca_days)?;
+        self.install(container, &issued, "local-ca", names)?;
+        tracing::info!(
+            "certificate for {container} ({}) issued by the local CA ({why:?})",
+            names.join(", ")
+        );
+        Ok(())
     }
 
     /// Keep a fresh certificate (on disk first) and serve it.

@@ -43,8 +43,8 @@ pub fn judge(name: &str, got: &[IpAddr], expect: &[IpAddr]) -> Result<(), String
     Ok(())
 }
 
-/// The host's own addresses, minus loopback and link-local ones unless
-/// nothing else is there.
+/// Every address on the host's interfaces (what the check expects when
+/// neither `expect_addresses` nor `[dns] addresses` is set).
 pub fn own_addresses() -> Vec<IpAddr> {
     let mut all = Vec::new();
     if let Ok(addrs) = nix::ifaddrs::getifaddrs() {

@@ -177,20 +177,13 @@ impl State {
             }
             if let Some(r) = self.retries.get(&container) {
                 if r.names == names && now() < r.at {
-                    soon(r.at);
                     continue;
                 }
             }
             let challenge = match certs.issuer {
                 Issuer::LocalCa => {
-                    let done = edge
-                        .issue_local(&names)
-                        .and_then(|i| edge.install(&container, &i, "local-ca", &names));
-                    match done {
+                    match edge.issue_local(&container, &names, &why) {
                         Ok(()) => {
-                            tracing::info!(
-                                "certificate for {container} issued by the local CA ({why:?})"
-                            );
                             self.retries.remove(&container);
                             edge.set_work(&container, None);
                         }
@@ -215,9 +208,6 @@ impl State {
                 Ok(a) => a,
                 Err(e) => {
                     self.failed(&container, &names, format!("ACME account: {e}"));
-                    if let Some(r) = self.retries.get(&container) {
-                        soon(r.at);
-                    }
                     continue;
                 }
             };
@@ -238,7 +228,7 @@ impl State {
             self.job_of.insert(handle.id(), c);
         }
         for r in self.retries.values() {
-            // Failures of containers skipped above still need their wake-up.
+            // Every failure waiting for its retry wakes the loop then.
             soon(r.at);
         }
         wake

@@ -105,12 +105,9 @@ fn tls_fails(agent: &TestAgent, root: &Path, host: &str) -> bool {
 }
 
 fn dig_short(agent: &TestAgent, name: &str, t: &str) -> String {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &agent.dns_port.to_string()])
-        .args(["+time=1", "+tries=1", "+short", name, t])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    dig_at(agent.dns_port, &["+short", name, t])
+        .trim()
+        .to_string()
 }
 
 fn names(c: &Value) -> Vec<String> {
@@ -144,12 +141,9 @@ fn dns01_wildcard_certificate_per_container() {
         std::thread::spawn(move || {
             let mut seen: Vec<String> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let out = Command::new("dig")
-                    .args(["@127.0.0.1", "-p", &port.to_string()])
-                    .args(["+time=1", "+tries=1", "+short", &txt_name, "TXT"])
-                    .output()
-                    .unwrap();
-                let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                let answer = dig_at(port, &["+short", &txt_name, "TXT"])
+                    .trim()
+                    .to_string();
                 if !answer.is_empty() && !seen.contains(&answer) {
                     seen.push(answer);
                 }

@@ -309,13 +309,7 @@ fn edge_cuts_off_bad_clients() {
 }
 
 fn dig(agent: &TestAgent, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg("@127.0.0.1")
-        .args(["-p", &agent.dns_port.to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig (apt-get install bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    dig_at(agent.dns_port, args)
 }
 
 #[test]

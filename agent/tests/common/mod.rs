@@ -268,3 +268,14 @@ pub fn answer(out: &Output, host: &str, path: &str) -> Answer {
         body: body.to_string(),
     }
 }
+
+/// `dig @127.0.0.1 -p PORT ARGS…` (one try, 2 s): what it printed.
+pub fn dig_at(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg("@127.0.0.1")
+        .args(["-p", &port.to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig (apt-get install bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

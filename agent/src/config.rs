@@ -17,7 +17,8 @@ pub enum ConfigError {
     Invalid { key: &'static str, why: String },
 }
 
-fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
+/// A `ConfigError::Invalid` naming `key` (used by every section's checks).
+pub(crate) fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         why: why.into(),

@@ -7,16 +7,9 @@
 pub use super::certs::config::Certs;
 use super::certs::config::CertsConfig;
 use super::routes::{Scheme, Upstream};
-use crate::config::ConfigError;
+use crate::config::{invalid, ConfigError};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
-
-fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        why: why.into(),
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -4,18 +4,11 @@
 //! struct (unknown keys refused) checked into [`CertsConfig`].
 
 use super::budget::Limits;
-use crate::config::ConfigError;
+use crate::config::{invalid, ConfigError};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        why: why.into(),
-    }
-}
 
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 

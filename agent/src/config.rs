@@ -218,6 +218,7 @@ pub struct RawConfig {
     pub edge: crate::edge::config::Edge,
     pub certs: crate::edge::config::Certs,
     pub dns: crate::edge::config::Dns,
+    pub cleanup: crate::cleanup::Cleanup,
 }
 
 /// The validated configuration the agent runs with.
@@ -230,6 +231,7 @@ pub struct Config {
     pub nix: Nix,
     pub nspawn: Nspawn,
     pub edge: crate::edge::config::EdgeConfig,
+    pub cleanup: crate::cleanup::CleanupConfig,
 }
 
 impl Config {
@@ -358,10 +360,13 @@ impl RawConfig {
         if self.nspawn.ready_timeout_secs == 0 || self.nspawn.stop_timeout_secs == 0 {
             return Err(invalid("nspawn", "timeouts must be at least one second"));
         }
-        let edge =
+        let mut edge =
             crate::edge::config::validate(self.edge, self.certs, self.dns, &self.paths.state_dir)?;
+        let cleanup = self.cleanup.validate()?;
+        edge.count_activity = cleanup.policy.count_activity;
         Ok(Config {
             edge,
+            cleanup,
             paths: self.paths,
             access: self.access,
             network: self.network,

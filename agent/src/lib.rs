@@ -11,6 +11,7 @@
 //! - [`nix`]: configuration.nix and nix-build (pure plan + runner).
 //! - [`net`]: address pool, netns/veth plan, NAT ruleset, hosts block.
 //! - [`nspawn`]: nspawn argv and the backends that run it.
+//! - [`cleanup`]: the policy that disables and deletes unused containers.
 //! - [`provision`]: running COPY/RUN/ECHO steps in a container.
 //! - [`environment`]: reading batou's environment.cfg for `devhost deploy`.
 //! - [`state`]: records on disk and the agent lock.
@@ -20,6 +21,7 @@
 
 pub mod access;
 pub mod api;
+pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod container;

@@ -104,6 +104,18 @@ impl Client {
             .map_err(|e| ClientError::Protocol(format!("bad answer: {e}")))
     }
 
+    pub async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(Method::POST, path, Some(body)).await?;
+        let bytes = Self::body_of(resp).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Protocol(format!("bad answer: {e}")))
+    }
+
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let resp = self.send(Method::GET, path, None).await?;
         let bytes = Self::body_of(resp).await?;

@@ -119,8 +119,11 @@ async fn route(
                     .and_then(|b| provision_op(&b)),
                 "start" => Ok(Op::Start),
                 "stop" => Ok(Op::Stop),
+                "pin" => Ok(Op::Pin(true)),
+                "unpin" => Ok(Op::Pin(false)),
+                "extend" => read_body(req, MAX_BODY).await.and_then(|b| extend_op(&b)),
                 other => Err(ApiError::not_found(format!(
-                    "unknown operation {other:?} (use ensure, start or stop)"
+                    "unknown operation {other:?} (use ensure, provision, start, stop, pin, unpin or extend)"
                 ))),
             };
             match (name.parse::<ContainerName>(), op) {
@@ -129,6 +132,18 @@ async fn route(
                 (_, Err(e)) => Err(e),
             }
         }
+        (&Method::POST, ["v1", "cleanup"]) => match read_body(req, MAX_BODY).await {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(body) => handle
+                    .cleanup(body, caller)
+                    .await
+                    .map(|r| json(StatusCode::OK, &r)),
+                Err(e) => Err(ApiError::bad_request(format!(
+                    "invalid cleanup request: {e}"
+                ))),
+            },
+            Err(e) => Err(e),
+        },
         (&Method::DELETE, ["v1", "containers", name]) => match name.parse::<ContainerName>() {
             Ok(n) => Ok(stream_op(handle, n, Op::Destroy, caller)),
             Err(e) => Err(e.into()),
@@ -156,6 +171,15 @@ fn provision_op(body: &[u8]) -> Result<Op, ApiError> {
     Ok(Op::Provision(std::sync::Arc::new(
         crate::provision::Plan::from_body(b)?,
     )))
+}
+
+fn extend_op(body: &[u8]) -> Result<Op, ApiError> {
+    let b: crate::cleanup::ExtendBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid extend request: {e}")))?;
+    if b.days == 0 {
+        return Err(ApiError::bad_request("days: must be at least 1"));
+    }
+    Ok(Op::Extend { days: b.days })
 }
 
 fn ensure_op(body: &[u8]) -> Result<Op, ApiError> {

@@ -95,6 +95,18 @@ pub struct ContainerInfo {
     /// container is not served).
     #[serde(default)]
     pub certificate: Option<crate::edge::certs::CertInfo>,
+    /// Never disabled or deleted by cleanup.
+    #[serde(default)]
+    pub pinned: bool,
+    /// Not disabled before this moment (`devhost extend`).
+    #[serde(default)]
+    pub keep_until: Option<String>,
+    /// Last proxied request or provisioning run recorded (when counted).
+    #[serde(default)]
+    pub last_activity: Option<String>,
+    /// What cleanup will do and when, in words.
+    #[serde(default)]
+    pub cleanup: Option<String>,
 }
 
 impl ContainerInfo {
@@ -119,10 +131,8 @@ impl ContainerInfo {
             address: r.addresses.local.to_string(),
             host_address: r.addresses.host.to_string(),
             system_path: r.system_path.clone(),
-            created: r.created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            last_deploy: r
-                .last_deploy
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created: stamp(r.created),
+            last_deploy: stamp(r.last_deploy),
             enabled: r.enabled,
             limits: r.limits.clone(),
             upstreams: r
@@ -131,8 +141,16 @@ impl ContainerInfo {
                 .map(|(k, v)| (k.clone(), v.to_string()))
                 .collect(),
             certificate: None,
+            pinned: r.pinned,
+            keep_until: r.keep_until.map(stamp),
+            last_activity: r.last_activity.map(stamp),
+            cleanup: None,
         }
     }
+}
+
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

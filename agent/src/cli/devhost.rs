@@ -76,6 +76,27 @@ pub enum Command {
     Destroy { name: String },
     /// The agent's version, backend and what its last start reconciled.
     Info,
+    /// Keep a container from cleanup for good.
+    Pin { name: String },
+    /// Hand a pinned container back to the cleanup policy.
+    Unpin { name: String },
+    /// Do not disable a container before DAYS days from now.
+    Extend {
+        name: String,
+        #[arg(long)]
+        days: u32,
+    },
+    /// Stop and disable unused containers, destroy long-unused ones (root
+    /// or the admin group; the daily timer runs this).
+    Cleanup {
+        /// Show what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Decide as of this RFC 3339 time instead of now (what would
+        /// happen on that date).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
 }
 
 pub fn main() -> i32 {
@@ -114,6 +135,10 @@ pub fn main() -> i32 {
         Command::Stop { name } => cmd::stop::run(sock, json, &name),
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),
         Command::Info => cmd::info::run(sock, json),
+        Command::Pin { name } => cmd::pin::run(sock, json, &name, true),
+        Command::Unpin { name } => cmd::pin::run(sock, json, &name, false),
+        Command::Extend { name, days } => cmd::extend::run(sock, json, &name, days),
+        Command::Cleanup { dry_run, now } => cmd::cleanup::run(sock, json, dry_run, now),
         Command::Deploy { args } => cmd::deploy::run(sock, json, &args),
         Command::Provision { name, args } => cmd::provision::run(sock, json, &name, &args, None),
     }

@@ -69,6 +69,16 @@ pub struct Record {
     pub last_deploy: DateTime<Utc>,
     /// False once cleanup disabled it (no routes, not started at boot).
     pub enabled: bool,
+    /// Never disabled or deleted by cleanup (`devhost pin`).
+    #[serde(default)]
+    pub pinned: bool,
+    /// Not disabled before this moment (`devhost extend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_until: Option<DateTime<Utc>>,
+    /// Last proxied request or provisioning run, as of the last sweep (used
+    /// by cleanup when `cleanup.count_activity` is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<DateTime<Utc>>,
     pub phase: Phase,
     /// True once the container first ran: before that, a crash rolls the
     /// whole creation back; after it, the container is kept and repaired.
@@ -82,6 +92,20 @@ pub struct Record {
     /// default); absent ones use the agent's `edge.upstream`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstreams: BTreeMap<String, Upstream>,
+}
+
+impl Record {
+    /// What the cleanup policy looks at.
+    pub fn usage(&self, running: bool) -> crate::cleanup::Usage {
+        crate::cleanup::Usage {
+            last_deploy: self.last_deploy,
+            last_activity: self.last_activity,
+            keep_until: self.keep_until,
+            pinned: self.pinned,
+            enabled: self.enabled,
+            running,
+        }
+    }
 }
 
 pub fn host_interface(name: &ContainerName) -> String {
@@ -109,6 +133,9 @@ pub mod tests {
             created: now,
             last_deploy: now,
             enabled: true,
+            pinned: false,
+            keep_until: None,
+            last_activity: None,
             phase: Phase::Running,
             established: true,
             want_running: true,

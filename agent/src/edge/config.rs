@@ -110,6 +110,8 @@ pub struct EdgeConfig {
     pub certs: CertsConfig,
     /// The authoritative zone, when served.
     pub dns: Option<DnsConfig>,
+    /// Remember each container's last proxied request (`cleanup.count_activity`).
+    pub count_activity: bool,
 }
 
 /// A DNS name as a zone may hold it: lowercase labels of letters, digits
@@ -283,6 +285,7 @@ pub fn validate(
         max_header_bytes: edge.max_header_bytes,
         certs,
         dns,
+        count_activity: false,
     })
 }
 

@@ -5,6 +5,7 @@
 //! certificates follow the records live, with no restart and without
 //! touching other routes' connections.
 
+pub mod activity;
 pub mod certs;
 pub mod config;
 pub mod dns;
@@ -69,6 +70,8 @@ pub struct Edge {
     pub zone: Option<Arc<RwLock<dns::Zone>>>,
     /// Answers to pending ACME challenges.
     pub responder: Arc<Responder>,
+    /// Last proxied request per container (filled only when counted).
+    pub activity: activity::Activity,
 }
 
 impl Edge {
@@ -95,6 +98,7 @@ impl Edge {
             wanted: watch::Sender::new(None),
             responder: Arc::new(Responder::new(zone.clone())),
             zone,
+            activity: activity::Activity::default(),
             cfg,
         };
         Ok((Arc::new(edge), problems))

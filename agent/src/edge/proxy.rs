@@ -318,6 +318,12 @@ async fn proxy(
             &format!("No container answers to {host}."),
         );
     };
+    if shared.edge.cfg.count_activity {
+        shared
+            .edge
+            .activity
+            .touch(&route.container, chrono::Utc::now().timestamp());
+    }
     if !route.running {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -59,6 +59,9 @@ impl Supervisor {
                     created: now,
                     last_deploy: now,
                     enabled: true,
+                    pinned: false,
+                    keep_until: None,
+                    last_activity: None,
                     phase: Phase::Creating,
                     established: false,
                     want_running: true,
@@ -99,6 +102,9 @@ impl Supervisor {
             (Op::Destroy, None) => Ok(ops::Job::Nothing(format!(
                 "no container named {name}; nothing to destroy"
             ))),
+            (Op::Expire { .. }, None) => Ok(ops::Job::Nothing(format!(
+                "container {name} no longer exists"
+            ))),
             (_, None) => Err(ApiError::not_found(format!("no container named {name}"))),
             (op, Some(r)) => {
                 if !caller.may_manage(r.owner_uid) {
@@ -108,7 +114,11 @@ impl Supervisor {
                     Op::Start => ops::Job::Start(r),
                     Op::Provision(plan) => ops::Job::Provision(r, plan.clone()),
                     Op::Stop => ops::Job::Stop(r),
-                    _ => ops::Job::Destroy(r),
+                    Op::Pin(pinned) => ops::Job::Pin(r, *pinned),
+                    Op::Extend { days } => ops::Job::Extend(r, *days),
+                    Op::Expire { now } => ops::Job::Expire(r, *now),
+                    Op::Destroy => ops::Job::Destroy(r),
+                    Op::Ensure { .. } => unreachable!("matched above"),
                 })
             }
         }

@@ -8,6 +8,7 @@
 
 mod admit;
 mod boot;
+mod cleanup;
 mod derived;
 mod ops;
 mod reconcile;
@@ -55,6 +56,16 @@ pub enum Op {
     Destroy,
     /// Run provisioning steps in the running container.
     Provision(Arc<crate::provision::Plan>),
+    /// Pin (true) or unpin: cleanup never touches a pinned container.
+    Pin(bool),
+    /// Not disabled before this many days from now.
+    Extend {
+        days: u32,
+    },
+    /// One container's turn in a cleanup sweep decided as of `now`.
+    Expire {
+        now: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl Op {
@@ -65,6 +76,10 @@ impl Op {
             Op::Stop => "stop",
             Op::Destroy => "destroy",
             Op::Provision(_) => "provision",
+            Op::Pin(true) => "pin",
+            Op::Pin(false) => "unpin",
+            Op::Extend { .. } => "extend",
+            Op::Expire { .. } => "clean up",
         }
     }
 }
@@ -74,6 +89,8 @@ impl Op {
 pub struct Outcome {
     pub message: String,
     pub container: Option<ContainerInfo>,
+    /// What a cleanup turn decided (only `Op::Expire`).
+    pub cleanup: Option<crate::cleanup::Decision>,
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -114,6 +131,11 @@ enum Msg {
     },
     Finding {
         text: String,
+    },
+    Cleanup {
+        body: crate::cleanup::CleanupBody,
+        caller: Caller,
+        reply: Reply<Result<crate::cleanup::CleanupReport, ApiError>>,
     },
     /// The current records version (for [`Handle::synced`]).
     Version {
@@ -190,6 +212,24 @@ impl Handle {
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
+    }
+
+    /// Run (or with `dry_run`, only decide) the cleanup sweep; admin only.
+    pub async fn cleanup(
+        &self,
+        body: crate::cleanup::CleanupBody,
+        caller: Caller,
+    ) -> Result<crate::cleanup::CleanupReport, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Cleanup {
+                body,
+                caller,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     /// Persist a record (jobs call this before each phase's side effects).
@@ -388,6 +428,24 @@ impl Supervisor {
                     let _ = reply.send(res);
                 }
                 Msg::Finding { text } => self.findings.push(text),
+                Msg::Cleanup {
+                    body,
+                    caller,
+                    reply,
+                } => match cleanup::admit_sweep(&body, &caller) {
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    Ok(now) => {
+                        let records: Vec<Record> = self.records.values().cloned().collect();
+                        let (env, handle) = (self.env.clone(), self.handle.clone());
+                        tokio::spawn(async move {
+                            let report =
+                                cleanup::sweep(env, handle, records, now, body.dry_run).await;
+                            let _ = reply.send(Ok(report));
+                        });
+                    }
+                },
                 Msg::Version { reply } => {
                     let _ = reply.send(self.version);
                 }
@@ -472,7 +530,10 @@ impl Supervisor {
 
 /// What a user sees of a container: its record and whether it runs now.
 pub(super) async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
-    let mut info = ContainerInfo::new(r, env.backend.find(&r.name).await.map(|x| x.pid));
+    let pid = env.backend.find(&r.name).await.map(|x| x.pid);
+    let mut info = ContainerInfo::new(r, pid);
     info.certificate = env.edge.as_ref().and_then(|e| e.cert_info(r.name.as_str()));
+    let d = cleanup::decision_for(env, r, pid.is_some(), chrono::Utc::now());
+    info.cleanup = Some(d.reason);
     info
 }

@@ -28,7 +28,7 @@ impl JobCtx {
         self.sup.save(r).await
     }
 
-    async fn info(&self, r: &Record) -> ContainerInfo {
+    pub(super) async fn info(&self, r: &Record) -> ContainerInfo {
         super::info_of(&self.env, r).await
     }
 }
@@ -46,6 +46,9 @@ pub enum Job {
     Stop(Record),
     Destroy(Record),
     Provision(Record, Arc<crate::provision::Plan>),
+    Pin(Record, bool),
+    Extend(Record, u32),
+    Expire(Record, chrono::DateTime<chrono::Utc>),
     Nothing(String),
 }
 
@@ -78,9 +81,13 @@ async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
         Job::Stop(r) => stop(ctx, r).await,
         Job::Destroy(r) => destroy(ctx, r).await,
         Job::Provision(r, plan) => provision(ctx, r, &plan).await,
+        Job::Pin(r, pinned) => super::cleanup::pin(ctx, r, pinned).await,
+        Job::Extend(r, days) => super::cleanup::extend(ctx, r, days).await,
+        Job::Expire(r, now) => super::cleanup::expire(ctx, r, now).await,
         Job::Nothing(message) => Ok(Outcome {
             message,
             container: None,
+            cleanup: None,
         }),
     }
 }
@@ -101,6 +108,7 @@ async fn create(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
                     started.elapsed().as_millis()
                 ),
                 container: Some(ctx.info(&r).await),
+                cleanup: None,
             })
         }
         Err(e) => {
@@ -271,6 +279,7 @@ async fn refresh(
         return Ok(Outcome {
             message: format!("container {} is running at {}", r.name, r.addresses.local),
             container: Some(ctx.info(&r).await),
+            cleanup: None,
         });
     }
     boot(ctx, r, "ensured").await
@@ -303,6 +312,7 @@ async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, ApiErr
                     t.elapsed().as_millis()
                 ),
                 container: Some(ctx.info(&r).await),
+                cleanup: None,
             })
         }
         Err(e) => {
@@ -314,12 +324,14 @@ async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, ApiErr
 }
 
 async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+    super::cleanup::reenable_for_start(&ctx.env, &mut r)?;
     r.want_running = true;
     if ctx.env.backend.find(&r.name).await.is_some() {
         ctx.phase(&mut r, Phase::Running).await?;
         return Ok(Outcome {
             message: format!("container {} is already running", r.name),
             container: Some(ctx.info(&r).await),
+            cleanup: None,
         });
     }
     boot(ctx, r, "started").await
@@ -340,10 +352,11 @@ async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
             format!("container {} was not running", r.name)
         },
         container: Some(ctx.info(&r).await),
+        cleanup: None,
     })
 }
 
-async fn destroy(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+pub(super) async fn destroy(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
     ctx.phase(&mut r, Phase::Destroying).await?;
     steps::remove_everything(&ctx.env, &r, &ctx.progress)
         .await
@@ -352,6 +365,7 @@ async fn destroy(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
     Ok(Outcome {
         message: format!("container {} destroyed", r.name),
         container: None,
+        cleanup: None,
     })
 }
 
@@ -403,8 +417,14 @@ async fn provision(
     let n = crate::provision::run_plan(plan, exec)
         .await
         .map_err(ApiError::failed)?;
+    if env.cfg.cleanup.policy.count_activity {
+        let mut r = r.clone();
+        r.last_activity = Some(chrono::Utc::now());
+        ctx.sup.save(&r).await?;
+    }
     Ok(Outcome {
         message: format!("container {} provisioned ({n} steps)", r.name),
         container: Some(ctx.info(&r).await),
+        cleanup: None,
     })
 }

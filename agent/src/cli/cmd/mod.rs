@@ -1,12 +1,15 @@
 //! One file per `devhost` subcommand.
 
 pub mod agent;
+pub mod cleanup;
 pub mod deploy;
 pub mod destroy;
 pub mod ensure;
+pub mod extend;
 pub mod info;
 pub mod list;
 pub mod logs;
+pub mod pin;
 pub mod provision;
 pub mod start;
 pub mod status;

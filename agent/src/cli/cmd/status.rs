@@ -47,7 +47,19 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
     println!("owner uid:   {}", c.owner_uid);
     println!("created:     {}", c.created);
     println!("last deploy: {}", c.last_deploy);
+    if let Some(t) = &c.last_activity {
+        println!("last use:    {t}");
+    }
     println!("enabled:     {}", c.enabled);
+    if c.pinned {
+        println!("pinned:      yes");
+    }
+    if let Some(t) = &c.keep_until {
+        println!("kept until:  {t}");
+    }
+    if let Some(d) = &c.cleanup {
+        println!("cleanup:     {d}");
+    }
     0
 }
 

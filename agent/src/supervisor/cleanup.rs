@@ -1,0 +1,278 @@
+//! The cleanup sweep and the operations that steer it (pin, unpin, extend).
+//! A real sweep runs one `Expire` operation per container through that
+//! container's queue, so it waits for (and never overlaps) an ensure or a
+//! provisioning run of the same name, and decides again on the record as it
+//! is then; one container failing does not stop the others. A dry run
+//! decides on a copy of the records and changes nothing.
+
+use super::ops::{destroy, JobCtx};
+use super::{steps, Env, Handle, Op, Outcome};
+use crate::access::Caller;
+use crate::api::types::ApiError;
+use crate::cleanup::{decide, Action, CleanupBody, CleanupEntry, CleanupReport, Decision};
+use crate::container::{ContainerName, Phase, Record};
+use crate::progress::Progress;
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::stream::{self, StreamExt};
+use std::sync::Arc;
+
+/// Containers cleaned up at once (stops wait for a graceful poweroff).
+const SWEEP_CONCURRENCY: usize = 4;
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The record with the edge's newer activity copied in (when counted).
+fn with_activity(env: &Env, mut r: Record) -> (Record, bool) {
+    if !env.cfg.cleanup.policy.count_activity {
+        return (r, false);
+    }
+    let seen = env
+        .edge
+        .as_ref()
+        .and_then(|e| e.activity.last(r.name.as_str()));
+    match seen {
+        Some(t) if r.last_activity.is_none_or(|a| a < t) => {
+            r.last_activity = Some(t);
+            (r, true)
+        }
+        _ => (r, false),
+    }
+}
+
+/// The decision for a record at `now` (what `devhost status` and dry runs show).
+pub(super) fn decision_for(env: &Env, r: &Record, running: bool, now: DateTime<Utc>) -> Decision {
+    let (r, _) = with_activity(env, r.clone());
+    decide(&r.usage(running), &env.cfg.cleanup.policy, now)
+}
+
+async fn decision(env: &Env, r: &Record, now: DateTime<Utc>) -> Decision {
+    let running = env.backend.find(&r.name).await.is_some();
+    decision_for(env, r, running, now)
+}
+
+/// Parse the body's moment, admin only: the sweep stops and destroys other
+/// people's containers.
+pub(super) fn admit_sweep(body: &CleanupBody, caller: &Caller) -> Result<DateTime<Utc>, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::forbidden(format!(
+            "uid {} may not run the cleanup (root or the admin group only)",
+            caller.uid
+        )));
+    }
+    match &body.now {
+        None => Ok(Utc::now()),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "now: {s:?} is not an RFC 3339 time (like 2026-01-31T03:00:00Z): {e}"
+                ))
+            }),
+    }
+}
+
+/// Run the sweep over `records` (a copy taken when it was asked for).
+pub(super) async fn sweep(
+    env: Arc<Env>,
+    handle: Handle,
+    records: Vec<Record>,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> CleanupReport {
+    let one = |r: Record| {
+        let (env, handle) = (env.clone(), handle.clone());
+        async move {
+            let name = r.name.clone();
+            if dry_run {
+                let d = decision(&env, &r, now).await;
+                let result = match d.action {
+                    Action::Keep => String::new(),
+                    _ => "dry run".to_string(),
+                };
+                return entry(&name, d, result);
+            }
+            let op = Op::Expire { now };
+            match handle
+                .run(name.clone(), op, Caller::root(), Progress::none())
+                .await
+            {
+                Ok(Outcome {
+                    cleanup: Some(d), ..
+                }) => {
+                    let result = match d.action {
+                        Action::Keep => String::new(),
+                        _ => "done".to_string(),
+                    };
+                    entry(&name, d, result)
+                }
+                Ok(o) => entry(&name, Decision::gone(), o.message),
+                Err(e) => {
+                    let d = decision(&env, &r, now).await;
+                    tracing::warn!(container = %name, "cleanup: {} failed: {e}", d.action.as_str());
+                    entry(&name, d, format!("failed: {e}"))
+                }
+            }
+        }
+    };
+    let mut containers: Vec<CleanupEntry> = stream::iter(records)
+        .map(one)
+        .buffer_unordered(SWEEP_CONCURRENCY)
+        .collect()
+        .await;
+    containers.sort_by(|a, b| a.name.cmp(&b.name));
+    let p = env.cfg.cleanup.policy;
+    CleanupReport {
+        now: stamp(now),
+        dry_run,
+        disable_after_days: p.disable_after.num_days() as u32,
+        delete_after_days: p.delete_after.num_days() as u32,
+        containers,
+    }
+}
+
+fn entry(name: &ContainerName, d: Decision, result: String) -> CleanupEntry {
+    CleanupEntry {
+        name: name.to_string(),
+        action: d.action,
+        reason: d.reason,
+        unused_days: d.unused.num_days(),
+        result,
+    }
+}
+
+impl Decision {
+    /// A container destroyed by its owner while the sweep waited.
+    fn gone() -> Decision {
+        Decision {
+            action: Action::Keep,
+            reason: "no longer exists".into(),
+            unused: TimeDelta::zero(),
+        }
+    }
+}
+
+/// One container's turn in a real sweep: record newer activity, decide on
+/// the record as it is now, act.
+pub(super) async fn expire(
+    ctx: &JobCtx,
+    r: Record,
+    now: DateTime<Utc>,
+) -> Result<Outcome, ApiError> {
+    let env = &ctx.env;
+    let (mut r, newer) = with_activity(env, r);
+    if newer {
+        ctx.sup.save(&r).await?;
+    }
+    let running = env.backend.find(&r.name).await.is_some();
+    let d = decide(&r.usage(running), &env.cfg.cleanup.policy, now);
+    match d.action {
+        Action::Keep => {
+            tracing::debug!(container = %r.name, "cleanup: keep: {}", d.reason);
+            Ok(Outcome {
+                message: format!("container {} kept: {}", r.name, d.reason),
+                container: None,
+                cleanup: Some(d),
+            })
+        }
+        Action::Disable => {
+            tracing::info!(container = %r.name, "cleanup: disabling: {}", d.reason);
+            // Unrouted first (proxy, DNS names, certificate), then stopped;
+            // a failed stop leaves it disabled but running, which the next
+            // sweep takes up again.
+            r.enabled = false;
+            r.want_running = false;
+            ctx.sup.save(&r).await?;
+            r.phase = Phase::Stopping;
+            ctx.sup.save(&r).await?;
+            steps::stop_container(env, &r, &ctx.progress)
+                .await
+                .map_err(ApiError::failed)?;
+            r.phase = Phase::Stopped;
+            ctx.sup.save(&r).await?;
+            Ok(Outcome {
+                message: format!("container {} stopped and disabled: {}", r.name, d.reason),
+                container: None,
+                cleanup: Some(d),
+            })
+        }
+        Action::Delete => {
+            tracing::info!(container = %r.name, "cleanup: deleting: {}", d.reason);
+            let mut o = destroy(ctx, r).await?;
+            o.cleanup = Some(d);
+            Ok(o)
+        }
+    }
+}
+
+/// `devhost pin` / `unpin`.
+pub(super) async fn pin(ctx: &JobCtx, mut r: Record, pinned: bool) -> Result<Outcome, ApiError> {
+    let was = r.pinned;
+    r.pinned = pinned;
+    ctx.sup.save(&r).await?;
+    let message = match (was, pinned) {
+        (true, true) => format!("container {} was already pinned", r.name),
+        (false, true) => format!(
+            "container {} pinned: cleanup will neither disable nor delete it",
+            r.name
+        ),
+        (false, false) => format!("container {} was not pinned", r.name),
+        (true, false) => {
+            let d = decision(&ctx.env, &r, Utc::now()).await;
+            format!("container {} unpinned: {}", r.name, d.reason)
+        }
+    };
+    Ok(Outcome {
+        message,
+        container: Some(ctx.info(&r).await),
+        cleanup: None,
+    })
+}
+
+/// `devhost extend NAME --days N`: not disabled before N days from now.
+pub(super) async fn extend(ctx: &JobCtx, mut r: Record, days: u32) -> Result<Outcome, ApiError> {
+    let max = ctx.env.cfg.cleanup.max_extend_days;
+    if days == 0 || days > max {
+        return Err(ApiError::bad_request(format!(
+            "days: {days} is not 1 to {max} (cleanup.max_extend_days); `devhost pin` keeps a container for good"
+        )));
+    }
+    let now = Utc::now();
+    r.keep_until = Some(now + TimeDelta::days(days.into()));
+    ctx.sup.save(&r).await?;
+    let d = decision(&ctx.env, &r, now).await;
+    let mut message = format!("container {} extended: {}", r.name, d.reason);
+    if !r.enabled {
+        message.push_str(&format!(
+            "\nit is still disabled: `devhost start {}` or a deploy brings it back",
+            r.name
+        ));
+    }
+    Ok(Outcome {
+        message,
+        container: Some(ctx.info(&r).await),
+        cleanup: None,
+    })
+}
+
+/// A disabled container may start again only while cleanup would leave it
+/// enabled (after an extension); otherwise it would be stopped at the next
+/// sweep, so say what brings it back for good.
+pub(super) fn reenable_for_start(env: &Env, r: &mut Record) -> Result<(), ApiError> {
+    if r.enabled {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let d = decide(&r.usage(false), &env.cfg.cleanup.policy, now);
+    let cleared = crate::cleanup::deadlines(&r.usage(false), &env.cfg.cleanup.policy)
+        .is_none_or(|dl| dl.disable_at > now);
+    if !cleared {
+        return Err(ApiError::failed(format!(
+            "container {} was disabled by cleanup ({}); deploy it again (ensure), or `devhost extend {} --days N` or `devhost pin {}` first",
+            r.name, d.reason, r.name, r.name
+        )));
+    }
+    r.enabled = true;
+    Ok(())
+}

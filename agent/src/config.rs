@@ -219,6 +219,8 @@ pub struct RawConfig {
     pub certs: crate::edge::config::Certs,
     pub dns: crate::edge::config::Dns,
     pub cleanup: crate::cleanup::Cleanup,
+    /// Limits of a new container where its ensure gives none.
+    pub limits: crate::container::Limits,
 }
 
 /// The validated configuration the agent runs with.
@@ -232,6 +234,7 @@ pub struct Config {
     pub nspawn: Nspawn,
     pub edge: crate::edge::config::EdgeConfig,
     pub cleanup: crate::cleanup::CleanupConfig,
+    pub default_limits: crate::container::Limits,
 }
 
 impl Config {
@@ -364,9 +367,13 @@ impl RawConfig {
             crate::edge::config::validate(self.edge, self.certs, self.dns, &self.paths.state_dir)?;
         let cleanup = self.cleanup.validate()?;
         edge.count_activity = cleanup.policy.count_activity;
+        self.limits
+            .validate()
+            .map_err(|e| invalid("limits", e.to_string()))?;
         Ok(Config {
             edge,
             cleanup,
+            default_limits: self.limits,
             paths: self.paths,
             access: self.access,
             network: self.network,

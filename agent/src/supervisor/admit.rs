@@ -49,6 +49,8 @@ impl Supervisor {
                     .allocate(&used)
                     .map_err(|e| ApiError::failed(e.to_string()))?;
                 let now = chrono::Utc::now();
+                let mut limits_new = self.env.cfg.default_limits.clone();
+                limits_new.merge(limits);
                 let record = Record {
                     name: name.clone(),
                     owner_uid: caller.owner_for(*owner_uid),
@@ -65,7 +67,7 @@ impl Supervisor {
                     phase: Phase::Creating,
                     established: false,
                     want_running: true,
-                    limits: limits.clone(),
+                    limits: limits_new,
                     upstreams: upstreams.clone().unwrap_or_default(),
                 };
                 Ok(ops::Job::Ensure {

@@ -1,6 +1,7 @@
 //! Request bodies (unknown fields refused), responses, streamed events and
 //! the typed error every failure comes back as.
 
+use crate::cleanup::stamp;
 use crate::container::{Limits, Phase, Record};
 use serde::{Deserialize, Serialize};
 
@@ -147,10 +148,6 @@ impl ContainerInfo {
             cleanup: None,
         }
     }
-}
-
-fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 
 pub mod policy;
 
-pub use policy::{deadlines, decide, Action, Deadlines, Decision, Policy, Usage};
+pub use policy::{deadlines, decide, stamp, Action, Deadlines, Decision, Policy, Usage};
 
 use crate::config::{invalid, ConfigError};
 use serde::{Deserialize, Serialize};

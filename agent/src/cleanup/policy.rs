@@ -116,7 +116,8 @@ pub fn human(d: TimeDelta) -> String {
     }
 }
 
-fn stamp(t: DateTime<Utc>) -> String {
+/// A moment as every user-facing text shows it: RFC 3339, seconds, `Z`.
+pub fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 

@@ -9,7 +9,7 @@ use super::ops::{destroy, JobCtx};
 use super::{steps, Env, Handle, Op, Outcome};
 use crate::access::Caller;
 use crate::api::types::ApiError;
-use crate::cleanup::{decide, Action, CleanupBody, CleanupEntry, CleanupReport, Decision};
+use crate::cleanup::{decide, stamp, Action, CleanupBody, CleanupEntry, CleanupReport, Decision};
 use crate::container::{ContainerName, Phase, Record};
 use crate::progress::Progress;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -18,10 +18,6 @@ use std::sync::Arc;
 
 /// Containers cleaned up at once (stops wait for a graceful poweroff).
 const SWEEP_CONCURRENCY: usize = 4;
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 /// The record with the edge's newer activity copied in (when counted).
 fn with_activity(env: &Env, mut r: Record) -> (Record, bool) {

@@ -176,9 +176,7 @@ fn provision_op(body: &[u8]) -> Result<Op, ApiError> {
 fn extend_op(body: &[u8]) -> Result<Op, ApiError> {
     let b: crate::cleanup::ExtendBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid extend request: {e}")))?;
-    if b.days == 0 {
-        return Err(ApiError::bad_request("days: must be at least 1"));
-    }
+    // The range (1 to cleanup.max_extend_days) is the job's to check.
     Ok(Op::Extend { days: b.days })
 }
 

@@ -179,7 +179,6 @@ pub(super) async fn expire(
             // sweep takes up again.
             r.enabled = false;
             r.want_running = false;
-            ctx.sup.save(&r).await?;
             r.phase = Phase::Stopping;
             ctx.sup.save(&r).await?;
             steps::stop_container(env, &r, &ctx.progress)
@@ -259,14 +258,14 @@ pub(super) fn reenable_for_start(env: &Env, r: &mut Record) -> Result<(), ApiErr
     if r.enabled {
         return Ok(());
     }
-    let now = Utc::now();
-    let d = decide(&r.usage(false), &env.cfg.cleanup.policy, now);
-    let cleared = crate::cleanup::deadlines(&r.usage(false), &env.cfg.cleanup.policy)
-        .is_none_or(|dl| dl.disable_at > now);
-    if !cleared {
+    let (now, usage, policy) = (Utc::now(), r.usage(false), &env.cfg.cleanup.policy);
+    if crate::cleanup::deadlines(&usage, policy).is_some_and(|d| d.disable_at <= now) {
         return Err(ApiError::failed(format!(
             "container {} was disabled by cleanup ({}); deploy it again (ensure), or `devhost extend {} --days N` or `devhost pin {}` first",
-            r.name, d.reason, r.name, r.name
+            r.name,
+            decide(&usage, policy, now).reason,
+            r.name,
+            r.name
         )));
     }
     r.enabled = true;

@@ -48,6 +48,12 @@ fn in_zone(agent: &TestAgent, host: &str) -> bool {
     out.contains("status: NOERROR") && out.contains("192.0.2.10")
 }
 
+/// `devhost ensure NAME URL www`, served from the fixture's port 80.
+fn ensure_www(agent: &TestAgent, name: &str, url: &str) {
+    let out = agent.devhost(&["ensure", name, url, "www", "--upstream", "http:80"]);
+    assert_ok(&out, &format!("ensure {name}"));
+}
+
 fn last_deploy(agent: &TestAgent, name: &str) -> DateTime<Utc> {
     agent.status_json(name).unwrap()["last_deploy"]
         .as_str()
@@ -71,10 +77,7 @@ fn cleanup_disables_deletes_pins_extends() {
     let ch = channel();
     let (a, b, c) = (agent.name("a"), agent.name("b"), agent.name("c"));
     for n in [&a, &b, &c] {
-        assert_ok(
-            &agent.devhost(&["ensure", n, &ch.url, "www", "--upstream", "http:80"]),
-            "ensure",
-        );
+        ensure_www(&agent, n, &ch.url);
     }
     let www_a = format!("www.{a}.dev.test");
     assert!(served(&agent, &www_a) && in_zone(&agent, &www_a));
@@ -193,10 +196,7 @@ fn cleanup_disables_deletes_pins_extends() {
     );
 
     // A deploy re-enables.
-    assert_ok(
-        &agent.devhost(&["ensure", &a, &ch.url, "www", "--upstream", "http:80"]),
-        "re-deploy",
-    );
+    ensure_www(&agent, &a, &ch.url);
     let s = agent.status_json(&a).unwrap();
     assert_eq!(
         (&s["state"], &s["enabled"]),
@@ -301,10 +301,7 @@ fn cleanup_counts_activity_when_configured() {
     let ch = channel();
     let (web, prov, idle) = (agent.name("web"), agent.name("prov"), agent.name("idle"));
     for n in [&web, &prov, &idle] {
-        assert_ok(
-            &agent.devhost(&["ensure", n, &ch.url, "www", "--upstream", "http:80"]),
-            "ensure",
-        );
+        ensure_www(&agent, n, &ch.url);
     }
     // Ten days since the last deploy of each, as far as the records say.
     agent.stop_agent(nix::sys::signal::Signal::SIGTERM);

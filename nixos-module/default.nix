@@ -249,6 +249,9 @@ in
       lib.optionals cfg.enableAliasProxy [ 80 443 ] ++ lib.optional cfg.dns.enable 53;
     networking.firewall.allowedUDPPorts = lib.optional cfg.dns.enable 53;
 
+    # batou calls `sudo fc-build-dev-container`; the front-end then acts as
+    # the user who ran sudo (the agent sees that uid), so the rule gives no
+    # one more than their own containers.
     security.sudo.extraRules = [{
       groups = cfg.sudoGroups;
       commands = map (command: { inherit command; options = [ "NOPASSWD" ]; }) [
@@ -262,8 +265,9 @@ in
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ];
       after = [ "network-online.target" "systemd-machined.service" "nix-daemon.socket" ];
-      # nix-build, systemd-nspawn, nft and ip are run by name.
-      path = [ config.nix.package config.systemd.package pkgs.nftables pkgs.iproute2 ];
+      # nix-build, systemd-nspawn, nft and ip are run by name; unshare
+      # (util-linux) gives each build a PID namespace of its own.
+      path = [ config.nix.package config.systemd.package pkgs.nftables pkgs.iproute2 pkgs.util-linux ];
       environment.NIX_REMOTE = "daemon";
       # A new configuration takes effect by restarting the agent, which
       # leaves running containers alone.
@@ -275,8 +279,8 @@ in
         Restart = "on-failure";
         RestartSec = 2;
         # Only the agent is stopped on restart: containers are units of
-        # their own in machine.slice, and a build left behind is found and
-        # stopped by the next build of that container.
+        # their own in machine.slice; builds die with the agent (their
+        # client is killed with it and the daemon cancels them).
         KillMode = "process";
         # Stopping the agent never powers containers off.
         TimeoutStopSec = 30;
@@ -286,7 +290,9 @@ in
         # creates network namespaces, nftables tables, container roots under
         # /var/lib and units over D-Bus, all of which those would break.
         # ProtectHome neither: nix-build keeps its channel tarball cache in
-        # root's home. What does not get in its way:
+        # root's home. No SystemCallFilter either: provisioning gives RUN a
+        # container's own seccomp filters, read from its init, which the
+        # kernel refuses to a filtered process. What does not get in its way:
         ProtectClock = true; # no reason to set the clock
         ProtectHostname = true; # the host's name is not its to change
         LockPersonality = true; # no exotic execution domains

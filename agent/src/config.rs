@@ -71,6 +71,13 @@ pub struct Access {
     /// Mode of the API socket; authorization is done per request from the
     /// peer's credentials, so everybody may connect and read.
     pub socket_mode: u32,
+    /// Open API connections one uid may hold at once (root: unbounded).
+    pub max_connections_per_uid: u32,
+    /// A request's headers (and an idle connection's next request) must
+    /// arrive within this; a stalled client is disconnected.
+    pub header_timeout_secs: u64,
+    /// A request's body must arrive within this.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for Access {
@@ -79,6 +86,9 @@ impl Default for Access {
             admin_group: "wheel".into(),
             user_group: "users".into(),
             socket_mode: 0o666,
+            max_connections_per_uid: 16,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
         }
     }
 }
@@ -129,6 +139,14 @@ pub struct Nix {
     pub reuse_secs: u64,
     /// Where indirect GC roots go (as `nix-build -o` registers them).
     pub gcroots_auto_dir: PathBuf,
+    /// Paths outside the channel that a channel's evaluation may read
+    /// (evaluation is restricted to the channel, the generated
+    /// configuration and the path `base_imports`).
+    pub allowed_paths: Vec<PathBuf>,
+    /// URI prefixes a channel's evaluation may fetch (Nix's `allowed-uris`).
+    pub allowed_uris: Vec<String>,
+    /// Largest local (`file://`) channel read, serialized, in bytes.
+    pub max_local_channel_bytes: u64,
 }
 
 impl Default for Nix {
@@ -141,6 +159,9 @@ impl Default for Nix {
             build_timeout_secs: 3600,
             reuse_secs: 3600,
             gcroots_auto_dir: "/nix/var/nix/gcroots/auto".into(),
+            allowed_paths: Vec::new(),
+            allowed_uris: Vec::new(),
+            max_local_channel_bytes: 2 << 30,
         }
     }
 }
@@ -333,6 +354,18 @@ impl RawConfig {
                 return Err(invalid("access", format!("group name {g:?} is not valid")));
             }
         }
+        if self.access.header_timeout_secs == 0 || self.access.body_timeout_secs == 0 {
+            return Err(invalid(
+                "access",
+                "header_timeout_secs and body_timeout_secs must be at least 1",
+            ));
+        }
+        if self.access.max_connections_per_uid == 0 {
+            return Err(invalid(
+                "access.max_connections_per_uid",
+                "must be at least 1",
+            ));
+        }
         if self.access.socket_mode > 0o777 {
             return Err(invalid(
                 "access.socket_mode",
@@ -356,6 +389,26 @@ impl RawConfig {
         }
         if self.nix.nix_build.is_empty() {
             return Err(invalid("nix.nix_build", "must name a program"));
+        }
+        for p in &self.nix.allowed_paths {
+            let s = p.to_string_lossy();
+            if !p.is_absolute() || s.contains(|c: char| c.is_whitespace() || c == '=') {
+                return Err(invalid(
+                    "nix.allowed_paths",
+                    format!("{s:?} must be an absolute path without white space or '='"),
+                ));
+            }
+        }
+        for u in &self.nix.allowed_uris {
+            if u.is_empty() || u.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "nix.allowed_uris",
+                    format!("{u:?} must be a URI prefix without white space"),
+                ));
+            }
+        }
+        if self.nix.max_local_channel_bytes == 0 {
+            return Err(invalid("nix.max_local_channel_bytes", "must be at least 1"));
         }
         if self.nspawn.boot_concurrency == 0 {
             return Err(invalid("nspawn.boot_concurrency", "must be at least 1"));

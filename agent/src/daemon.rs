@@ -76,7 +76,14 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         .map_err(io("chmod", &paths.state_dir))?;
     let store = Store::new(&paths.state_dir);
     let _lock = store.lock()?;
-    for w in host_warnings() {
+    let mut warnings = host_warnings();
+    let nix_safety = crate::nix::check::check(&crate::nix::plan::sibling_program(
+        &cfg.nix.nix_build,
+        "nix",
+    ))
+    .await;
+    warnings.extend(nix_safety.warnings.iter().cloned());
+    for w in &warnings {
         tracing::warn!("{w}");
     }
     let ready = match cfg.nspawn.readiness {
@@ -159,6 +166,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         netlink: Arc::new(IpCommand),
         nft: Arc::new(NftCommand),
         nix: Arc::new(NixBuild),
+        nix_safety,
+        host_warnings: warnings,
     };
     let handle = Supervisor::start(env)
         .await

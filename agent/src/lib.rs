@@ -13,9 +13,12 @@
 //! - [`nspawn`]: nspawn argv and the backends that run it.
 //! - [`cleanup`]: the policy that disables and deletes unused containers.
 //! - [`provision`]: running COPY/RUN/ECHO steps in a container.
+//! - [`enter`]: entering a running container with no more privilege than
+//!   its init (the helper behind RUN, COPY and ECHO).
 //! - [`environment`]: reading batou's environment.cfg for `devhost deploy`.
 //! - [`state`]: records on disk and the agent lock.
-//! - [`sys`]: raw system calls (safe file writes, /proc).
+//! - [`sys`]: raw system calls (safe file writes, /proc, namespaces,
+//!   capabilities, seccomp, credentials).
 //! - [`config`], [`daemon`], [`progress`]: configuration, the agent process,
 //!   progress streaming.
 
@@ -27,6 +30,7 @@ pub mod config;
 pub mod container;
 pub mod daemon;
 pub mod edge;
+pub mod enter;
 pub mod environment;
 pub mod net;
 pub mod nix;

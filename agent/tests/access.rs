@@ -209,12 +209,14 @@ fn sudo_callers_own_what_they_create() {
         .expect("group users")
         .gid
         .as_raw();
-    // `sudo fc-build-dev-container ensure …` from uid 61001: root calls, SUDO_UID says who.
+    // `sudo fc-build-dev-container ensure …` from uid 61001: root runs it
+    // with the variables sudo sets, and it acts as the user who ran sudo.
     let name = agent.name("sudo");
     let out = std::process::Command::new(FC_BUILD)
         .args(["ensure", &name, &ch.url, ""])
         .env("DEVHOST_SOCKET", &agent.socket)
         .env("SUDO_UID", "61001")
+        .env("SUDO_GID", users_gid.to_string())
         .output()
         .unwrap();
     assert_ok(&out, "ensure under sudo");

@@ -166,6 +166,7 @@ fn batou_2_5_4_deploys_end_to_end() {
     let agent = TestAgent::start(Options {
         kind: Kind::Systemd,
         nix_extra_config: format!("devhost.fixture.fullSystem = \"{tree}\";"),
+        nix_allowed_paths: vec![tree.to_string()],
         ready_timeout_secs: 120,
         hosts_file: Some("/etc/hosts".into()),
         ..Options::default()

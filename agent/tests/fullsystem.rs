@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 fn ssh(key: &str, addr: std::net::Ipv4Addr, command: &str) -> std::process::Output {
@@ -36,6 +37,7 @@ fn full_system(kind: Kind) {
     let agent = TestAgent::start(Options {
         kind,
         nix_extra_config: format!("devhost.fixture.fullSystem = \"{tree}\";"),
+        nix_allowed_paths: vec![tree.to_string()],
         ready_timeout_secs: 120,
         ..Options::default()
     });
@@ -50,6 +52,28 @@ fn full_system(kind: Kind) {
     assert!(
         t.contains("42") && t.contains("rsync") && t.contains(&name),
         "{t}"
+    );
+    // The container's root (sudo in it, as every batou user has) is not
+    // the host's: the host's disk and sysctls are out of its reach.
+    let dev = std::fs::metadata("/").unwrap().dev();
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    let core_pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let out = ssh(
+        key,
+        addr,
+        &format!(
+            "sudo -n sh -c 'mknod /tmp/disk b {major} {minor} && mkdir -p /tmp/m && mount /tmp/disk /tmp/m && echo HOSTDISK mounted || echo HOSTDISK refused; \
+             mkdir -p /tmp/p && mount -t proc proc /tmp/p; echo x > /tmp/p/sys/kernel/core_pattern && echo CORE written || echo CORE refused' 2>&1"
+        ),
+    );
+    let t = text(&out);
+    assert!(
+        t.contains("HOSTDISK refused") && t.contains("CORE refused"),
+        "as the container's root:\n{t}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        core_pattern
     );
     let perms = ssh(key, addr, "stat -c '%a %U:%G' /etc/local/nixos");
     assert_eq!(
@@ -81,29 +105,27 @@ fn full_system(kind: Kind) {
     std::fs::create_dir_all(&envdir).unwrap();
     std::fs::write(
         envdir.join("provision.sh"),
-        "RUN 'cat /proc/self/cgroup > /root/run-cgroup'\n",
+        "RUN 'cat /proc/self/cgroup > /root/run-cgroup; cat /proc/1/cgroup > /root/init-cgroup'\n",
     )
     .unwrap();
     assert_ok(
         &agent.devhost(&["provision", &name, envdir.to_str().unwrap()]),
         "provision",
     );
-    let run_cgroup = std::fs::read_to_string(
-        agent
-            .dir
-            .join("containers")
-            .join(&name)
-            .join("root/run-cgroup"),
-    )
-    .unwrap();
+    let read = |f: &str| {
+        std::fs::read_to_string(agent.dir.join("containers").join(&name).join(f)).unwrap()
+    };
+    let run_cgroup = read("root/run-cgroup");
     if kind == Kind::Systemd {
         assert!(
             run_cgroup.contains("/system.slice/run-"),
             "a transient unit inside:\n{run_cgroup}"
         );
     } else {
-        assert!(
-            run_cgroup.contains("/payload"),
+        // Seen through the container's cgroup namespace: where its init is.
+        assert_eq!(
+            run_cgroup,
+            read("root/init-cgroup"),
             "the container's cgroup:\n{run_cgroup}"
         );
     }

@@ -2,8 +2,17 @@
 //! credentials (SO_PEERCRED) become a [`Caller`]; each route parses its input
 //! into validated types and hands it to the supervisor. Long operations
 //! answer 200 with NDJSON events ending in `done` or `error`.
+//!
+//! The socket is open to every local user, so nothing a caller sends is
+//! read before it is known that the caller may send it: a uid holds at most
+//! `access.max_connections_per_uid` connections; headers and bodies must
+//! arrive within `access.header_timeout_secs` and `access.body_timeout_secs`;
+//! a route is authorized from the peer's credentials
+//! (and, for provisioning, the container's owner) before its body is read;
+//! each route has its own body limit and deadline, and the large
+//! provisioning bodies share one memory budget.
 
-use super::types::{ApiError, EnsureBody, Event, ListResponse};
+use super::types::{ApiError, EnsureBody, ErrorKind, Event, ListResponse};
 use crate::access::Caller;
 use crate::config::Config;
 use crate::container::{Alias, ChannelUrl, ContainerName};
@@ -14,10 +23,14 @@ use futures_util::StreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::ReceiverStream;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -25,11 +38,67 @@ type Body = BoxBody<Bytes, Infallible>;
 const MAX_BODY: usize = 64 * 1024;
 /// Provisioning carries the files COPY needs (base64 in JSON).
 const MAX_PROVISION_BODY: usize = 128 * 1024 * 1024;
+/// Largest request head.
+const MAX_HEADER_SIZE: usize = 16 * 1024;
+/// Memory all provisioning bodies being read may take together, in MiB;
+/// one that does not fit within its deadline is refused (busy).
+const PROVISION_BUDGET_MIB: u32 = 256;
+
+/// Open connections per uid.
+#[derive(Default)]
+struct Connections(Mutex<HashMap<u32, u32>>);
+
+/// One counted connection; uncounted when dropped.
+struct Counted {
+    all: Arc<Connections>,
+    uid: u32,
+}
+
+impl Connections {
+    fn admit(all: &Arc<Connections>, uid: u32, max: u32) -> Option<Counted> {
+        let mut m = all.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(uid).or_insert(0);
+        if uid != 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            all: all.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut m = self.all.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// What every connection shares.
+struct Shared {
+    handle: Handle,
+    cfg: Arc<Config>,
+    /// MiB of provisioning bodies being read.
+    provision_budget: Semaphore,
+}
 
 /// Serve until the listener fails or the task is dropped.
 pub async fn serve(listener: UnixListener, handle: Handle, cfg: Arc<Config>) {
+    let connections = Arc::new(Connections::default());
+    let shared = Arc::new(Shared {
+        handle,
+        cfg,
+        provision_budget: Semaphore::new(PROVISION_BUDGET_MIB as usize),
+    });
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (mut stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("accept on API socket: {e}");
@@ -37,12 +106,35 @@ pub async fn serve(listener: UnixListener, handle: Handle, cfg: Arc<Config>) {
                 continue;
             }
         };
-        let handle = handle.clone();
-        let cfg = cfg.clone();
+        let Ok(cred) = stream.peer_cred() else {
+            continue;
+        };
+        let (uid, gid) = (cred.uid(), cred.gid());
+        let max = shared.cfg.access.max_connections_per_uid;
+        let Some(counted) = Connections::admit(&connections, uid, max) else {
+            tokio::spawn(async move {
+                let e = ApiError::new(
+                    ErrorKind::Busy,
+                    format!("uid {uid} already holds {max} connections to the agent (access.max_connections_per_uid)"),
+                );
+                let body = serde_json::to_string(&e).expect("serializes") + "\n";
+                let head = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    stream.write_all((head + &body).as_bytes()),
+                )
+                .await;
+            });
+            continue;
+        };
+        let shared = shared.clone();
+        let header_timeout = Duration::from_secs(shared.cfg.access.header_timeout_secs);
         tokio::spawn(async move {
-            let Ok(cred) = stream.peer_cred() else { return };
-            let (uid, gid) = (cred.uid(), cred.gid());
-            let access = cfg.access.clone();
+            let _counted = counted;
+            let access = shared.cfg.access.clone();
             let caller = tokio::task::spawn_blocking(move || Caller::resolve(uid, gid, &access))
                 .await
                 .unwrap_or(Caller {
@@ -52,12 +144,14 @@ pub async fn serve(listener: UnixListener, handle: Handle, cfg: Arc<Config>) {
                     user: false,
                 });
             let service = hyper::service::service_fn(move |req| {
-                let handle = handle.clone();
+                let shared = shared.clone();
                 let caller = caller.clone();
-                let cfg = cfg.clone();
-                async move { Ok::<_, Infallible>(route(req, handle, caller, cfg).await) }
+                async move { Ok::<_, Infallible>(route(req, &shared, caller).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_header_size(MAX_HEADER_SIZE)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
@@ -88,12 +182,25 @@ fn text(body: String) -> Response<Body> {
         .expect("valid response")
 }
 
-async fn route(
-    req: Request<Incoming>,
-    handle: Handle,
-    caller: Caller,
-    cfg: Arc<Config>,
-) -> Response<Body> {
+/// Refuse a caller outside both groups before anything of theirs is read.
+fn may_change(caller: &Caller, cfg: &Config, verb: &str) -> Result<(), ApiError> {
+    if caller.user {
+        return Ok(());
+    }
+    let what = if verb == "ensure" {
+        "create containers"
+    } else {
+        "change containers"
+    };
+    Err(ApiError::forbidden(format!(
+        "uid {} may not {what} (not root, not in group {:?} or {:?})",
+        caller.uid, cfg.access.user_group, cfg.access.admin_group
+    )))
+}
+
+async fn route(req: Request<Incoming>, shared: &Shared, caller: Caller) -> Response<Body> {
+    let handle = &shared.handle;
+    let cfg = &shared.cfg;
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -109,43 +216,35 @@ async fn route(
             Err(e) => Err(e.into()),
         },
         (&Method::GET, ["v1", "containers", name, "logs"]) => {
-            logs(name, &query, &handle, &caller, &cfg).await
+            logs(name, &query, handle, &caller, cfg).await
         }
         (&Method::POST, ["v1", "containers", name, verb]) => {
-            let op = match *verb {
-                "ensure" => read_body(req, MAX_BODY).await.and_then(|b| ensure_op(&b)),
-                "provision" => read_body(req, MAX_PROVISION_BODY)
-                    .await
-                    .and_then(|b| provision_op(&b)),
-                "start" => Ok(Op::Start),
-                "stop" => Ok(Op::Stop),
-                "pin" => Ok(Op::Pin(true)),
-                "unpin" => Ok(Op::Pin(false)),
-                "extend" => read_body(req, MAX_BODY).await.and_then(|b| extend_op(&b)),
-                other => Err(ApiError::not_found(format!(
-                    "unknown operation {other:?} (use ensure, provision, start, stop, pin, unpin or extend)"
-                ))),
-            };
-            match (name.parse::<ContainerName>(), op) {
-                (Ok(n), Ok(op)) => Ok(stream_op(handle, n, op, caller)),
-                (Err(e), _) => Err(e.into()),
-                (_, Err(e)) => Err(e),
+            post_op(req, shared, &caller, name, verb).await
+        }
+        (&Method::POST, ["v1", "cleanup"]) => {
+            if !caller.admin {
+                Err(ApiError::forbidden(format!(
+                    "uid {} may not run the cleanup (root or the admin group only)",
+                    caller.uid
+                )))
+            } else {
+                match read_body(req, MAX_BODY, body_timeout(cfg)).await {
+                    Ok(b) => match serde_json::from_slice(&b) {
+                        Ok(body) => handle
+                            .cleanup(body, caller)
+                            .await
+                            .map(|r| json(StatusCode::OK, &r)),
+                        Err(e) => Err(ApiError::bad_request(format!(
+                            "invalid cleanup request: {e}"
+                        ))),
+                    },
+                    Err(e) => Err(e),
+                }
             }
         }
-        (&Method::POST, ["v1", "cleanup"]) => match read_body(req, MAX_BODY).await {
-            Ok(b) => match serde_json::from_slice(&b) {
-                Ok(body) => handle
-                    .cleanup(body, caller)
-                    .await
-                    .map(|r| json(StatusCode::OK, &r)),
-                Err(e) => Err(ApiError::bad_request(format!(
-                    "invalid cleanup request: {e}"
-                ))),
-            },
-            Err(e) => Err(e),
-        },
         (&Method::DELETE, ["v1", "containers", name]) => match name.parse::<ContainerName>() {
-            Ok(n) => Ok(stream_op(handle, n, Op::Destroy, caller)),
+            Ok(n) => may_change(&caller, cfg, "destroy")
+                .map(|()| stream_op(handle.clone(), n, Op::Destroy, caller)),
             Err(e) => Err(e.into()),
         },
         _ => Err(ApiError::not_found(format!("no route {method} {path}"))),
@@ -153,16 +252,124 @@ async fn route(
     result.unwrap_or_else(|e| error(&e))
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    Limited::new(req.into_body(), limit)
-        .collect()
+/// `POST /v1/containers/NAME/VERB`: the route, the name and the caller are
+/// checked before the body is read.
+async fn post_op(
+    req: Request<Incoming>,
+    shared: &Shared,
+    caller: &Caller,
+    name: &str,
+    verb: &str,
+) -> Result<Response<Body>, ApiError> {
+    const VERBS: [&str; 7] = [
+        "ensure",
+        "provision",
+        "start",
+        "stop",
+        "pin",
+        "unpin",
+        "extend",
+    ];
+    if !VERBS.contains(&verb) {
+        return Err(ApiError::not_found(format!(
+            "unknown operation {verb:?} (use ensure, provision, start, stop, pin, unpin or extend)"
+        )));
+    }
+    let name: ContainerName = name.parse()?;
+    may_change(caller, &shared.cfg, verb)?;
+    let op = match verb {
+        "ensure" => ensure_op(&read_body(req, MAX_BODY, body_timeout(&shared.cfg)).await?)?,
+        "provision" => {
+            // Only the owner (or an admin) may send the large body; the
+            // supervisor checks again when the operation is admitted.
+            let info = shared.handle.get(name.clone()).await?;
+            if !caller.may_manage(info.owner_uid) {
+                return Err(ApiError::forbidden(format!(
+                    "container {name} belongs to uid {}; only its owner or an admin may provision it",
+                    info.owner_uid
+                )));
+            }
+            let body =
+                read_provision_body(req, &shared.provision_budget, body_timeout(&shared.cfg))
+                    .await?;
+            provision_op(&body)?
+        }
+        "start" => Op::Start,
+        "stop" => Op::Stop,
+        "pin" => Op::Pin(true),
+        "unpin" => Op::Pin(false),
+        _ => extend_op(&read_body(req, MAX_BODY, body_timeout(&shared.cfg)).await?)?,
+    };
+    Ok(stream_op(shared.handle.clone(), name, op, caller.clone()))
+}
+
+/// The declared length of a body, refused at once when over `limit`.
+fn declared_length(req: &Request<Incoming>, limit: usize) -> Result<Option<u64>, ApiError> {
+    let Some(v) = req.headers().get(hyper::header::CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    let n: u64 = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ApiError::bad_request("invalid Content-Length"))?;
+    if n > limit as u64 {
+        return Err(too_large(limit));
+    }
+    Ok(Some(n))
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorKind::TooLarge,
+        format!("the request body is larger than this route takes ({limit} bytes)"),
+    )
+}
+
+async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, ApiError> {
+    declared_length(&req, limit)?;
+    match tokio::time::timeout(deadline, Limited::new(req.into_body(), limit).collect()).await {
+        Err(_) => Err(ApiError::bad_request(format!(
+            "the request body did not arrive within {} s",
+            deadline.as_secs()
+        ))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+        Ok(Err(e)) => Err(ApiError::bad_request(format!(
+            "reading the request body: {e}"
+        ))),
+    }
+}
+
+/// A provisioning body: its declared length (required) must fit the shared
+/// budget before any of it is read.
+async fn read_provision_body(
+    req: Request<Incoming>,
+    budget: &Semaphore,
+    deadline: Duration,
+) -> Result<Bytes, ApiError> {
+    let len = declared_length(&req, MAX_PROVISION_BODY)?.ok_or_else(|| {
+        ApiError::bad_request("a provisioning request must declare its Content-Length")
+    })?;
+    let mib = len.div_ceil(1 << 20).max(1) as u32;
+    let _permit = tokio::time::timeout(deadline, budget.acquire_many(mib))
         .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| {
-            ApiError::bad_request(format!(
-                "reading the request body: {e} (limit {limit} bytes)"
-            ))
-        })
+        .map_err(|_| {
+            ApiError::new(
+                ErrorKind::Busy,
+                "the agent is reading other provisioning uploads; try again later",
+            )
+        })?
+        .map_err(|_| ApiError::internal("the agent is shutting down"))?;
+    read_body(req, len as usize, deadline).await
+}
+
+fn body_timeout(cfg: &Config) -> Duration {
+    Duration::from_secs(cfg.access.body_timeout_secs)
 }
 
 fn provision_op(body: &[u8]) -> Result<Op, ApiError> {

@@ -11,8 +11,7 @@ pub struct EnsureBody {
     pub channel: String,
     #[serde(default)]
     pub aliases: Vec<String>,
-    /// Create on behalf of this uid (honoured for root and admins only; the
-    /// CLI sends its SUDO_UID).
+    /// Create on behalf of this uid (honoured for root and admins only).
     #[serde(default)]
     pub owner_uid: Option<u32>,
     /// Limits to set (fields given replace the recorded ones).
@@ -108,6 +107,11 @@ pub struct ContainerInfo {
     /// What cleanup will do and when, in words.
     #[serde(default)]
     pub cleanup: Option<String>,
+    /// Whether the running container has a user namespace of its own
+    /// (false: started before devhost isolated containers; a restart
+    /// isolates it). Unknown when it does not run.
+    #[serde(default)]
+    pub user_namespace: Option<bool>,
 }
 
 impl ContainerInfo {
@@ -146,6 +150,7 @@ impl ContainerInfo {
             keep_until: r.keep_until.map(stamp),
             last_activity: r.last_activity.map(stamp),
             cleanup: None,
+            user_namespace: None,
         }
     }
 }
@@ -161,6 +166,9 @@ pub struct AgentInfo {
     pub backend: String,
     /// What the last reconcile found and did.
     pub findings: Vec<String>,
+    /// Host and Nix settings that are unsafe or too low (also logged at start).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// One line of a streamed answer.
@@ -194,6 +202,10 @@ pub enum ErrorKind {
     Failed,
     /// A bug or an unexpected host condition.
     Internal,
+    /// The request body is larger than the route takes.
+    TooLarge,
+    /// Too much at once (connections, uploads): try again later.
+    Busy,
 }
 
 impl ErrorKind {
@@ -204,6 +216,8 @@ impl ErrorKind {
             ErrorKind::NotFound => 404,
             ErrorKind::Failed => 500,
             ErrorKind::Internal => 500,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::Busy => 503,
         }
     }
 }

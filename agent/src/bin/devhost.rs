@@ -9,6 +9,10 @@ fn main() {
         .unwrap_or("")
         .to_string();
     let rest: Vec<String> = std::env::args().skip(1).collect();
+    // The agent's own helper for entering containers (see devhost::enter).
+    if rest.first().map(String::as_str) == Some(devhost::enter::HELPER_ARG) {
+        std::process::exit(devhost::enter::helper::main(&rest[1..]));
+    }
     let code = match called.as_str() {
         "fc-build-dev-container" => devhost::cli::compat::fc_build_dev_container::main(&rest),
         "nixos-container" => devhost::cli::compat::nixos_container::main(&rest),

@@ -101,6 +101,11 @@ pub enum Command {
 
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Agent { .. }) {
+        if let Err(code) = crate::cli::drop_sudo() {
+            return code;
+        }
+    }
     let sock = cli.socket.as_deref();
     let json = cli.json;
     match cli.command {

@@ -6,6 +6,7 @@
 pub mod cmd;
 pub mod compat;
 pub mod devhost;
+pub mod sudo;
 
 use crate::api::client::{Client, ClientError};
 use crate::api::types::Event;
@@ -53,6 +54,15 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Leave root for the user who ran sudo, before anything is read or sent
+/// (see [`sudo`]); `Err` is the exit code when that is impossible.
+pub fn drop_sudo() -> Result<(), i32> {
+    sudo::act_as_invoking_user().map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_FAILED
+    })
+}
+
 /// Print an error the way every front-end does and give its exit code.
 pub fn fail(e: &ClientError, json: bool) -> i32 {
     if json {
@@ -63,11 +73,23 @@ pub fn fail(e: &ClientError, json: bool) -> i32 {
         println!("{}", serde_json::json!({ "error": err }));
     } else {
         eprintln!("error: {e}");
+        if matches!(e, ClientError::Api(a) if a.kind == crate::api::types::ErrorKind::Forbidden) {
+            if let Some(h) = sudo::hint() {
+                eprintln!("{h}");
+            }
+        }
     }
     match e {
         ClientError::NotRunning { .. } => EXIT_NO_AGENT,
         // The agent refused the input itself: bad input, as in the CLI.
-        ClientError::Api(a) if a.kind == crate::api::types::ErrorKind::BadRequest => EXIT_USAGE,
+        ClientError::Api(a)
+            if matches!(
+                a.kind,
+                crate::api::types::ErrorKind::BadRequest | crate::api::types::ErrorKind::TooLarge
+            ) =>
+        {
+            EXIT_USAGE
+        }
         _ => EXIT_FAILED,
     }
 }

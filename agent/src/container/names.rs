@@ -17,6 +17,8 @@ pub enum NameError {
     Alias(String, &'static str),
     #[error("invalid channel URL {0:?}: {1}")]
     ChannelUrl(String, &'static str),
+    #[error("container name {name:?} is taken: it differs from the existing container {existing:?} only in case, and host names, DNS and the proxy ignore case")]
+    CaseClash { name: String, existing: String },
 }
 
 /// Longest container name: `ve-NAME` must fit the kernel's 15-byte interface
@@ -32,6 +34,33 @@ pub struct ContainerName(String);
 impl ContainerName {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// May a *new* container take this name, next to `existing` ones? New
+    /// names are lower case: the hosts file, DNS and the proxy ignore case,
+    /// so `PA1C` and `pa1c` would be one host name for two containers.
+    /// (Upper-case names that already exist keep working; none may be
+    /// created beside them with a name that differs only in case.)
+    pub fn check_new<'a>(
+        &self,
+        existing: impl IntoIterator<Item = &'a ContainerName>,
+    ) -> Result<(), NameError> {
+        if self.0.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(NameError::ContainerName(
+                self.0.clone(),
+                "new container names are lower case (host names, DNS and the proxy ignore case)",
+            ));
+        }
+        match existing
+            .into_iter()
+            .find(|e| e.0 != self.0 && e.0.eq_ignore_ascii_case(&self.0))
+        {
+            Some(e) => Err(NameError::CaseClash {
+                name: self.0.clone(),
+                existing: e.0.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -258,6 +287,22 @@ mod tests {
                 "error names the value: {e}"
             );
         }
+    }
+
+    #[test]
+    fn new_names_are_lower_case_and_unique_ignoring_case() {
+        let n = |s: &str| s.parse::<ContainerName>().unwrap();
+        let legacy = [n("PA1C"), n("web01")];
+        assert_eq!(n("pa2c").check_new(&legacy), Ok(()));
+        assert_eq!(n("web01").check_new(&legacy), Ok(()), "itself is no clash");
+        assert_eq!(
+            n("pa1c").check_new(&legacy).unwrap_err().to_string(),
+            "container name \"pa1c\" is taken: it differs from the existing container \"PA1C\" only in case, and host names, DNS and the proxy ignore case"
+        );
+        assert_eq!(
+            n("Web02").check_new(&legacy).unwrap_err().to_string(),
+            "invalid container name \"Web02\": new container names are lower case (host names, DNS and the proxy ignore case)"
+        );
     }
 
     #[test]

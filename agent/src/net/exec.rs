@@ -17,6 +17,8 @@ pub trait Netlink: Send + Sync {
     fn link_exists(&self, ifname: &str) -> bool;
     /// Named network namespaces starting with `prefix`.
     fn list_netns(&self, prefix: &str) -> Vec<String>;
+    /// Set sysctls (`net/ipv4/…`, below /proc/sys) inside a named namespace.
+    async fn set_sysctls(&self, netns: &str, sysctls: &[(&str, &str)]) -> Result<(), NetError>;
 }
 
 #[async_trait]
@@ -62,6 +64,24 @@ impl Netlink for IpCommand {
 
     fn link_exists(&self, ifname: &str) -> bool {
         Path::new("/sys/class/net").join(ifname).exists()
+    }
+
+    async fn set_sysctls(&self, netns: &str, sysctls: &[(&str, &str)]) -> Result<(), NetError> {
+        let path = Path::new("/run/netns").join(netns);
+        let owned: Vec<(String, String)> = sysctls
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tokio::task::spawn_blocking(move || crate::sys::ns::write_net_sysctls(&path, &owned))
+            .await
+            .map_err(|e| NetError::Command {
+                command: format!("setting sysctls in {netns}"),
+                stderr: e.to_string(),
+            })?
+            .map_err(|e| NetError::Command {
+                command: format!("setting sysctls in {netns}"),
+                stderr: e.to_string(),
+            })
     }
 
     fn list_netns(&self, prefix: &str) -> Vec<String> {

@@ -50,6 +50,18 @@ impl NetPlan {
         ]
     }
 
+    /// Sysctls of the namespace. It belongs to the host (the agent made it
+    /// before the container's user namespace existed), so container root
+    /// has no privilege over it — it cannot change its addresses or routes
+    /// — and would not even bind ports below 1024 or ping; these give every
+    /// user inside the ports and ICMP echo sockets, as on a host of its own.
+    pub fn sysctls(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("net/ipv4/ip_unprivileged_port_start", "0"),
+            ("net/ipv4/ping_group_range", "0 2147483647"),
+        ]
+    }
+
     /// Removing the namespace destroys the veth pair with it.
     pub fn teardown(&self) -> Vec<IpBatch> {
         vec![IpBatch::host(vec![format!("netns delete {}", self.netns)])]
@@ -106,6 +118,13 @@ mod tests {
                         "route add default via 10.233.0.5 dev eth0".into(),
                     ],
                 },
+            ]
+        );
+        assert_eq!(
+            p.sysctls(),
+            vec![
+                ("net/ipv4/ip_unprivileged_port_start", "0"),
+                ("net/ipv4/ping_group_range", "0 2147483647"),
             ]
         );
         assert_eq!(

@@ -1,7 +1,11 @@
 //! Building a container's system with the real `nix-build`: the generated
 //! `configuration.nix` and the argv are pure ([`plan`]); [`runner`] runs the
-//! build, streams its output and keeps the tail for errors.
+//! build, streams its output and keeps the tail for errors; [`local`] reads
+//! a local channel with its caller's rights; [`check`] says what in the
+//! host's Nix settings is unsafe.
 
+pub mod check;
+pub mod local;
 pub mod plan;
 pub mod reuse;
 pub mod runner;
@@ -19,6 +23,12 @@ pub enum NixError {
     Timeout(u64),
     #[error("nix-build printed no store path (output: {0:?})")]
     NoOutput(String),
+    #[error("cannot use the local channel {path} (read as uid {uid}): {why}")]
+    LocalChannel {
+        path: std::path::PathBuf,
+        uid: u32,
+        why: String,
+    },
     #[error("writing {path}: {source}")]
     Write {
         path: std::path::PathBuf,

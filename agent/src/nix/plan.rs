@@ -2,15 +2,22 @@
 //! container settings, the operator's base imports and extra configuration)
 //! and the `nix-build` argv.
 
-use crate::container::{ChannelUrl, ContainerName};
+use crate::container::ContainerName;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildSpec<'a> {
     pub nix_build: &'a str,
     pub extra_args: &'a [String],
-    pub channel: &'a ChannelUrl,
+    /// The channel as Nix reads it: an http(s) URL (Nix fetches it), or the
+    /// store path a local channel was copied to with its owner's rights.
+    pub channel: &'a str,
     pub configuration: &'a Path,
+    /// Paths outside the channel that evaluation may read: the operator's
+    /// base imports and `nix.allowed_paths`.
+    pub allowed_paths: &'a [PathBuf],
+    /// URI prefixes evaluation may fetch (`nix.allowed_uris`).
+    pub allowed_uris: &'a [String],
     pub out_link: &'a Path,
 }
 
@@ -50,13 +57,51 @@ pub fn configuration_nix(
     s
 }
 
-/// `nix-build … '<nixpkgs/nixos>' -A system -o OUT`. The channel is given
-/// twice: as a plain entry (channels that contain `nixpkgs/` and `fc/`, like
-/// the FC platform's) and as `nixpkgs=` (a plain NixOS channel); Nix takes
-/// the first entry under which `nixpkgs/nixos` exists.
+/// `unshare … -- nix-build … '<nixpkgs/nixos>' -A system -o OUT`.
+///
+/// The channel is given twice: as a plain entry (channels that contain
+/// `nixpkgs/` and `fc/`, like the FC platform's) and as `nixpkgs=` (a plain
+/// NixOS channel); Nix takes the first entry under which `nixpkgs/nixos`
+/// exists.
+///
+/// Evaluation is restricted (`restrict-eval`): the channel's code can read
+/// only the search path — the channel, the generated configuration and the
+/// allowed paths — and fetch only allowed URIs, whatever `builtins.readFile`
+/// it tries; the search path is exactly these entries (`nix-path` empty, so
+/// neither `NIX_PATH` nor the host's channels widen it). The operator's
+/// `extra_args` come first so that they cannot undo the restriction.
+///
+/// The build runs as PID 1 of a PID namespace of its own (`unshare --pid
+/// --fork --kill-child --mount-proc`): when it ends — killed for a timeout,
+/// its caller gone, or the agent crashed — the kernel ends every builder in
+/// it, and no other build is touched. Nothing has to be matched by name.
 pub fn build_argv(spec: &BuildSpec) -> (String, Vec<String>) {
-    let entry = spec.channel.search_path_entry();
-    let mut args: Vec<String> = spec.extra_args.to_vec();
+    let entry = spec.channel;
+    let mut args: Vec<String> = [
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "--",
+        spec.nix_build,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(spec.extra_args.iter().cloned());
+    args.extend(
+        [
+            "--option",
+            "restrict-eval",
+            "true",
+            "--option",
+            "nix-path",
+            "",
+            "--option",
+            "allowed-uris",
+        ]
+        .map(String::from),
+    );
+    args.push(spec.allowed_uris.join(" "));
     args.extend([
         "-I".into(),
         entry.to_string(),
@@ -64,13 +109,45 @@ pub fn build_argv(spec: &BuildSpec) -> (String, Vec<String>) {
         format!("nixpkgs={entry}"),
         "-I".into(),
         format!("nixos-config={}", spec.configuration.display()),
+    ]);
+    for p in spec.allowed_paths {
+        args.push("-I".into());
+        args.push(p.display().to_string());
+    }
+    args.extend([
         "<nixpkgs/nixos>".into(),
         "-A".into(),
         "system".into(),
         "-o".into(),
         spec.out_link.display().to_string(),
     ]);
-    (spec.nix_build.to_string(), args)
+    ("unshare".to_string(), args)
+}
+
+/// The paths among `base_imports` (`/etc/devhost/base.nix`; not
+/// `<fc/nixos>`, which is in the channel) plus the operator's
+/// `allowed_paths`: what evaluation may read besides the channel.
+pub fn allowed_paths(base_imports: &[String], extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = base_imports
+        .iter()
+        .filter(|i| i.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
+    for p in extra {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// A program next to `nix_build` (`nix-store`, `nix`): in the same
+/// directory when `nix_build` is a path, else found on PATH like it.
+pub fn sibling_program(nix_build: &str, program: &str) -> String {
+    match nix_build.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{program}"),
+        None => program.to_string(),
+    }
 }
 
 /// Where the system link of a container lives (its GC root).
@@ -109,34 +186,81 @@ mod tests {
 
     #[test]
     fn argv() {
-        let channel: ChannelUrl = "file:///srv/chan".parse().unwrap();
         let extra = vec!["--option".to_string(), "substituters".into(), "".into()];
+        let allowed = vec![PathBuf::from("/etc/devhost/base.nix")];
+        let uris = vec!["https://github.com/".to_string(), "https://x.test/".into()];
         let (prog, args) = build_argv(&BuildSpec {
             nix_build: "nix-build",
             extra_args: &extra,
-            channel: &channel,
+            channel: "/nix/store/abc-nixexprs",
             configuration: Path::new("/var/lib/devhost/containers/web01/configuration.nix"),
+            allowed_paths: &allowed,
+            allowed_uris: &uris,
             out_link: Path::new("/nix/var/nix/profiles/per-container/web01/system"),
         });
-        assert_eq!(prog, "nix-build");
+        assert_eq!(prog, "unshare");
         assert_eq!(
             args,
             vec![
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "--",
+                "nix-build",
                 "--option",
                 "substituters",
                 "",
+                "--option",
+                "restrict-eval",
+                "true",
+                "--option",
+                "nix-path",
+                "",
+                "--option",
+                "allowed-uris",
+                "https://github.com/ https://x.test/",
                 "-I",
-                "/srv/chan",
+                "/nix/store/abc-nixexprs",
                 "-I",
-                "nixpkgs=/srv/chan",
+                "nixpkgs=/nix/store/abc-nixexprs",
                 "-I",
                 "nixos-config=/var/lib/devhost/containers/web01/configuration.nix",
+                "-I",
+                "/etc/devhost/base.nix",
                 "<nixpkgs/nixos>",
                 "-A",
                 "system",
                 "-o",
                 "/nix/var/nix/profiles/per-container/web01/system",
             ]
+        );
+    }
+
+    #[test]
+    fn evaluation_may_read_the_path_base_imports_and_the_allowed_paths() {
+        assert_eq!(
+            allowed_paths(
+                &["<fc/nixos>".into(), "/etc/devhost/base.nix".into()],
+                &[
+                    PathBuf::from("/srv/nix"),
+                    PathBuf::from("/etc/devhost/base.nix")
+                ]
+            ),
+            vec![
+                PathBuf::from("/etc/devhost/base.nix"),
+                PathBuf::from("/srv/nix")
+            ]
+        );
+        assert_eq!(allowed_paths(&[], &[]), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn programs_next_to_nix_build() {
+        assert_eq!(sibling_program("nix-build", "nix-store"), "nix-store");
+        assert_eq!(
+            sibling_program("/nix/store/x-nix/bin/nix-build", "nix"),
+            "/nix/store/x-nix/bin/nix"
         );
     }
 }

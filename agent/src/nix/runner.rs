@@ -1,6 +1,7 @@
 //! Runs a planned build: output lines go to the build log and to the caller's
 //! progress as they come; the last lines are kept for the error message; a
-//! build past its timeout (or whose caller went away) is killed.
+//! build past its timeout (or whose caller went away) is killed, and with it
+//! (the plan runs it in a PID namespace of its own) every builder it started.
 
 use super::NixError;
 use crate::progress::Progress;
@@ -53,14 +54,19 @@ impl NixBuilder for NixBuild {
             .write_all(format!("$ {program} {}\n", args.join(" ")).as_bytes())
             .await;
         let mut cmd = Command::new(program);
+        // The search path is exactly what the plan gives (`nix-path` is
+        // empty there too); nothing of the agent's own NIX_PATH.
         cmd.args(args)
+            .env("NIX_PATH", "")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         // Unlike containers, a build must not outlive the agent: after a
         // crash, reconcile rolls the creation back, and an orphaned build
-        // would recreate its out-link behind it.
+        // would recreate its out-link behind it. (`unshare --kill-child`
+        // passes the kill on to nix-build, and its PID namespace's end to
+        // every builder.)
         // SAFETY: prctl is async-signal-safe and touches no shared state.
         unsafe {
             cmd.pre_exec(|| {
@@ -120,50 +126,4 @@ impl NixBuilder for NixBuild {
             .map(|l| l.trim().to_string())
             .ok_or(NixError::NoOutput(stdout))
     }
-}
-
-/// Kill builders left running by a `nix-build` that died with the agent.
-///
-/// In single-user Nix (no daemon), a builder runs in its own session and
-/// outlives a killed `nix-build`; a retry of the same build would race with
-/// it for the output path. A NixOS system's output is named
-/// `nixos-system-HOSTNAME-…`, and the container's host name is its name, so
-/// builders whose `out` ends in that name belong to this container. (With
-/// nix-daemon, the daemon cancels builds of clients that went away.)
-pub async fn kill_stale_builders(container: &str) -> Vec<u32> {
-    let marker = format!("-nixos-system-{container}-");
-    let mut killed = Vec::new();
-    for pid in crate::sys::proc::all_pids() {
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
-        let is_builder = vars.iter().any(|v| v.starts_with(b"NIX_BUILD_TOP="));
-        let builds_ours = vars.iter().any(|v| {
-            v.starts_with(b"out=/nix/store/") && String::from_utf8_lossy(v).contains(&marker)
-        });
-        if is_builder && builds_ours {
-            // The builder leads its own process group: take all of it.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            killed.push(pid);
-        }
-    }
-    for _ in 0..250 {
-        if killed.iter().all(|p| {
-            crate::sys::proc::ProcessId::of(*p)
-                .map(|id| !id.is_alive())
-                .unwrap_or(true)
-        }) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    killed
 }

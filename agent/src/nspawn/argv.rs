@@ -1,7 +1,19 @@
 //! The systemd-nspawn command line, as NixOS's `container@.service` builds it
 //! (`-D ROOT`, the store read-only, the system's `init` as PID 1,
-//! `--notify-ready`, `--kill-signal=SIGRTMIN+3`), joined to the network
-//! namespace the agent prepared.
+//! `--notify-ready`, `--kill-signal=SIGRTMIN+3`). It runs *in* the network
+//! namespace the agent prepared (the backend puts nspawn there: nspawn's
+//! `--network-namespace-path` cannot join a namespace of the host from
+//! inside the container's user namespace), with a user namespace of its own
+//! (`--private-users=pick`): container root is an unprivileged range of
+//! host uids, so a process that escapes the container's mounts, or creates
+//! device nodes, or writes a fresh proc's sysctls, has no power over the
+//! host. The root directory is mapped into that range by an idmapped mount
+//! (`--private-users-ownership=map`), so its files keep the uids they have
+//! on disk (container uid N is disk uid N: roots made before user
+//! namespaces start as they are, and what the agent writes as root is the
+//! container's root's); the per-container profile and GC-root binds are
+//! idmapped the same way, the store appears read-only and owned by
+//! `nobody`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +23,6 @@ pub struct NspawnSpec<'a> {
     pub name: &'a str,
     pub root: &'a Path,
     pub system_path: &'a str,
-    pub netns_path: &'a Path,
     /// Per-container profile dir, bound to /nix/var/nix/profiles.
     pub profile_dir: &'a Path,
     /// Per-container GC roots dir, bound to /nix/var/nix/gcroots.
@@ -39,6 +50,8 @@ pub fn nspawn_argv(s: &NspawnSpec) -> Vec<String> {
             if s.notify_ready { "yes" } else { "no" }
         ),
         "--kill-signal=SIGRTMIN+3".into(),
+        "--private-users=pick".into(),
+        "--private-users-ownership=map".into(),
         "--console=read-only".into(),
         "--bind-ro=/nix/store".into(),
     ];
@@ -46,18 +59,14 @@ pub fn nspawn_argv(s: &NspawnSpec) -> Vec<String> {
         a.push(format!("--bind-ro={}", b.display()));
     }
     a.push(format!(
-        "--bind={}:/nix/var/nix/profiles",
+        "--bind={}:/nix/var/nix/profiles:idmap",
         s.profile_dir.display()
     ));
     a.push(format!(
-        "--bind={}:/nix/var/nix/gcroots",
+        "--bind={}:/nix/var/nix/gcroots:idmap",
         s.gcroots_dir.display()
     ));
     a.push("--link-journal=try-guest".into());
-    a.push(format!(
-        "--network-namespace-path={}",
-        s.netns_path.display()
-    ));
     a.extend(s.extra_args.iter().cloned());
     a.push(format!("{}/init", s.system_path));
     a
@@ -75,7 +84,6 @@ mod tests {
             name: "web01",
             root: Path::new("/var/lib/nixos-containers/web01"),
             system_path: "/nix/store/abc-nixos-system-web01",
-            netns_path: Path::new("/run/netns/devhost-web01"),
             profile_dir: Path::new("/nix/var/nix/profiles/per-container/web01"),
             gcroots_dir: Path::new("/nix/var/nix/gcroots/per-container/web01"),
             ro_binds: &binds,
@@ -95,13 +103,14 @@ mod tests {
                 "/var/lib/nixos-containers/web01",
                 "--notify-ready=yes",
                 "--kill-signal=SIGRTMIN+3",
+                "--private-users=pick",
+                "--private-users-ownership=map",
                 "--console=read-only",
                 "--bind-ro=/nix/store",
                 "--bind-ro=/nix/var/nix/db",
-                "--bind=/nix/var/nix/profiles/per-container/web01:/nix/var/nix/profiles",
-                "--bind=/nix/var/nix/gcroots/per-container/web01:/nix/var/nix/gcroots",
+                "--bind=/nix/var/nix/profiles/per-container/web01:/nix/var/nix/profiles:idmap",
+                "--bind=/nix/var/nix/gcroots/per-container/web01:/nix/var/nix/gcroots:idmap",
                 "--link-journal=try-guest",
-                "--network-namespace-path=/run/netns/devhost-web01",
                 "/nix/store/abc-nixos-system-web01/init",
             ]
         );

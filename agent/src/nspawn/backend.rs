@@ -16,6 +16,8 @@ pub struct StartRequest {
     pub name: ContainerName,
     pub argv: Vec<String>,
     pub console_log: PathBuf,
+    /// The network namespace nspawn runs in (the container shares it).
+    pub netns_path: PathBuf,
     /// The container's address, for TCP readiness.
     pub address: Ipv4Addr,
     pub limits: Limits,

@@ -47,6 +47,19 @@ impl DirectBackend {
         self.run_dir.join("notify").join(name.as_str())
     }
 
+    /// The container's own cgroups (see [`super::cgroup`]).
+    fn cgroups(&self, name: &ContainerName) -> Vec<PathBuf> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        super::cgroup::container_cgroups(&mountinfo, &own, name.as_str())
+    }
+
+    fn remove_cgroups(&self, name: &ContainerName) {
+        for d in self.cgroups(name) {
+            super::cgroup::remove(&d);
+        }
+    }
+
     /// Is `pid` the main systemd-nspawn of container `name` of this agent?
     fn is_ours(&self, pid: u32, name: &str) -> bool {
         let argv = proc::cmdline(pid);
@@ -167,12 +180,33 @@ impl Backend for DirectBackend {
         } else {
             cmd.env_remove("NOTIFY_SOCKET");
         }
+        // nspawn runs in the container's network namespace (opened here,
+        // joined in the child; close-on-exec), and in cgroups of its own.
+        let netns = std::fs::File::open(&req.netns_path)
+            .map_err(io_err(name, "opening the network namespace"))?;
+        self.remove_cgroups(name);
+        let mut procs = Vec::new();
+        for d in self.cgroups(name) {
+            std::fs::create_dir_all(&d).map_err(io_err(name, "creating its cgroup"))?;
+            procs.push(
+                std::ffi::CString::new(
+                    d.join("cgroup.procs").into_os_string().into_encoded_bytes(),
+                )
+                .map_err(|e| io_err(name, "naming its cgroup")(std::io::Error::other(e)))?,
+            );
+        }
         // Own session: no signal aimed at the agent's process group or
         // terminal reaches the container, and it outlives the agent.
-        // SAFETY: setsid is async-signal-safe and touches no shared state.
+        // SAFETY: setsid, setns, open and write are async-signal-safe
+        // system calls on an fd and strings made before the fork.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
+                for p in &procs {
+                    crate::sys::fs::write_pid_zero(p)?;
+                }
+                nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)?;
                 Ok(())
             });
         }
@@ -280,9 +314,11 @@ impl Backend for DirectBackend {
     ) -> Result<(), NspawnError> {
         let Some(run) = self.find(name).await else {
             let _ = std::fs::remove_file(self.pid_file(name));
+            self.remove_cgroups(name);
             return Ok(());
         };
         let Some(id) = ProcessId::of(run.pid) else {
+            self.remove_cgroups(name);
             return Ok(());
         };
         // SIGTERM makes nspawn send its --kill-signal (SIGRTMIN+3, poweroff) to the init.
@@ -307,6 +343,7 @@ impl Backend for DirectBackend {
             }
         }
         let _ = std::fs::remove_file(self.pid_file(name));
+        self.remove_cgroups(name);
         Ok(())
     }
 }

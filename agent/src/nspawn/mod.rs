@@ -5,6 +5,7 @@
 
 pub mod argv;
 pub mod backend;
+pub mod cgroup;
 pub mod direct;
 pub mod ready;
 pub mod systemd;

@@ -147,6 +147,7 @@ impl Backend for SystemdBackend {
         let props = unit_properties(&UnitSpec {
             name,
             argv: &req.argv,
+            netns_path: &req.netns_path,
             start_timeout_secs: self.start_timeout.as_secs(),
             stop_timeout_secs: self.stop_timeout.as_secs(),
             limits: &req.limits,

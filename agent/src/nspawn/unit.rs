@@ -34,6 +34,8 @@ pub struct UnitSpec<'a> {
     pub name: &'a ContainerName,
     /// The full nspawn argv; argv[0] must be an absolute path.
     pub argv: &'a [String],
+    /// systemd starts nspawn in this network namespace.
+    pub netns_path: &'a std::path::Path,
     pub start_timeout_secs: u64,
     pub stop_timeout_secs: u64,
     pub limits: &'a Limits,
@@ -48,6 +50,10 @@ pub fn unit_properties(s: &UnitSpec) -> Vec<(String, Prop)> {
         ),
         p("ExecStart", Prop::Exec(s.argv[0].clone(), s.argv.to_vec())),
         p("Type", Prop::Str("notify".into())),
+        p(
+            "NetworkNamespacePath",
+            Prop::Str(s.netns_path.display().to_string()),
+        ),
         p("Slice", Prop::Str("machine.slice".into())),
         p("Delegate", Prop::Bool(true)),
         // SIGTERM to nspawn makes it send its --kill-signal (poweroff) to
@@ -123,6 +129,7 @@ mod tests {
         let props = unit_properties(&UnitSpec {
             name: &name,
             argv: &argv,
+            netns_path: std::path::Path::new("/run/netns/devhost-web01"),
             start_timeout_secs: 120,
             stop_timeout_secs: 30,
             limits: &limits,
@@ -135,6 +142,7 @@ mod tests {
                 Prop::Exec("/usr/bin/systemd-nspawn".into(), argv.clone()),
             ),
             ("Type", s("notify")),
+            ("NetworkNamespacePath", s("/run/netns/devhost-web01")),
             ("Slice", s("machine.slice")),
             ("Delegate", Prop::Bool(true)),
             ("KillMode", s("mixed")),

@@ -1,83 +1,65 @@
-//! How a RUN command gets into a container. A container whose PID 1 is
-//! systemd, run by the systemd backend (registered with machined), gets it
+//! How provisioning gets into a container. A RUN in a container whose PID 1
+//! is systemd, run by the systemd backend (registered with machined), goes
 //! the systemd way: `systemd-run --machine` starts it as a transient unit of
-//! the container's own systemd, so it is tracked, logged and limited like the
-//! container's services. Any other container gets it by entering all of the
-//! PID 1's namespaces (nsenter) after joining its cgroups, so its limits and
-//! accounting apply too. The argv and the cgroup paths are planned here
-//! purely; spawning is the thin part.
+//! the container's own systemd, so it is tracked, logged and limited like
+//! the container's services (and, forked by that systemd, has its
+//! privilege). Everything else — RUN in any other container, every COPY and
+//! ECHO — goes through the enter helper ([`crate::enter`]): the init's
+//! cgroups, namespaces (user namespace included), root, capability sets and
+//! seccomp filters. The argv and the cgroup paths are planned here purely;
+//! spawning is the thin part.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
+use crate::enter::{Action, EnterRequest, RUN_ENV};
+use crate::sys::proc::ProcessId;
 use std::path::PathBuf;
 
-/// What RUN commands get as PATH: NixOS's and the FHS places.
-pub const RUN_PATH: &str = "/run/wrappers/bin:/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// A running container's init and its cgroups, as the enter helper takes
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub leader: ProcessId,
+    /// The `cgroup.procs` files to write.
+    pub cgroup_procs: Vec<PathBuf>,
+}
 
-/// The environment RUN commands get: nothing of the agent's.
-pub const RUN_ENV: [(&str, &str); 4] = [
-    ("PATH", RUN_PATH),
-    ("HOME", "/root"),
-    ("USER", "root"),
-    ("LANG", "C.UTF-8"),
-];
+impl Target {
+    pub fn request(&self, action: Action) -> EnterRequest {
+        EnterRequest {
+            leader: self.leader,
+            cgroup_procs: self.cgroup_procs.clone(),
+            action,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunMethod {
     /// A transient unit of the container's systemd, through machined.
-    Machine { name: String },
-    /// nsenter into the namespaces of `leader`, after joining its cgroups
-    /// (the `cgroup.procs` files to write).
-    Enter {
-        leader: u32,
-        cgroup_procs: Vec<PathBuf>,
-    },
+    Machine,
+    /// The enter helper.
+    Enter,
 }
 
-/// The command line that runs `command` by `/bin/sh -c` as root.
-pub fn argv(method: &RunMethod, command: &str) -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
-    match method {
-        RunMethod::Machine { name } => {
-            v.extend(
-                [
-                    "systemd-run",
-                    "--machine",
-                    name.as_str(),
-                    "--quiet",
-                    "--pipe",
-                    "--wait",
-                    "--collect",
-                    "--service-type=exec",
-                    "--description=devhost provisioning (RUN)",
-                ]
-                .map(String::from),
-            );
-            for (k, val) in RUN_ENV {
-                v.push(format!("--setenv={k}={val}"));
-            }
-            v.push("--working-directory=/".into());
-            v.push("--".into());
-        }
-        RunMethod::Enter { leader, .. } => {
-            v.extend(
-                [
-                    "nsenter",
-                    "--target",
-                    &leader.to_string(),
-                    "--mount",
-                    "--uts",
-                    "--ipc",
-                    "--net",
-                    "--pid",
-                    "--root",
-                    "--wd=/",
-                    "--",
-                ]
-                .map(String::from),
-            );
-        }
+/// `systemd-run --machine NAME … /bin/sh -c COMMAND`.
+pub fn machine_argv(name: &str, command: &str) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "systemd-run",
+        "--machine",
+        name,
+        "--quiet",
+        "--pipe",
+        "--wait",
+        "--collect",
+        "--service-type=exec",
+        "--description=devhost provisioning (RUN)",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (k, val) in RUN_ENV {
+        v.push(format!("--setenv={k}={val}"));
     }
+    v.push("--working-directory=/".into());
+    v.push("--".into());
     v.extend(["/bin/sh", "-c", command].map(String::from));
     v
 }
@@ -133,75 +115,60 @@ pub fn cgroup_procs_paths(proc_cgroup: &str, own_cgroup: &str, mountinfo: &str) 
     out
 }
 
-/// How RUN reaches the container with PID 1 `leader`.
-pub fn method_for(name: &str, leader: u32, registered: bool) -> std::io::Result<RunMethod> {
-    let comm = std::fs::read_to_string(format!("/proc/{leader}/comm")).unwrap_or_default();
-    if registered && comm.trim() == "systemd" {
-        return Ok(RunMethod::Machine {
-            name: name.to_string(),
-        });
-    }
+/// The container with init `leader` as the enter helper takes it.
+pub fn target(leader: u32) -> std::io::Result<Target> {
+    let id = ProcessId::of(leader).ok_or_else(|| {
+        std::io::Error::other(format!("the container's init (pid {leader}) is gone"))
+    })?;
     let cgroup = std::fs::read_to_string(format!("/proc/{leader}/cgroup"))?;
     let own = std::fs::read_to_string("/proc/self/cgroup")?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(RunMethod::Enter {
-        leader,
+    Ok(Target {
+        leader: id,
         cgroup_procs: cgroup_procs_paths(&cgroup, &own, &mountinfo),
     })
 }
 
-/// The process for `command`, not yet spawned: a clean environment, and for
-/// [`RunMethod::Enter`] a move into the container's cgroups before exec.
-pub fn command(method: &RunMethod, command: &str) -> tokio::process::Command {
-    let argv = argv(method, command);
-    let mut c = tokio::process::Command::new(&argv[0]);
-    c.args(&argv[1..]).env_clear();
-    for (k, v) in RUN_ENV {
-        c.env(k, v);
+/// How RUN reaches the container with init `leader`.
+pub fn method_for(leader: u32, registered: bool) -> RunMethod {
+    let comm = std::fs::read_to_string(format!("/proc/{leader}/comm")).unwrap_or_default();
+    if registered && comm.trim() == "systemd" {
+        return RunMethod::Machine;
     }
-    if let RunMethod::Enter { cgroup_procs, .. } = method {
-        let files: Vec<CString> = cgroup_procs
-            .iter()
-            .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
-            .collect();
-        // SAFETY: between fork and exec only open/write/close are called,
-        // on strings allocated before the fork.
-        unsafe {
-            c.pre_exec(move || {
-                for f in &files {
-                    join_cgroup(f)?;
-                }
-                Ok(())
-            });
-        }
-    }
-    c
+    RunMethod::Enter
 }
 
-/// Write "0" (this process) to a `cgroup.procs` file; async-signal-safe.
-fn join_cgroup(procs: &CString) -> std::io::Result<()> {
-    use nix::libc;
-    // SAFETY: plain syscalls on a NUL-terminated path and a static buffer.
-    unsafe {
-        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
+/// The process for RUN `command`, not yet spawned, with a clean environment.
+pub fn run_command(
+    method: &RunMethod,
+    name: &str,
+    target: &Target,
+    command: &str,
+) -> tokio::process::Command {
+    match method {
+        RunMethod::Machine => {
+            let argv = machine_argv(name, command);
+            let mut c = tokio::process::Command::new(&argv[0]);
+            c.args(&argv[1..]).env_clear();
+            for (k, v) in RUN_ENV {
+                c.env(k, v);
+            }
+            c
         }
-        let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if n != 1 {
-            return Err(err);
-        }
+        RunMethod::Enter => crate::enter::command(&target.request(Action::Run {
+            command: command.to_string(),
+        })),
     }
-    Ok(())
 }
 
 /// For messages: where a RUN went.
-pub fn describe(method: &RunMethod) -> String {
+pub fn describe(method: &RunMethod, name: &str, target: &Target) -> String {
     match method {
-        RunMethod::Machine { name } => format!("a transient unit of {name}'s systemd"),
-        RunMethod::Enter { leader, .. } => format!("the namespaces and cgroups of PID {leader}"),
+        RunMethod::Machine => format!("a transient unit of {name}'s systemd"),
+        RunMethod::Enter => format!(
+            "the namespaces, cgroups and privilege of PID {}",
+            target.leader.pid
+        ),
     }
 }
 
@@ -210,39 +177,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn argv_for_both_methods() {
+    fn argv_through_machined() {
         assert_eq!(
-            argv(
-                &RunMethod::Enter {
-                    leader: 42,
-                    cgroup_procs: vec![]
-                },
-                "make && make install"
-            ),
-            [
-                "nsenter",
-                "--target",
-                "42",
-                "--mount",
-                "--uts",
-                "--ipc",
-                "--net",
-                "--pid",
-                "--root",
-                "--wd=/",
-                "--",
-                "/bin/sh",
-                "-c",
-                "make && make install"
-            ]
-        );
-        assert_eq!(
-            argv(
-                &RunMethod::Machine {
-                    name: "web01".into()
-                },
-                "id -u"
-            ),
+            machine_argv("web01", "id -u"),
             [
                 "systemd-run",
                 "--machine",
@@ -253,7 +190,7 @@ mod tests {
                 "--collect",
                 "--service-type=exec",
                 "--description=devhost provisioning (RUN)",
-                &format!("--setenv=PATH={RUN_PATH}"),
+                &format!("--setenv=PATH={}", crate::enter::RUN_PATH),
                 "--setenv=HOME=/root",
                 "--setenv=USER=root",
                 "--setenv=LANG=C.UTF-8",

@@ -1,22 +1,22 @@
 //! Provisioning a running container: the agent's [`provision_dsl::Executor`].
-//! RUN runs `/bin/sh -c` as root inside the container (all its namespaces,
-//! its root, a clean environment), streaming output line by line; ECHO and
-//! COPY write into the container root without ever following a symlink out
-//! of it, keeping modes; what COPY creates belongs to the environment's
-//! service user when one is given (batou's rsync runs as that user).
-//! Everything goes to the container's transcript.
+//! RUN runs `/bin/sh -c` as the container's root inside the container (its
+//! namespaces, root, cgroups and privilege; a clean environment), streaming
+//! output line by line; ECHO and COPY write inside the container too — what
+//! it sees, tmpfs mounts included — without ever following a symlink,
+//! keeping modes; what COPY creates belongs to the environment's service
+//! user when one is given (batou's rsync runs as that user), through the
+//! container's uid mapping. Everything goes to the container's transcript.
 
 mod copy;
 pub mod exec;
 
 use crate::api::types::{ApiError, ProvisionAction, ProvisionBody, ProvisionFile};
+use crate::enter::write::{Batch, WriteOp};
 use crate::progress::Progress;
-use crate::sys::fs::{write_in_root, write_in_root_as, Owner};
 use base64::Engine;
 use provision_dsl::{Action, Executor, Step};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -43,35 +43,6 @@ fn valid_user_name(u: &str) -> bool {
     matches!(cs.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
         && u.len() <= 32
         && cs.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-/// uid and gid of `user` in an /etc/passwd text.
-pub fn lookup_user(passwd: &str, user: &str) -> Option<(u32, u32)> {
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        if f.len() >= 4 && f[0] == user {
-            Some((f[2].parse().ok()?, f[3].parse().ok()?))
-        } else {
-            None
-        }
-    })
-}
-
-/// Who owns what COPY creates in the container at `root`: `user` from the
-/// container's own /etc/passwd (read without following symlinks).
-pub fn copy_owner(root: &Path, user: Option<&str>) -> Result<Owner, String> {
-    let Some(user) = user.filter(|u| *u != "root") else {
-        return Ok(None);
-    };
-    let passwd = crate::sys::fs::read_in_root(root, Path::new("etc/passwd"), 16 << 20)
-        .map_err(|e| format!("cannot look up the user {user:?} to copy as: {e}"))?;
-    lookup_user(&String::from_utf8_lossy(&passwd), user)
-        .map(Some)
-        .ok_or_else(|| {
-            format!(
-                "the user {user:?} to copy as (the service user) does not exist in the container"
-            )
-        })
 }
 
 fn plain_relative(p: &str) -> bool {
@@ -159,12 +130,14 @@ impl Plan {
 
 /// Runs steps in one container.
 pub struct ContainerExecutor<'a> {
-    pub root: PathBuf,
+    pub name: String,
+    /// The container's init, for the enter helper.
+    pub target: exec::Target,
     /// How RUN gets into the container.
     pub run: exec::RunMethod,
     pub files: &'a BTreeMap<String, Entry>,
-    /// Owner of what COPY creates.
-    pub owner: Owner,
+    /// The container user that owns what COPY creates (`None`: root).
+    pub copy_as: Option<String>,
     pub progress: Progress,
     pub transcript: std::fs::File,
 }
@@ -179,17 +152,42 @@ impl ContainerExecutor<'_> {
         self.note(&format!("==> {} {what}", step.location()));
     }
 
-    /// Write `content` at `remote` (absolute) inside the root; an existing
-    /// file keeps its mode, a new one gets `mode`.
-    fn write(&self, remote: &str, content: &[u8], mode: u32) -> Result<(), String> {
-        let rel = remote.trim_start_matches('/');
-        let existing = std::fs::symlink_metadata(self.root.join(rel))
-            .ok()
-            .filter(|m| m.file_type().is_file());
-        let mode = existing
-            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
-            .unwrap_or(mode);
-        write_in_root(&self.root, Path::new(rel), content, mode).map_err(|e| e.to_string())
+    /// Apply a write batch inside the container through the enter helper.
+    async fn write_batch(&mut self, batch: &Batch, contents: &[&[u8]]) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        let input = crate::enter::write::encode(batch, contents);
+        let mut child = crate::enter::command(&self.target.request(crate::enter::Action::Write))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the enter helper: {e}"))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let feed = async move {
+            let _ = stdin.write_all(&input).await;
+        };
+        let (_, out) = tokio::join!(feed, child.wait_with_output());
+        let out = out.map_err(|e| format!("waiting for the enter helper: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        Err(if line.is_empty() {
+            format!("writing in the container failed ({})", out.status)
+        } else {
+            line.to_string()
+        })
+    }
+
+    /// Resolve the owner COPY writes as (an empty batch): a missing user
+    /// fails before any step runs.
+    pub async fn check_copy_owner(&mut self) -> Result<(), String> {
+        let batch = Batch {
+            owner: self.copy_as.clone(),
+            ops: vec![],
+        };
+        self.write_batch(&batch, &[]).await
     }
 }
 
@@ -199,42 +197,43 @@ impl Executor for ContainerExecutor<'_> {
     async fn copy(&mut self, step: &Step, local: &str, remote: &str) -> Result<(), String> {
         self.announce(step, &format!("COPY {local} {remote}"));
         let writes = copy::plan(self.files, local, remote)?;
+        let mut ops = Vec::new();
+        let mut contents: Vec<&[u8]> = Vec::new();
         for w in writes {
             match w {
-                copy::Write::Dir { remote, mode } => {
-                    let rel = remote.trim_start_matches('/').to_string();
-                    let comps: Vec<&std::ffi::OsStr> = rel
-                        .split('/')
-                        .filter(|c| !c.is_empty())
-                        .map(std::ffi::OsStr::new)
-                        .collect();
-                    crate::sys::fs::open_dir_in_root_as(&self.root, &comps, mode, self.owner)
-                        .map_err(|e| e.to_string())?;
-                }
+                copy::Write::Dir { remote, mode } => ops.push(WriteOp::Dir { path: remote, mode }),
                 copy::Write::File { remote, mode, data } => {
-                    write_in_root_as(
-                        &self.root,
-                        Path::new(remote.trim_start_matches('/')),
-                        data,
+                    ops.push(WriteOp::File {
+                        path: remote,
                         mode,
-                        self.owner,
-                    )
-                    .map_err(|e| e.to_string())?;
+                        len: data.len() as u64,
+                        keep_mode: false,
+                    });
+                    contents.push(data);
                 }
             }
         }
-        Ok(())
+        let batch = Batch {
+            owner: self.copy_as.clone(),
+            ops,
+        };
+        self.write_batch(&batch, &contents).await
     }
 
     async fn run(&mut self, step: &Step, command: &str) -> Result<(), String> {
         self.announce(step, &format!("RUN {command}"));
-        let mut child = exec::command(&self.run, command)
+        let mut child = exec::run_command(&self.run, &self.name, &self.target, command)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot run it in {}: {e}", exec::describe(&self.run)))?;
+            .map_err(|e| {
+                format!(
+                    "cannot run it in {}: {e}",
+                    exec::describe(&self.run, &self.name, &self.target)
+                )
+            })?;
         let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
         let mut err = BufReader::new(child.stderr.take().expect("piped")).lines();
         let (mut out_done, mut err_done) = (false, false);
@@ -264,7 +263,16 @@ impl Executor for ContainerExecutor<'_> {
     async fn echo(&mut self, step: &Step, content: &str, remote: &str) -> Result<(), String> {
         // The content may be a secret: the transcript names the target only.
         self.announce(step, &format!("ECHO … {remote}"));
-        self.write(remote, content.as_bytes(), 0o644)
+        let batch = Batch {
+            owner: None,
+            ops: vec![WriteOp::File {
+                path: remote.to_string(),
+                mode: 0o644,
+                len: content.len() as u64,
+                keep_mode: true,
+            }],
+        };
+        self.write_batch(&batch, &[content.as_bytes()]).await
     }
 }
 
@@ -289,15 +297,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn users_are_looked_up_in_the_containers_passwd() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\ndeveloper:x:1000:1000::/home/developer:/bin/bash\ns-dev:x:1001:500::/home/s-dev:/bin/bash\nbroken:x:zz:1\n";
-        assert_eq!(lookup_user(passwd, "s-dev"), Some((1001, 500)));
-        assert_eq!(lookup_user(passwd, "s-de"), None);
-        assert_eq!(lookup_user(passwd, "broken"), None);
-        assert_eq!(lookup_user("", "root"), None);
-    }
-
-    #[test]
     fn copy_as_must_be_a_user_name() {
         let body = |u: &str| ProvisionBody {
             steps: vec![],
@@ -313,15 +312,5 @@ mod tests {
                 format!("copy_as {bad:?} is not a user name (lowercase letters, digits, '_', '-'; at most 32)")
             );
         }
-    }
-
-    #[test]
-    fn root_needs_no_lookup() {
-        let nowhere = Path::new("/nonexistent-root");
-        assert_eq!(copy_owner(nowhere, None), Ok(None));
-        assert_eq!(copy_owner(nowhere, Some("root")), Ok(None));
-        assert!(copy_owner(nowhere, Some("s-dev"))
-            .unwrap_err()
-            .contains("cannot look up the user \"s-dev\" to copy as"));
     }
 }

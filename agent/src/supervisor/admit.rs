@@ -42,6 +42,13 @@ impl Supervisor {
                         caller.uid, self.env.cfg.access.user_group, self.env.cfg.access.admin_group
                     )));
                 }
+                name.check_new(self.records.keys())?;
+                if self.env.nix_safety.builders_as_root && !caller.admin {
+                    return Err(ApiError::forbidden(format!(
+                        "this host's Nix builds as root (no build users), so a channel's code would run as root: only root and group {:?} may create containers until build users exist (see devhost info)",
+                        self.env.cfg.access.admin_group
+                    )));
+                }
                 let pool = AddressPool::new(self.env.cfg.pool);
                 let used: BTreeSet<u32> =
                     self.records.values().map(|r| r.addresses.index).collect();
@@ -73,6 +80,7 @@ impl Supervisor {
                 Ok(ops::Job::Ensure {
                     new: true,
                     record,
+                    caller: caller.clone(),
                     channel: channel.clone(),
                     aliases: aliases.clone(),
                     limits: limits.clone(),
@@ -95,6 +103,7 @@ impl Supervisor {
                 Ok(ops::Job::Ensure {
                     new: false,
                     record: r,
+                    caller: caller.clone(),
                     channel: channel.clone(),
                     aliases: aliases.clone(),
                     limits: limits.clone(),

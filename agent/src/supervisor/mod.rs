@@ -36,6 +36,10 @@ pub struct Env {
     pub netlink: Arc<dyn Netlink>,
     pub nft: Arc<dyn Nft>,
     pub nix: Arc<dyn NixBuilder>,
+    /// What the host's Nix settings allow (read at start).
+    pub nix_safety: crate::nix::check::NixSafety,
+    /// Host settings that are unsafe or too low, for `devhost info`.
+    pub host_warnings: Vec<String>,
     /// The proxy and its certificates, when the edge is enabled.
     pub edge: Option<Arc<crate::edge::Edge>>,
 }
@@ -417,6 +421,7 @@ impl Supervisor {
                         version: env!("CARGO_PKG_VERSION").to_string(),
                         backend: self.env.backend.kind().to_string(),
                         findings: self.findings.clone(),
+                        warnings: self.env.host_warnings.clone(),
                     });
                 }
                 Msg::Save { record, reply } => {
@@ -535,5 +540,9 @@ pub(super) async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
     info.certificate = env.edge.as_ref().and_then(|e| e.cert_info(r.name.as_str()));
     let d = cleanup::decision_for(env, r, pid.is_some(), chrono::Utc::now());
     info.cleanup = Some(d.reason);
+    // The init is nspawn's child on both backends.
+    if let Some(init) = pid.and_then(|p| crate::sys::proc::children(p).into_iter().next()) {
+        info.user_namespace = crate::sys::proc::own_user_namespace(init);
+    }
     info
 }

@@ -37,6 +37,8 @@ pub enum Job {
     Ensure {
         new: bool,
         record: Record,
+        /// Who asked: a local channel is read with their rights.
+        caller: crate::access::Caller,
         channel: ChannelUrl,
         aliases: Vec<Alias>,
         limits: Limits,
@@ -67,11 +69,15 @@ pub async fn run(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
 async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
     match job {
         Job::Ensure {
-            new: true, record, ..
-        } => create(ctx, record).await,
+            new: true,
+            record,
+            caller,
+            ..
+        } => create(ctx, record, &caller).await,
         Job::Ensure {
             new: false,
             record,
+            caller: _,
             channel,
             aliases,
             limits,
@@ -93,10 +99,14 @@ async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
 }
 
 /// First ensure: build, network, boot. Any failure removes everything again.
-async fn create(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+async fn create(
+    ctx: &JobCtx,
+    mut r: Record,
+    caller: &crate::access::Caller,
+) -> Result<Outcome, ApiError> {
     let started = Instant::now();
     ctx.sup.save(&r).await?;
-    match create_steps(ctx, &mut r).await {
+    match create_steps(ctx, &mut r, caller).await {
         Ok(()) => {
             r.established = true;
             ctx.phase(&mut r, Phase::Running).await?;
@@ -131,10 +141,14 @@ async fn create(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
     }
 }
 
-async fn create_steps(ctx: &JobCtx, r: &mut Record) -> Result<(), ApiError> {
+async fn create_steps(
+    ctx: &JobCtx,
+    r: &mut Record,
+    caller: &crate::access::Caller,
+) -> Result<(), ApiError> {
     let env = &ctx.env;
     ctx.phase(r, Phase::Building).await?;
-    let system = build(ctx, r).await?;
+    let system = build(ctx, r, caller).await?;
     r.system_path = Some(system);
     ctx.phase(r, Phase::Networking).await?;
     let t = Instant::now();
@@ -149,9 +163,44 @@ async fn create_steps(ctx: &JobCtx, r: &mut Record) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The channel as Nix reads it: an http(s) URL as it is; a local path
+/// copied into the store with the caller's rights (never the agent's).
+async fn channel_entry(
+    ctx: &JobCtx,
+    r: &Record,
+    caller: &crate::access::Caller,
+) -> Result<String, ApiError> {
+    let url = r.channel.as_str();
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(url.to_string());
+    }
+    let cfg = &ctx.env.cfg;
+    let reader = crate::sys::creds::Identity::lookup(caller.uid, caller.gid);
+    let t = Instant::now();
+    let path = crate::nix::local::import(&crate::nix::local::LocalChannel {
+        path: std::path::Path::new(r.channel.search_path_entry()),
+        reader: &reader,
+        nix_store: &crate::nix::plan::sibling_program(&cfg.nix.nix_build, "nix-store"),
+        work_dir: &cfg.paths.state_dir.join("tmp"),
+        max_bytes: cfg.nix.max_local_channel_bytes,
+    })
+    .await
+    .map_err(|e| ApiError::failed(format!("building {}: {e}", r.name)))?;
+    ctx.progress.log(format!(
+        "read the local channel as uid {} into {path} ({} ms)",
+        reader.uid,
+        t.elapsed().as_millis()
+    ));
+    Ok(path)
+}
+
 /// Generate configuration.nix and run nix-build; the system link in the
 /// container's profile is its GC root.
-async fn build(ctx: &JobCtx, r: &Record) -> Result<String, ApiError> {
+async fn build(
+    ctx: &JobCtx,
+    r: &Record,
+    caller: &crate::access::Caller,
+) -> Result<String, ApiError> {
     let env = &ctx.env;
     let cfg = &env.cfg;
     let dir = env.store.container_dir(&r.name);
@@ -185,18 +234,15 @@ async fn build(ctx: &JobCtx, r: &Record) -> Result<String, ApiError> {
         ));
         return Ok(system);
     }
-    let stale = crate::nix::runner::kill_stale_builders(r.name.as_str()).await;
-    if !stale.is_empty() {
-        ctx.progress.log(format!(
-            "stopped a stale build of {} left by an earlier agent (pids {stale:?})",
-            r.name
-        ));
-    }
+    let entry = channel_entry(ctx, r, caller).await?;
+    let allowed = crate::nix::plan::allowed_paths(&cfg.nix.base_imports, &cfg.nix.allowed_paths);
     let (program, args) = build_argv(&BuildSpec {
         nix_build: &cfg.nix.nix_build,
         extra_args: &cfg.nix.extra_args,
-        channel: &r.channel,
+        channel: &entry,
         configuration: &conf_path,
+        allowed_paths: &allowed,
+        allowed_uris: &cfg.nix.allowed_uris,
         out_link: &out_link,
     });
     ctx.progress.log(format!(
@@ -388,32 +434,29 @@ async fn provision(
         .append(true)
         .open(&path)
         .map_err(|e| ApiError::internal(format!("opening {}: {e}", path.display())))?;
-    let root = steps::root_dir(env, &r);
-    // Looked up before any step runs (nothing half-applied), and only when
-    // something is copied.
-    let copies = plan
-        .steps
-        .iter()
-        .any(|s| matches!(s.action, provision_dsl::Action::Copy { .. }));
-    let owner = match copies {
-        true => crate::provision::copy_owner(&root, plan.copy_as.as_deref())
-            .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?,
-        false => None,
-    };
-    let run = crate::provision::exec::method_for(
-        r.name.as_str(),
-        leader,
-        env.backend.kind() == "systemd",
-    )
-    .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?;
-    let exec = crate::provision::ContainerExecutor {
-        root,
+    let target = crate::provision::exec::target(leader)
+        .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?;
+    let run = crate::provision::exec::method_for(leader, env.backend.kind() == "systemd");
+    let mut exec = crate::provision::ContainerExecutor {
+        name: r.name.to_string(),
+        target,
         run,
         files: &plan.files,
-        owner,
+        copy_as: plan.copy_as.clone(),
         progress: ctx.progress.clone(),
         transcript,
     };
+    // The owner of what COPY writes is looked up before any step runs
+    // (nothing half-applied), and only when something is copied.
+    if plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, provision_dsl::Action::Copy { .. }))
+    {
+        exec.check_copy_owner()
+            .await
+            .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?;
+    }
     let n = crate::provision::run_plan(plan, exec)
         .await
         .map_err(ApiError::failed)?;

@@ -15,8 +15,8 @@ pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
     for mut r in loaded {
         let running = env.backend.find(&r.name).await.is_some();
         if !r.established {
-            // Interrupted first creation: roll it back entirely, builders too.
-            crate::nix::runner::kill_stale_builders(r.name.as_str()).await;
+            // Interrupted first creation: roll it back entirely (its build
+            // died with the agent, builders and all: see nix::plan).
             match remove_completely(env, &r).await {
                 Ok(()) => findings.push(format!(
                     "{}: creation was interrupted in phase {}; rolled back (ensure again to retry)",

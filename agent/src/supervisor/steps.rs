@@ -39,12 +39,31 @@ fn mkdir(p: &Path, mode: u32) -> Result<(), String> {
         .map_err(|e| format!("creating {}: {e}", p.display()))
 }
 
+/// A directory only root may enter, whatever mode it had.
+fn private_dir(p: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    mkdir(p, 0o700)?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("chmod 0700 {}: {e}", p.display()))
+}
+
 /// The nearly empty root NixOS containers start from, plus the files the old
 /// tooling kept inside (`/etc/nixos/enc.json`, `/etc/nixos/local.nix`).
 /// Written without following symlinks the container may have planted.
+///
+/// What a container writes reaches the disk with the uids it has inside
+/// (the idmapped root and binds): its root may make set-user-ID files owned
+/// by uid 0 there. So the directories holding container roots, profiles and
+/// GC roots are kept at mode 0700: no host user can reach those files.
 pub fn prepare_root(env: &Env, r: &Record) -> Result<(), String> {
     let root = root_dir(env, r);
-    mkdir(&env.cfg.paths.containers_dir, 0o700)?;
+    for d in [
+        &env.cfg.paths.containers_dir,
+        &env.cfg.paths.profiles_dir,
+        &env.cfg.paths.gcroots_dir,
+    ] {
+        private_dir(d)?;
+    }
     mkdir(&root, 0o755)?;
     let write = |rel: &str, body: &[u8], mode: u32| {
         write_in_root(&root, Path::new(rel), body, mode).map_err(|e| e.to_string())
@@ -81,7 +100,11 @@ pub fn write_enc_json(env: &Env, r: &Record) -> Result<(), String> {
 pub async fn net_up(env: &Env, r: &Record) -> Result<(), String> {
     let plan = net_plan(env, r);
     net_down(env, r).await?;
-    if let Err(e) = env.netlink.run(&plan.setup()).await {
+    let result = match env.netlink.run(&plan.setup()).await {
+        Ok(()) => env.netlink.set_sysctls(&plan.netns, &plan.sysctls()).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
         let _ = net_down(env, r).await;
         return Err(format!("setting up the network of {}: {e}", r.name));
     }
@@ -135,13 +158,11 @@ pub async fn start_container(
     let root = root_dir(env, r);
     let profile = profile_dir(env, r);
     let gcroots = gcroots_dir(env, r);
-    let netns_path = Path::new("/run/netns").join(&plan.netns);
     let argv = nspawn_argv(&NspawnSpec {
         program: &env.cfg.nspawn.program,
         name: r.name.as_str(),
         root: &root,
         system_path: system,
-        netns_path: &netns_path,
         profile_dir: &profile,
         gcroots_dir: &gcroots,
         ro_binds: &ro_binds,
@@ -155,6 +176,7 @@ pub async fn start_container(
         name: r.name.clone(),
         argv,
         console_log: env.store.console_log(&r.name),
+        netns_path: Path::new("/run/netns").join(&plan.netns),
         address: r.addresses.local,
         limits: r.limits.clone(),
     };

@@ -407,6 +407,26 @@ fn remove_contents(dirfd: OwnedFd, dev: u64, shown: &Path) -> Result<(), FsError
     Ok(())
 }
 
+/// Write "0" (this process) to a `cgroup.procs` file: join that cgroup.
+/// Only raw system calls, so it may run between fork and exec.
+pub fn write_pid_zero(procs: &std::ffi::CStr) -> std::io::Result<()> {
+    use nix::libc;
+    // SAFETY: plain system calls on a NUL-terminated path and a static byte.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n != 1 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,9 @@
 //! The only place for raw system calls: crash-safe file writes, writes into
-//! untrusted container roots, tree removal that stays on one filesystem, and
-//! process inspection through /proc.
+//! untrusted container roots, tree removal that stays on one filesystem,
+//! process inspection through /proc, dropping to a user's credentials, and
+//! entering a container's namespaces with its init's privilege.
 
+pub mod creds;
 pub mod fs;
+pub mod ns;
 pub mod proc;

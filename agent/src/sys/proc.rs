@@ -79,6 +79,14 @@ pub fn all_pids() -> Vec<u32> {
         .collect()
 }
 
+/// Does `pid` run in a user namespace other than this process's? `None`
+/// when either cannot be read.
+pub fn own_user_namespace(pid: u32) -> Option<bool> {
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()?;
+    let ours = std::fs::read_link("/proc/self/ns/user").ok()?;
+    Some(theirs != ours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

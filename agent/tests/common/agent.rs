@@ -51,6 +51,7 @@ pub struct TestAgent {
     /// A test's Pebble listens here (management on the next port).
     pub acme_port: u16,
     child: Option<Child>,
+    agent_env: Vec<(String, String)>,
     _subnet_lock: nix::fcntl::Flock<File>,
 }
 
@@ -60,6 +61,8 @@ pub struct Options {
     pub extra_toml: String,
     /// Nix for `nix.extra_config`.
     pub nix_extra_config: String,
+    /// `nix.allowed_paths`: what evaluation may read besides the channel.
+    pub nix_allowed_paths: Vec<String>,
     pub ready_timeout_secs: u64,
     pub stop_timeout_secs: u64,
     pub kind: Kind,
@@ -68,6 +71,10 @@ pub struct Options {
     pub hosts_file: Option<String>,
     /// Extra keys for the `[edge]` section.
     pub edge_toml: String,
+    /// Extra keys for the `[access]` section.
+    pub access_toml: String,
+    /// Extra environment of the agent process (direct backend only).
+    pub agent_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -75,11 +82,14 @@ impl Default for Options {
         Options {
             extra_toml: String::new(),
             nix_extra_config: String::new(),
+            nix_allowed_paths: Vec::new(),
             ready_timeout_secs: 30,
             stop_timeout_secs: 5,
             kind: Kind::Direct,
             hosts_file: None,
             edge_toml: String::new(),
+            access_toml: String::new(),
+            agent_env: Vec::new(),
         }
     }
 }
@@ -116,6 +126,12 @@ impl TestAgent {
             .nix_extra_config
             .replace('\\', "\\\\")
             .replace('"', "\\\"");
+        let allowed_paths = &opts.nix_allowed_paths;
+        let access_toml = &opts.access_toml;
+        assert!(
+            opts.agent_env.is_empty() || opts.kind == Kind::Direct,
+            "the agent's environment is set on this host only"
+        );
         let config = format!(
             r#"[paths]
 state_dir = "{d}/state"
@@ -130,6 +146,7 @@ compat_dir = "{d}/compat"
 [access]
 admin_group = "sudo"
 user_group = "users"
+{access_toml}
 
 [network]
 pool = "10.231.{subnet}.0/24"
@@ -142,6 +159,7 @@ netns_prefix = "{netns_prefix}"
 extra_args = ["--option", "substituters", ""]
 base_imports = ["<fc/nixos>"]
 extra_config = "{extra_config}"
+allowed_paths = {allowed_paths:?}
 
 [nspawn]
 ready_timeout_secs = {}
@@ -193,6 +211,7 @@ https_listen = ["127.0.0.1:{https_port}"]
             dns_port,
             acme_port,
             child: None,
+            agent_env: opts.agent_env.clone(),
             _subnet_lock: lock,
         };
         a.spawn();
@@ -215,6 +234,7 @@ https_listen = ["127.0.0.1:{https_port}"]
         let child = Command::new(DEVHOST)
             .args(["agent", "--config"])
             .arg(&self.config)
+            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -90,6 +90,10 @@ impl StandIn {
             enter.push_str(&format!("echo $$ > \"$CG{i}/cgroup.procs\" && "));
         }
         let mut wrapper = Command::new("sh");
+        // A devhost's agent is not itself under a seccomp filter (it reads
+        // containers' filters to give RUN the same, which the kernel refuses
+        // to a filtered tracer): the stand-in, the host's stand-in, has none.
+        wrapper.env("SYSTEMD_SECCOMP", "0");
         for (i, cg) in cgroups.iter().enumerate() {
             wrapper.env(format!("CG{i}"), cg);
         }

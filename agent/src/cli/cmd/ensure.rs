@@ -5,19 +5,18 @@ use crate::container::limits::{parse_cpu, parse_memory, Limits};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The body every ensure front-end sends; under sudo the container belongs
-/// to the invoking user (honoured by the agent for root callers only).
+/// The body every ensure front-end sends. Under sudo the front-end already
+/// acts as the invoking user (see `cli::sudo`), so the container is theirs.
 pub fn body(
     channel: &str,
     aliases: &[String],
     limits: Option<Limits>,
     upstreams: Option<BTreeMap<String, String>>,
 ) -> Vec<u8> {
-    let owner_uid = std::env::var("SUDO_UID").ok().and_then(|s| s.parse().ok());
     serde_json::to_vec(&EnsureBody {
         channel: channel.to_string(),
         aliases: aliases.to_vec(),
-        owner_uid,
+        owner_uid: None,
         limits,
         upstreams,
     })

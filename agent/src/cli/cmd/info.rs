@@ -1,4 +1,4 @@
-//! `devhost info`: agent version, backend, reconcile findings.
+//! `devhost info`: agent version, backend, host warnings, reconcile findings.
 
 use crate::api::types::AgentInfo;
 use std::path::Path;
@@ -17,6 +17,9 @@ pub fn run(sock: Option<&Path>, json: bool) -> i32 {
         return 0;
     }
     println!("devhost agent {} ({} backend)", info.version, info.backend);
+    for w in &info.warnings {
+        println!("warning: {w}");
+    }
     if info.findings.is_empty() {
         println!("reconcile at start: everything consistent");
     } else {

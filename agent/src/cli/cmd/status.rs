@@ -23,6 +23,9 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
     if let Some(pid) = c.pid {
         println!("pid:         {pid}");
     }
+    if c.user_namespace == Some(false) {
+        println!("isolation:   none: it runs without a user namespace (started before devhost isolated containers); its root is host root until it restarts (devhost stop, devhost start)");
+    }
     println!("address:     {} (host side {})", c.address, c.host_address);
     println!("aliases:     {}", c.aliases.join(" "));
     if !c.upstreams.is_empty() {

@@ -9,6 +9,10 @@ use crate::cli::EXIT_USAGE;
 const USAGE: &str = "usage: fc-build-dev-container ensure NAME CHANNEL_URL [ALIASES]\n       fc-build-dev-container destroy NAME";
 
 pub fn main(args: &[String]) -> i32 {
+    // batou calls it through sudo: act as the user who did.
+    if let Err(code) = crate::cli::drop_sudo() {
+        return code;
+    }
     let json = false;
     match args {
         [action, name, channel] if action == "ensure" => ensure(name, channel, ""),

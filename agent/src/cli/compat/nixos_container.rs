@@ -10,6 +10,9 @@ use crate::cli::{block_on, client, fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 const USAGE: &str = "usage: nixos-container list | status NAME | show-ip NAME | start NAME | stop NAME | destroy NAME";
 
 pub fn main(args: &[String]) -> i32 {
+    if let Err(code) = crate::cli::drop_sudo() {
+        return code;
+    }
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     match args.as_slice() {
         ["list"] => list(),

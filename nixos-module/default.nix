@@ -290,13 +290,11 @@ in
         # creates network namespaces, nftables tables, container roots under
         # /var/lib and units over D-Bus, all of which those would break.
         # ProtectHome neither: nix-build keeps its channel tarball cache in
-        # root's home. No SystemCallFilter either: provisioning gives RUN a
-        # container's own seccomp filters, read from its init, which the
-        # kernel refuses to a filtered process. What does not get in its way:
-        ProtectClock = true; # no reason to set the clock
-        ProtectHostname = true; # the host's name is not its to change
-        LockPersonality = true; # no exotic execution domains
-        RestrictRealtime = true; # no realtime scheduling
+        # root's home. Nothing that installs a seccomp filter either
+        # (SystemCallFilter, ProtectClock, ProtectHostname, LockPersonality,
+        # RestrictRealtime, …): provisioning gives RUN a container's own
+        # seccomp filters, read from its init, which the kernel refuses to a
+        # filtered process.
         StateDirectory = "devhost"; # /var/lib/devhost, 0700 below
         StateDirectoryMode = "0700";
         RuntimeDirectory = "devhost"; # /run/devhost for the socket

@@ -61,6 +61,15 @@ pub fn host_warnings() -> Vec<String> {
             ));
         }
     }
+    let own_seccomp = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
+        });
+    if own_seccomp.as_deref().is_some_and(|m| m != "0") {
+        w.push("the agent runs under a seccomp filter (its service sets SystemCallFilter=, ProtectClock=, LockPersonality= or the like): the kernel will not let it read a container's filters, so RUN outside systemd containers, COPY and ECHO fail; remove those settings".into());
+    }
     if read("/proc/sys/net/ipv4/ip_forward") == Some(0) {
         w.push("net.ipv4.ip_forward is 0: containers reach the host but not the outside world; set it to 1 (the NixOS module does)".into());
     }

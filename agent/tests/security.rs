@@ -904,3 +904,49 @@ fn a_users_own_local_channel_builds() {
         );
     }
 }
+
+#[test]
+fn a_users_process_is_never_taken_for_a_container() {
+    let Some(()) = prerequisites("a_users_process_is_never_taken_for_a_container") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("fk");
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["ensure", &name, &channel().url]),
+        "alice's ensure",
+    );
+    assert_ok(&agent.devhost(&["stop", &name]), "stop");
+    // A process of a user's with the command line of the container's nspawn,
+    // and a child where the init would be.
+    let root = agent.dir.join("containers").join(&name);
+    let mut fake = Command::new("sh")
+        .arg0("systemd-nspawn")
+        .args(["-c", "sleep 60", "-M", &name, "-D"])
+        .arg(&root)
+        .uid(ALICE)
+        .gid(users_gid())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", fake.id()))
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the fake's child did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(agent.status_json(&name).unwrap()["state"], "stopped");
+    let out = provision(&agent, &name, "RUN 'echo PROVISIONED $(id -u)'\n");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is not running"), "{}", text(&out));
+    assert_ok(&agent.devhost(&["start", &name]), "start");
+    assert_eq!(
+        http_get(agent.address(&name), 80).unwrap().trim(),
+        format!("hello from fc {name}"),
+        "the real container was started"
+    );
+    let _ = fake.kill();
+    let _ = fake.wait();
+}

@@ -40,8 +40,10 @@ const MAX_BODY: usize = 64 * 1024;
 const MAX_PROVISION_BODY: usize = 128 * 1024 * 1024;
 /// Largest request head.
 const MAX_HEADER_SIZE: usize = 16 * 1024;
-/// Memory all provisioning bodies being read may take together, in MiB;
-/// one that does not fit within its deadline is refused (busy).
+/// Memory all provisioning bodies may take together, in MiB, from the first
+/// byte read until their operation has ended (they wait in the queue and
+/// run decoded); one that does not fit within its deadline is refused
+/// (busy).
 const PROVISION_BUDGET_MIB: u32 = 256;
 
 /// Open connections per uid.
@@ -85,8 +87,8 @@ impl Drop for Counted {
 struct Shared {
     handle: Handle,
     cfg: Arc<Config>,
-    /// MiB of provisioning bodies being read.
-    provision_budget: Semaphore,
+    /// MiB of provisioning bodies being read, queued or run.
+    provision_budget: Arc<Semaphore>,
 }
 
 /// Serve until the listener fails or the task is dropped.
@@ -95,7 +97,7 @@ pub async fn serve(listener: UnixListener, handle: Handle, cfg: Arc<Config>) {
     let shared = Arc::new(Shared {
         handle,
         cfg,
-        provision_budget: Semaphore::new(PROVISION_BUDGET_MIB as usize),
+        provision_budget: Arc::new(Semaphore::new(PROVISION_BUDGET_MIB as usize)),
     });
     loop {
         let (mut stream, _) = match listener.accept().await {
@@ -244,7 +246,7 @@ async fn route(req: Request<Incoming>, shared: &Shared, caller: Caller) -> Respo
         }
         (&Method::DELETE, ["v1", "containers", name]) => match name.parse::<ContainerName>() {
             Ok(n) => may_change(&caller, cfg, "destroy")
-                .map(|()| stream_op(handle.clone(), n, Op::Destroy, caller)),
+                .map(|()| stream_op(handle.clone(), n, Op::Destroy, caller, None)),
             Err(e) => Err(e.into()),
         },
         _ => Err(ApiError::not_found(format!("no route {method} {path}"))),
@@ -277,6 +279,7 @@ async fn post_op(
     }
     let name: ContainerName = name.parse()?;
     may_change(caller, &shared.cfg, verb)?;
+    let mut hold = None;
     let op = match verb {
         "ensure" => ensure_op(&read_body(req, MAX_BODY, body_timeout(&shared.cfg)).await?)?,
         "provision" => {
@@ -289,9 +292,10 @@ async fn post_op(
                     info.owner_uid
                 )));
             }
-            let body =
+            let (body, permit) =
                 read_provision_body(req, &shared.provision_budget, body_timeout(&shared.cfg))
                     .await?;
+            hold = Some(permit);
             provision_op(&body)?
         }
         "start" => Op::Start,
@@ -300,7 +304,13 @@ async fn post_op(
         "unpin" => Op::Pin(false),
         _ => extend_op(&read_body(req, MAX_BODY, body_timeout(&shared.cfg)).await?)?,
     };
-    Ok(stream_op(shared.handle.clone(), name, op, caller.clone()))
+    Ok(stream_op(
+        shared.handle.clone(),
+        name,
+        op,
+        caller.clone(),
+        hold,
+    ))
 }
 
 /// The declared length of a body, refused at once when over `limit`.
@@ -349,14 +359,14 @@ async fn read_body(
 /// budget before any of it is read.
 async fn read_provision_body(
     req: Request<Incoming>,
-    budget: &Semaphore,
+    budget: &Arc<Semaphore>,
     deadline: Duration,
-) -> Result<Bytes, ApiError> {
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), ApiError> {
     let len = declared_length(&req, MAX_PROVISION_BODY)?.ok_or_else(|| {
         ApiError::bad_request("a provisioning request must declare its Content-Length")
     })?;
     let mib = len.div_ceil(1 << 20).max(1) as u32;
-    let _permit = tokio::time::timeout(deadline, budget.acquire_many(mib))
+    let permit = tokio::time::timeout(deadline, budget.clone().acquire_many_owned(mib))
         .await
         .map_err(|_| {
             ApiError::new(
@@ -365,7 +375,7 @@ async fn read_provision_body(
             )
         })?
         .map_err(|_| ApiError::internal("the agent is shutting down"))?;
-    read_body(req, len as usize, deadline).await
+    Ok((read_body(req, len as usize, deadline).await?, permit))
 }
 
 fn body_timeout(cfg: &Config) -> Duration {
@@ -430,10 +440,19 @@ fn ensure_op(body: &[u8]) -> Result<Op, ApiError> {
 }
 
 /// Run an operation and stream its progress; the last event is its result.
-fn stream_op(handle: Handle, name: ContainerName, op: Op, caller: Caller) -> Response<Body> {
+/// `hold` (a provisioning upload's share of the budget) is kept until the
+/// operation has ended.
+fn stream_op(
+    handle: Handle,
+    name: ContainerName,
+    op: Op,
+    caller: Caller,
+    hold: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response<Body> {
     let (progress, rx) = Progress::channel(1024);
     tokio::spawn(async move {
         let result = handle.run(name, op, caller, progress.clone()).await;
+        drop(hold);
         let last = match result {
             Ok(o) => Event::Done {
                 message: o.message,

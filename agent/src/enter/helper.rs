@@ -47,6 +47,13 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("devhost __enter: only the devhost agent runs this");
         return ENTER_FAILED;
     }
+    // Nothing of the agent's comes along into the container: no descriptor
+    // but stdin, stdout and stderr, and no way for the container's root to
+    // trace this process (it stays non-dumpable).
+    if let Err(e) = crate::sys::fs::close_from(3) {
+        eprintln!("cannot enter the container: closing descriptors: {e}");
+        return ENTER_FAILED;
+    }
     let req: EnterRequest = match args {
         [json] => match serde_json::from_str(json) {
             Ok(r) => r,
@@ -99,6 +106,29 @@ fn enter(req: &EnterRequest) -> Result<i32, String> {
     .map_err(|e| format!("opening the init's root: {e}"))?;
     let own_user = ns::open("/proc/self/ns/user", libc::O_RDONLY)
         .map_err(|e| format!("opening our user namespace: {e}"))?;
+    // A process in the host's user namespace is no container of ours (all
+    // run with one since devhost isolates them); its root would be host
+    // root. Refused before anything is joined.
+    if ns::same_namespace(&user, &own_user).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "pid {pid} runs without a user namespace of its own: the container started before devhost isolated containers (restart it), or it is not a container"
+        ));
+    }
+    // nspawn (root) made the container's; one a user made for a process
+    // dressed up as a container's init is not entered.
+    match ns::namespace_owner(&user) {
+        Ok(0) => {}
+        Ok(uid) => {
+            return Err(format!(
+                "the user namespace of pid {pid} was made by uid {uid}, not by systemd-nspawn"
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "reading the owner of pid {pid}'s user namespace: {e}"
+            ))
+        }
+    }
     let filters = match privilege.seccomp {
         0 => Vec::new(),
         2 => ns::seccomp_filters(pid as i32).map_err(|e| {
@@ -122,10 +152,9 @@ fn enter(req: &EnterRequest) -> Result<i32, String> {
         ns::setns(fd).map_err(|e| format!("joining the {name} namespace: {e}"))?;
     }
     ns::chroot_to(&root).map_err(|e| format!("taking the init's root: {e}"))?;
-    if !ns::same_namespace(&user, &own_user).map_err(|e| e.to_string())? {
-        ns::setns(&user).map_err(|e| format!("joining the user namespace: {e}"))?;
-    }
+    ns::setns(&user).map_err(|e| format!("joining the user namespace: {e}"))?;
     become_root_inside()?;
+    ns::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
     let parent = std::process::id();
     // SAFETY: this process is single-threaded, so the child may do anything.
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {

@@ -61,10 +61,22 @@ fn last_line(stderr: &[u8]) -> String {
     line.trim().trim_start_matches("error: ").to_string()
 }
 
+/// Is `p` a path inside a store path: `/nix/store/NAME[/…]`, with nothing
+/// but plain components (no `..` leading out again)?
+fn in_store(p: &Path) -> bool {
+    use std::path::Component;
+    let mut c = p.components();
+    c.next() == Some(Component::RootDir)
+        && c.next() == Some(Component::Normal("nix".as_ref()))
+        && c.next() == Some(Component::Normal("store".as_ref()))
+        && matches!(c.next(), Some(Component::Normal(_)))
+        && c.all(|x| matches!(x, Component::Normal(_)))
+}
+
 /// The search path entry for a store copy: a directory as it is, a
 /// tarball file as a `file://` URL.
 fn entry_for(store_path: &Path) -> String {
-    if store_path.is_file() {
+    if std::fs::symlink_metadata(store_path).is_ok_and(|m| m.is_file()) {
         format!("file://{}", store_path.display())
     } else {
         store_path.display().to_string()
@@ -83,8 +95,11 @@ pub async fn import(req: &LocalChannel<'_>) -> Result<String, NixError> {
     if !out.status.success() {
         return Err(failed(req, last_line(&out.stderr)));
     }
+    // What the caller's process printed is the caller's to choose (they may
+    // trace it): trusted only to name what is then read with their rights,
+    // or a path that really is in the store.
     let canonical = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'));
-    if canonical.starts_with("/nix/store/") {
+    if in_store(&canonical) {
         return Ok(entry_for(&canonical));
     }
     std::fs::create_dir_all(req.work_dir)
@@ -223,6 +238,17 @@ async fn copy_and_add(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_paths_below_the_store_count_as_in_it() {
+        assert!(in_store(Path::new("/nix/store/abc-nixexprs")));
+        assert!(in_store(Path::new("/nix/store/abc-nixexprs/sub")));
+        assert!(!in_store(Path::new("/nix/store/../../root/chan")));
+        assert!(!in_store(Path::new("/nix/store/abc/../../../root")));
+        assert!(!in_store(Path::new("/nix/store")));
+        assert!(!in_store(Path::new("nix/store/abc")));
+        assert!(!in_store(Path::new("/srv/nix/store/abc")));
+    }
 
     #[test]
     fn a_tarball_is_a_file_url_and_a_directory_a_path() {

@@ -61,10 +61,14 @@ impl DirectBackend {
     }
 
     /// Is `pid` the main systemd-nspawn of container `name` of this agent?
+    /// Its command line says so, and — since any user can start a process
+    /// with such a command line — it runs the nspawn program as root.
     fn is_ours(&self, pid: u32, name: &str) -> bool {
         let argv = proc::cmdline(pid);
         let root = self.containers_dir.join(name);
-        matches_nspawn(&argv, name, &root)
+        proc::runs_as_root(pid)
+            && proc::exe_name(pid).is_some_and(|n| n == "systemd-nspawn")
+            && matches_nspawn(&argv, name, &root)
             && !proc::ppid(pid)
                 .map(|pp| matches_nspawn(&proc::cmdline(pp), name, &root))
                 .unwrap_or(false)
@@ -202,6 +206,7 @@ impl Backend for DirectBackend {
         unsafe {
             cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
+                crate::sys::fs::cloexec_from(3)?;
                 for p in &procs {
                     crate::sys::fs::write_pid_zero(p)?;
                 }

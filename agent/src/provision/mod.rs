@@ -234,18 +234,18 @@ impl Executor for ContainerExecutor<'_> {
                     exec::describe(&self.run, &self.name, &self.target)
                 )
             })?;
-        let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let mut err = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut err = BufReader::new(child.stderr.take().expect("piped"));
         let (mut out_done, mut err_done) = (false, false);
         while !(out_done && err_done) {
             tokio::select! {
-                l = out.next_line(), if !out_done => match l {
-                    Ok(Some(l)) => self.note(&l),
-                    _ => out_done = true,
+                l = bounded_line(&mut out), if !out_done => match l {
+                    Some(l) => self.note(&l),
+                    None => out_done = true,
                 },
-                l = err.next_line(), if !err_done => match l {
-                    Ok(Some(l)) => self.note(&l),
-                    _ => err_done = true,
+                l = bounded_line(&mut err), if !err_done => match l {
+                    Some(l) => self.note(&l),
+                    None => err_done = true,
                 },
             }
         }
@@ -273,6 +273,27 @@ impl Executor for ContainerExecutor<'_> {
             }],
         };
         self.write_batch(&batch, &[content.as_bytes()]).await
+    }
+}
+
+/// Longest line of RUN output kept in one piece; a longer one comes in
+/// pieces, so a command that prints without newlines cannot fill the
+/// agent's memory.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// The next line (without its newline, at most [`MAX_LINE`] bytes), or
+/// `None` at the end.
+async fn bounded_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    match r.take(MAX_LINE).read_until(b'\n', &mut buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => {
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            Some(String::from_utf8_lossy(&buf).into_owned())
+        }
     }
 }
 
@@ -312,5 +333,17 @@ mod tests {
                 format!("copy_as {bad:?} is not a user name (lowercase letters, digits, '_', '-'; at most 32)")
             );
         }
+    }
+
+    #[tokio::test]
+    async fn output_lines_are_bounded() {
+        let long = "x".repeat(MAX_LINE as usize + 10);
+        let input = format!("short\n{long}\nlast");
+        let mut r = tokio::io::BufReader::new(input.as_bytes());
+        assert_eq!(bounded_line(&mut r).await.as_deref(), Some("short"));
+        assert_eq!(bounded_line(&mut r).await.unwrap().len(), MAX_LINE as usize);
+        assert_eq!(bounded_line(&mut r).await.unwrap(), "x".repeat(10));
+        assert_eq!(bounded_line(&mut r).await.as_deref(), Some("last"));
+        assert_eq!(bounded_line(&mut r).await, None);
     }
 }

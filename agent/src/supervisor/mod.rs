@@ -283,6 +283,11 @@ impl Handle {
     }
 }
 
+/// Operations waiting for one name (beyond the one running): more are
+/// refused, so that no caller can pile up work (and provisioning uploads)
+/// in the agent.
+const MAX_QUEUED_PER_NAME: usize = 8;
+
 struct Pending {
     op: Op,
     caller: Caller,
@@ -367,15 +372,20 @@ impl Supervisor {
                     progress,
                     reply,
                 } => {
-                    self.queues
-                        .entry(name.clone())
-                        .or_default()
-                        .push_back(Pending {
-                            op,
-                            caller,
-                            progress,
-                            reply,
-                        });
+                    let queue = self.queues.entry(name.clone()).or_default();
+                    if queue.len() >= MAX_QUEUED_PER_NAME {
+                        let _ = reply.send(Err(ApiError::new(
+                            crate::api::types::ErrorKind::Busy,
+                            format!("{MAX_QUEUED_PER_NAME} operations on {name} are already waiting; try again when they are done"),
+                        )));
+                        continue;
+                    }
+                    queue.push_back(Pending {
+                        op,
+                        caller,
+                        progress,
+                        reply,
+                    });
                     if !self.busy.contains(&name) {
                         self.start_next(&name);
                     }

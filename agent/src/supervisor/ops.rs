@@ -434,6 +434,15 @@ async fn provision(
         .append(true)
         .open(&path)
         .map_err(|e| ApiError::internal(format!("opening {}: {e}", path.display())))?;
+    // A container started before devhost isolated containers: its root is
+    // host root, and so would a script be. It is provisioned again after a
+    // restart, which gives it a user namespace.
+    if crate::sys::proc::own_user_namespace(leader) == Some(false) {
+        return Err(ApiError::failed(format!(
+            "container {} runs without a user namespace (it started before devhost isolated containers); restart it (devhost stop {0}, devhost start {0}) to provision it",
+            r.name
+        )));
+    }
     let target = crate::provision::exec::target(leader)
         .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?;
     let run = crate::provision::exec::method_for(leader, env.backend.kind() == "systemd");

@@ -68,7 +68,13 @@ pub fn prepare_root(env: &Env, r: &Record) -> Result<(), String> {
     let write = |rel: &str, body: &[u8], mode: u32| {
         write_in_root(&root, Path::new(rel), body, mode).map_err(|e| e.to_string())
     };
-    if !root.join("etc/os-release").exists() {
+    // Looked at without following the container's symlinks (which would
+    // tell it whether a host path exists); only a missing file is made.
+    let missing = matches!(
+        crate::sys::fs::read_in_root(&root, Path::new("etc/os-release"), 1 << 20),
+        Err(crate::sys::fs::FsError::Io { ref source, .. }) if source.kind() == std::io::ErrorKind::NotFound
+    );
+    if missing {
         write("etc/os-release", b"", 0o644)?;
     }
     crate::sys::fs::open_dir_in_root(&root, &[std::ffi::OsStr::new("usr")], 0o755)

@@ -40,10 +40,12 @@ impl Identity {
 }
 
 /// Become `id` for good: groups, then gid, then uid (real, effective and
-/// saved), and check that root cannot be regained. Only raw system calls on
-/// data prepared beforehand, so it may run between fork and exec.
+/// saved), and check that root cannot be regained; no descriptor but 0–2
+/// survives the coming exec. Only raw system calls on data prepared
+/// beforehand, so it may run between fork and exec.
 pub fn become_user(id: &Identity) -> std::io::Result<()> {
     use nix::libc;
+    crate::sys::fs::cloexec_from(3)?;
     let groups: &[u32] = &id.groups;
     // SAFETY: plain system calls; `groups` outlives them.
     unsafe {

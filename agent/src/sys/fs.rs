@@ -353,7 +353,13 @@ pub fn remove_tree_one_fs(path: &Path) -> Result<(), FsError> {
 
 fn remove_contents(dirfd: OwnedFd, dev: u64, shown: &Path) -> Result<(), FsError> {
     let raw = dirfd.as_raw_fd();
-    let dup = owned(nix::unistd::dup(raw).map_err(io("dup", shown))?);
+    // Close-on-exec from the start: a process the agent starts meanwhile
+    // (as a user, or in a container) must never inherit a directory of a
+    // container root.
+    let dup = owned(
+        nix::fcntl::fcntl(raw, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0))
+            .map_err(io("dup", shown))?,
+    );
     let mut dir =
         Dir::from_fd(std::os::fd::IntoRawFd::into_raw_fd(dup)).map_err(io("opendir", shown))?;
     let mut names = Vec::new();
@@ -423,6 +429,32 @@ pub fn write_pid_zero(procs: &std::ffi::CStr) -> std::io::Result<()> {
         if n != 1 {
             return Err(err);
         }
+    }
+    Ok(())
+}
+
+/// Mark every descriptor from `first` on close-on-exec, so that a process
+/// about to exec as someone else (a user, a container) inherits nothing but
+/// what it was given. Only a raw system call (`close_range`), so it may run
+/// between fork and exec.
+pub fn cloexec_from(first: u32) -> std::io::Result<()> {
+    use nix::libc;
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: a plain system call with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Close every descriptor from `first` on.
+pub fn close_from(first: u32) -> std::io::Result<()> {
+    use nix::libc;
+    // SAFETY: a plain system call with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

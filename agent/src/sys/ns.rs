@@ -64,6 +64,9 @@ pub fn seccomp_filters(pid: i32) -> Result<Vec<Filter>> {
     // said.
     unsafe {
         check(libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0))?;
+        // A signal that arrives meanwhile stops the tracee for us first; it
+        // is handed back on detach, so the init never loses one.
+        let mut pending: libc::c_int = 0;
         let result = (|| {
             check(libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0))?;
             libc::alarm(10);
@@ -77,6 +80,10 @@ pub fn seccomp_filters(pid: i32) -> Result<Vec<Filter>> {
                     return Err(e);
                 }
                 if libc::WIFSTOPPED(status) {
+                    if status >> 16 == 0 {
+                        // A signal-delivery stop: the signal is the init's.
+                        pending = libc::WSTOPSIG(status);
+                    }
                     break;
                 }
                 if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
@@ -120,7 +127,7 @@ pub fn seccomp_filters(pid: i32) -> Result<Vec<Filter>> {
             out.reverse();
             Ok(out)
         })();
-        libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+        libc::ptrace(libc::PTRACE_DETACH, pid, 0, pending as libc::c_long);
         result
     }
 }
@@ -226,11 +233,36 @@ pub fn set_capabilities(
     Ok(())
 }
 
+/// Whether this process may be traced or dumped (by processes of its uid).
+pub fn set_dumpable(dumpable: bool) -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong, 0, 0, 0) }
+            as libc::c_long,
+    )
+    .map(|_| ())
+}
+
 /// Die with the parent (the helper's first process).
 pub fn die_with_parent() -> Result<()> {
     // SAFETY: prctl with integer arguments.
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } as libc::c_long)
         .map(|_| ())
+}
+
+/// The uid that created the user namespace `fd` (`NS_GET_OWNER_UID`).
+pub fn namespace_owner(fd: &OwnedFd) -> Result<u32> {
+    const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: the ioctl writes one uid_t into `uid`.
+    check(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            NS_GET_OWNER_UID,
+            &mut uid as *mut libc::uid_t,
+        )
+    } as libc::c_long)?;
+    Ok(uid)
 }
 
 /// The user namespace of `fd` is the one this process is in.

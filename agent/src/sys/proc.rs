@@ -87,6 +87,26 @@ pub fn own_user_namespace(pid: u32) -> Option<bool> {
     Some(theirs != ours)
 }
 
+/// Do the real, effective, saved and filesystem uids of `pid` all read 0?
+pub fn runs_as_root(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|ids| ids.split_whitespace().all(|id| id == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The file name of the program `pid` runs (what `/proc/PID/exe` points
+/// to, without the " (deleted)" the kernel adds once it was replaced).
+pub fn exe_name(pid: u32) -> Option<String> {
+    let target = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let name = target.file_name()?.to_string_lossy().into_owned();
+    Some(name.trim_end_matches(" (deleted)").to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,8 +31,9 @@ fn ms_in(out: &str, marker: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Boot the system with bare systemd-nspawn until READY=1; ms.
-fn bare_boot(system: &str, root: &std::path::Path, name: &str) -> f64 {
+/// Boot the system with bare systemd-nspawn until READY=1, with a user
+/// namespace (as devhost's containers) or without; ms.
+fn bare_boot(system: &str, root: &std::path::Path, name: &str, userns: bool) -> f64 {
     let _ = std::fs::remove_dir_all(root);
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::create_dir_all(root.join("usr")).unwrap();
@@ -53,6 +54,11 @@ fn bare_boot(system: &str, root: &std::path::Path, name: &str) -> f64 {
             "--bind-ro=/nix/store",
             "--private-network",
         ])
+        .args(if userns {
+            &["--private-users=pick", "--private-users-ownership=map"][..]
+        } else {
+            &[][..]
+        })
         .arg(format!("{system}/init"))
         .env("NOTIFY_SOCKET", &sock_path)
         .stdin(Stdio::null())
@@ -117,11 +123,12 @@ fn main() {
         .to_string();
     assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
 
-    let (mut total, mut eval, mut net, mut boot, mut bare) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut total, mut eval, mut net, mut boot, mut bare, mut bare_shared) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let bare_root = agent.dir.join("bare-root");
     for _ in 0..ROUNDS {
-        bare.push(bare_boot(&system, &bare_root, &agent.name("bare")));
+        bare.push(bare_boot(&system, &bare_root, &agent.name("bare"), true));
+        bare_shared.push(bare_boot(&system, &bare_root, &agent.name("bare"), false));
         let t = Instant::now();
         let out = agent.devhost(&["ensure", &name, &ch.url]);
         total.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -183,6 +190,7 @@ fn main() {
         m
     };
     let bare_m = row("bare systemd-nspawn boot to READY=1 (reference)", &bare);
+    row("  the same without a user namespace", &bare_shared);
     let total_m = row("devhost ensure, new container, system built", &total);
     row("  phase: nix-build (evaluation, system cached)", &eval);
     row("  phase: network (netns, veth, addresses, routes)", &net);

@@ -50,6 +50,19 @@ fn make_channel(agent: &TestAgent, name: &str, default_nix: &str) -> PathBuf {
     dir
 }
 
+/// `devhost ensure` by ALICE of container SUFFIX from the local channel `chan`.
+fn ensure_as_alice(agent: &TestAgent, suffix: &str, chan: &Path) -> Output {
+    agent.devhost_as(
+        ALICE,
+        users_gid(),
+        &[
+            "ensure",
+            &agent.name(suffix),
+            &format!("file://{}", chan.display()),
+        ],
+    )
+}
+
 fn store_paths() -> BTreeSet<String> {
     std::fs::read_dir("/nix/store")
         .unwrap()
@@ -125,15 +138,7 @@ fn a_channel_cannot_read_what_its_caller_cannot() {
         &format!("{{ ... }}: {{ system = throw \"{evaluated}\"; }}\n"),
     );
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let out = agent.devhost_as(
-        ALICE,
-        users_gid(),
-        &[
-            "ensure",
-            &agent.name("ap"),
-            &format!("file://{}", private.display()),
-        ],
-    );
+    let out = ensure_as_alice(&agent, "ap", &private);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains(&format!(
@@ -194,15 +199,7 @@ fn a_channels_builder_runs_unprivileged_in_the_sandbox() {
             marker = marker.display()
         ),
     );
-    let out = agent.devhost_as(
-        ALICE,
-        users_gid(),
-        &[
-            "ensure",
-            &agent.name("bld"),
-            &format!("file://{}", chan.display()),
-        ],
-    );
+    let out = ensure_as_alice(&agent, "bld", &chan);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
     // Its uid, and the line of its uid map that maps it (inside, outside,
@@ -277,18 +274,7 @@ fn run_has_the_privilege_of_the_containers_init(kind: Kind) {
         "under the init's seccomp filter: {run:?}"
     );
     // Seen from the host, the container's root is not root.
-    let nspawn = nspawn_pids(&agent.dir.join("containers"))
-        .into_iter()
-        .find(|(_, n)| n == &name)
-        .expect("the container's nspawn")
-        .0;
-    let init_pid = std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse::<u32>()
-        .unwrap();
+    let (init_pid, _) = init_of(&agent, &name);
     let host_uid = std::fs::metadata(format!("/proc/{init_pid}"))
         .unwrap()
         .uid();

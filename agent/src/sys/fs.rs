@@ -435,24 +435,22 @@ pub fn write_pid_zero(procs: &std::ffi::CStr) -> std::io::Result<()> {
 
 /// Mark every descriptor from `first` on close-on-exec, so that a process
 /// about to exec as someone else (a user, a container) inherits nothing but
-/// what it was given. Only a raw system call (`close_range`), so it may run
-/// between fork and exec.
+/// what it was given. Only a raw system call, so it may run between fork
+/// and exec.
 pub fn cloexec_from(first: u32) -> std::io::Result<()> {
-    use nix::libc;
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: a plain system call with integer arguments.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+    close_range(first, CLOSE_RANGE_CLOEXEC)
 }
 
 /// Close every descriptor from `first` on.
 pub fn close_from(first: u32) -> std::io::Result<()> {
+    close_range(first, 0)
+}
+
+fn close_range(first: u32, flags: u32) -> std::io::Result<()> {
     use nix::libc;
     // SAFETY: a plain system call with integer arguments.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -226,6 +226,18 @@ fn sudo_callers_own_what_they_create() {
         &agent.devhost_as(61001, users_gid, &["stop", &name]),
         "owner stop",
     );
+    // Root naming an owner itself (SUDO_UID alone is no sudo): root creates
+    // the container for that uid, as admins may.
+    let named = agent.name("named");
+    let out = std::process::Command::new(FC_BUILD)
+        .args(["ensure", &named, &ch.url, ""])
+        .env("DEVHOST_SOCKET", &agent.socket)
+        .env("SUDO_UID", "61004")
+        .env_remove("SUDO_GID")
+        .output()
+        .unwrap();
+    assert_ok(&out, "root's ensure for uid 61004");
+    assert_eq!(agent.status_json(&named).unwrap()["owner_uid"], 61004);
     let other = agent.name("claim");
     let mut cmd = std::process::Command::new(DEVHOST);
     cmd.args(["ensure", &other, &ch.url])

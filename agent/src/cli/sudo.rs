@@ -5,8 +5,11 @@
 //! destroy another user's container, read root's files for `provision`.
 //! So before it reads a file or connects, a front-end whose effective uid is
 //! 0 and whose `SUDO_UID` names another user becomes that user (uid, gid,
-//! groups, for good). sudo sets `SUDO_UID`/`SUDO_GID` itself and a sudoer
-//! cannot forge them; root itself (no sudo, or `env -u SUDO_UID`) stays root.
+//! groups, for good). sudo sets `SUDO_UID` and `SUDO_GID` itself and a
+//! sudoer cannot forge them; root itself (no sudo, or `env -u SUDO_UID`)
+//! stays root. `SUDO_UID` without `SUDO_GID` is no sudo but root's own
+//! setting: root stays root and creates the container for that uid, as
+//! admins may.
 
 use crate::sys::creds::{become_user, Identity};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -37,9 +40,26 @@ pub fn invoking_user(
         Some(g) => g
             .parse()
             .map_err(|_| format!("SUDO_GID={g:?} is not a gid"))?,
-        None => return Err(format!("SUDO_UID={uid} is set but SUDO_GID is not")),
+        None => return Ok(None),
     };
     Ok(Some((uid, gid)))
+}
+
+/// For whom root creates a container: the uid root set in `SUDO_UID` by
+/// hand (without `SUDO_GID`, so not through sudo, which sets both and
+/// makes the front-end that user instead).
+pub fn owner_for_root() -> Option<u32> {
+    if ACTING_AS.load(Ordering::Relaxed) != 0 || !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    if std::env::var_os("SUDO_GID").is_some_and(|g| !g.is_empty()) {
+        return None;
+    }
+    std::env::var("SUDO_UID")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|u| *u != 0)
 }
 
 /// Become the user who ran sudo, if that is what happened. An error means
@@ -107,7 +127,8 @@ mod tests {
         );
         assert_eq!(
             invoking_user(0, Some("1000"), None),
-            Err("SUDO_UID=1000 is set but SUDO_GID is not".into())
+            Ok(None),
+            "no sudo, but root's own SUDO_UID: root stays root"
         );
         assert_eq!(
             invoking_user(0, Some("1000"), Some("x")),

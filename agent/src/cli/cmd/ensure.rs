@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The body every ensure front-end sends. Under sudo the front-end already
-/// acts as the invoking user (see `cli::sudo`), so the container is theirs.
+/// acts as the invoking user (see `cli::sudo`), so the container is theirs;
+/// root may name an owner in `SUDO_UID` itself.
 pub fn body(
     channel: &str,
     aliases: &[String],
@@ -16,7 +17,7 @@ pub fn body(
     serde_json::to_vec(&EnsureBody {
         channel: channel.to_string(),
         aliases: aliases.to_vec(),
-        owner_uid: None,
+        owner_uid: crate::cli::sudo::owner_for_root(),
         limits,
         upstreams,
     })

@@ -80,7 +80,7 @@ in
       type = types.package;
       default = pkgs.callPackage ./package.nix { };
       defaultText = literalExpression "pkgs.callPackage ./package.nix { }";
-      description = "The devhost package (agent, `devhost`, `fc-build-dev-container`, `nixos-container`).";
+      description = "The devhost package (agent, `devhost`, `fc-build-dev-container`, `fc-devhost`, `nixos-container`).";
     };
 
     acme = {
@@ -194,8 +194,10 @@ in
       type = types.listOf types.str;
       default = d.sudoGroups;
       description = ''
-        Groups that may run `fc-build-dev-container` with sudo and no
-        password, as batou ≤ 2.5.4 does (the old role's `service` and `users`).
+        Groups that may run `fc-build-dev-container` (batou ≤ 2.5.4) and
+        `fc-devhost` (batou ≥ 2.6) with sudo and no password, as batou calls
+        them (the old role's `service` and `users`). Under sudo both act as
+        the user who ran them.
       '';
     };
 
@@ -249,15 +251,16 @@ in
       lib.optionals cfg.enableAliasProxy [ 80 443 ] ++ lib.optional cfg.dns.enable 53;
     networking.firewall.allowedUDPPorts = lib.optional cfg.dns.enable 53;
 
-    # batou calls `sudo fc-build-dev-container`; the front-end then acts as
-    # the user who ran sudo (the agent sees that uid), so the rule gives no
-    # one more than their own containers.
+    # batou calls `sudo fc-build-dev-container` (≤ 2.5.4) and `sudo
+    # fc-devhost` (≥ 2.6); the front-ends then act as the user who ran sudo
+    # (the agent sees that uid), so the rule gives no one more than their
+    # own containers. batou reads /etc/devhost/vm-configs/NAME.json, which
+    # the agent keeps.
     security.sudo.extraRules = [{
       groups = cfg.sudoGroups;
-      commands = map (command: { inherit command; options = [ "NOPASSWD" ]; }) [
-        "${cfg.package}/bin/fc-build-dev-container"
-        "/run/current-system/sw/bin/fc-build-dev-container"
-      ];
+      commands = map (command: { inherit command; options = [ "NOPASSWD" ]; })
+        (lib.concatMap (tool: [ "${cfg.package}/bin/${tool}" "/run/current-system/sw/bin/${tool}" ])
+          [ "fc-build-dev-container" "fc-devhost" ]);
     }];
 
     systemd.services.devhost = {

@@ -1,7 +1,7 @@
 # The devhost package: the Rust workspace built with nixpkgs' Rust builder
 # from this checkout and its Cargo.lock. Installs `devhost` (agent and
-# native CLI) and the compatible front-ends `fc-build-dev-container` and
-# `nixos-container`.
+# native CLI) and the compatible front-ends `fc-build-dev-container`,
+# `fc-devhost` and `nixos-container`.
 { lib, rustPlatform }:
 
 let

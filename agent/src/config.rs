@@ -242,6 +242,7 @@ pub struct RawConfig {
     pub cleanup: crate::cleanup::Cleanup,
     /// Limits of a new container where its ensure gives none.
     pub limits: crate::container::Limits,
+    pub fc_devhost: crate::fcdevhost::FcDevhost,
 }
 
 /// The validated configuration the agent runs with.
@@ -256,6 +257,7 @@ pub struct Config {
     pub edge: crate::edge::config::EdgeConfig,
     pub cleanup: crate::cleanup::CleanupConfig,
     pub default_limits: crate::container::Limits,
+    pub fc_devhost: crate::fcdevhost::FcDevhost,
 }
 
 impl Config {
@@ -423,10 +425,14 @@ impl RawConfig {
         self.limits
             .validate()
             .map_err(|e| invalid("limits", e.to_string()))?;
+        self.fc_devhost
+            .validate()
+            .map_err(|e| invalid("fc_devhost.hydra_channel_url", e))?;
         Ok(Config {
             edge,
             cleanup,
             default_limits: self.limits,
+            fc_devhost: self.fc_devhost,
             paths: self.paths,
             access: self.access,
             network: self.network,

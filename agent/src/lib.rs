@@ -16,6 +16,8 @@
 //! - [`enter`]: entering a running container with no more privilege than
 //!   its init (the helper behind RUN, COPY and ECHO).
 //! - [`environment`]: reading batou's environment.cfg for `devhost deploy`.
+//! - [`fcdevhost`]: the `fc-devhost` protocol of batou ≥ 2.6 (config,
+//!   units, the vm-configs record).
 //! - [`state`]: records on disk and the agent lock.
 //! - [`sys`]: raw system calls (safe file writes, /proc, namespaces,
 //!   capabilities, seccomp, credentials).
@@ -32,6 +34,7 @@ pub mod daemon;
 pub mod edge;
 pub mod enter;
 pub mod environment;
+pub mod fcdevhost;
 pub mod net;
 pub mod nix;
 pub mod nspawn;

@@ -242,6 +242,10 @@ fn module_evaluates_with_nixpkgs_lib() {
         .as_str()
         .unwrap()
         .ends_with("/bin/fc-build-dev-container"));
+    assert!(on["sudo"][0]["commands"][2]["command"]
+        .as_str()
+        .unwrap()
+        .ends_with("/bin/fc-devhost"));
     assert_eq!(
         on["sudo"][0]["commands"][0]["options"],
         serde_json::json!(["NOPASSWD"])

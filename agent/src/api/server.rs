@@ -155,6 +155,7 @@ pub async fn serve(listener: UnixListener, handle: Handle, cfg: Arc<Config>) {
                 .header_read_timeout(header_timeout)
                 .max_header_size(MAX_HEADER_SIZE)
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }
@@ -220,6 +221,9 @@ async fn route(req: Request<Incoming>, shared: &Shared, caller: Caller) -> Respo
         (&Method::GET, ["v1", "containers", name, "logs"]) => {
             logs(name, &query, handle, &caller, cfg).await
         }
+        (&Method::POST, ["v1", "containers", name, "shell"]) => {
+            shell(req, shared, &caller, name, &query).await
+        }
         (&Method::POST, ["v1", "containers", name, verb]) => {
             post_op(req, shared, &caller, name, verb).await
         }
@@ -254,6 +258,42 @@ async fn route(req: Request<Incoming>, shared: &Shared, caller: Caller) -> Respo
     result.unwrap_or_else(|e| error(&e))
 }
 
+/// `POST /v1/containers/NAME/shell`, an upgrade to a terminal: checked,
+/// then answered `101` and relayed (see [`super::shell`]).
+async fn shell(
+    req: Request<Incoming>,
+    shared: &Shared,
+    caller: &Caller,
+    name: &str,
+    query: &str,
+) -> Result<Response<Body>, ApiError> {
+    let wants_upgrade = req
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(super::shell::UPGRADE));
+    if !wants_upgrade {
+        return Err(ApiError::bad_request(format!(
+            "a shell needs `Connection: Upgrade` and `Upgrade: {}`",
+            super::shell::UPGRADE
+        )));
+    }
+    may_change(caller, &shared.cfg, "shell")?;
+    let (name, target, want) = super::shell::prepare(&shared.handle, caller, name, query).await?;
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => super::shell::relay(upgraded, name, target, want).await,
+            Err(e) => tracing::warn!("shell in {name}: upgrade failed: {e}"),
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(hyper::header::CONNECTION, "upgrade")
+        .header(hyper::header::UPGRADE, super::shell::UPGRADE)
+        .body(Full::new(Bytes::new()).boxed())
+        .expect("valid response"))
+}
+
 /// `POST /v1/containers/NAME/VERB`: the route, the name and the caller are
 /// checked before the body is read.
 async fn post_op(
@@ -281,7 +321,10 @@ async fn post_op(
     may_change(caller, &shared.cfg, verb)?;
     let mut hold = None;
     let op = match verb {
-        "ensure" => ensure_op(&read_body(req, MAX_BODY, body_timeout(&shared.cfg)).await?)?,
+        "ensure" => ensure_op(
+            &read_body(req, MAX_BODY, body_timeout(&shared.cfg)).await?,
+            &shared.cfg,
+        )?,
         "provision" => {
             // Only the owner (or an admin) may send the large body; the
             // supervisor checks again when the operation is admitted.
@@ -397,10 +440,40 @@ fn extend_op(body: &[u8]) -> Result<Op, ApiError> {
     Ok(Op::Extend { days: b.days })
 }
 
-fn ensure_op(body: &[u8]) -> Result<Op, ApiError> {
+fn ensure_op(body: &[u8], cfg: &Config) -> Result<Op, ApiError> {
     let b: EnsureBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid ensure request: {e}")))?;
-    let channel: ChannelUrl = b.channel.parse()?;
+    let channel: ChannelUrl = match (b.channel.as_str(), &b.hydra_eval) {
+        ("", Some(eval)) => cfg
+            .fc_devhost
+            .hydra_channel(eval)
+            .map_err(ApiError::bad_request)?
+            .parse()?,
+        ("", None) => {
+            return Err(ApiError::bad_request(
+                "no channel: give a channel URL (or a Hydra evaluation)",
+            ))
+        }
+        (url, None) => url.parse()?,
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give a channel URL or a Hydra evaluation, not both",
+            ))
+        }
+    };
+    if let Some(u) = &b.image_url {
+        if u.is_empty() || u.len() > 2048 || u.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid image URL {u:?}: 1–2048 characters without white space"
+            )));
+        }
+    }
+    if b.disk_size == Some(0) {
+        return Err(ApiError::bad_request(
+            "invalid disk size 0: must be positive",
+        ));
+    }
     let mut aliases: Vec<Alias> = Vec::new();
     for a in &b.aliases {
         for alias in Alias::parse_list(a)? {
@@ -430,13 +503,16 @@ fn ensure_op(body: &[u8]) -> Result<Op, ApiError> {
             Some(out)
         }
     };
-    Ok(Op::Ensure {
+    Ok(Op::Ensure(crate::supervisor::EnsureSpec {
         channel,
         aliases,
         owner_uid: b.owner_uid,
         limits,
         upstreams,
-    })
+        disk_size: b.disk_size,
+        image_url: b.image_url,
+        update_channel: b.update_channel.unwrap_or(true),
+    }))
 }
 
 /// Run an operation and stream its progress; the last event is its result.

@@ -8,7 +8,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnsureBody {
+    /// The channel URL; empty when `hydra_eval` names it.
+    #[serde(default)]
     pub channel: String,
+    /// A Hydra evaluation whose channel the agent's `[fc_devhost]
+    /// hydra_channel_url` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hydra_eval: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
     /// Create on behalf of this uid (honoured for root and admins only).
@@ -21,6 +27,16 @@ pub struct EnsureBody {
     /// `SCHEME:PORT`. Replaces the recorded ones when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstreams: Option<std::collections::BTreeMap<String, String>>,
+    /// Disk size asked for, bytes (recorded; see docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<u64>,
+    /// VM image URL (a container needs none; recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// Whether an existing container moves to `channel` (default) or keeps
+    /// its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_channel: Option<bool>,
 }
 
 /// A provisioning run: the steps the CLI parsed and expanded (ECHO content
@@ -112,6 +128,12 @@ pub struct ContainerInfo {
     /// isolates it). Unknown when it does not run.
     #[serde(default)]
     pub user_namespace: Option<bool>,
+    /// Disk size asked for (bytes; `fc-devhost ensure --disk-size`).
+    #[serde(default)]
+    pub disk_size: Option<u64>,
+    /// VM image URL asked for (recorded; a container needs none).
+    #[serde(default)]
+    pub image_url: Option<String>,
 }
 
 impl ContainerInfo {
@@ -151,6 +173,8 @@ impl ContainerInfo {
             last_activity: r.last_activity.map(stamp),
             cleanup: None,
             user_namespace: None,
+            disk_size: r.disk_size,
+            image_url: r.image_url.clone(),
         }
     }
 }

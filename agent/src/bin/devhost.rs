@@ -1,5 +1,6 @@
 //! `devhost`: the agent and the native CLI. Installed under the compatible
-//! names (`fc-build-dev-container`, `nixos-container`) it behaves as those.
+//! names (`fc-build-dev-container`, `fc-devhost`, `nixos-container`) it
+//! behaves as those.
 
 fn main() {
     let argv0 = std::env::args().next().unwrap_or_default();
@@ -16,6 +17,7 @@ fn main() {
     let code = match called.as_str() {
         "fc-build-dev-container" => devhost::cli::compat::fc_build_dev_container::main(&rest),
         "nixos-container" => devhost::cli::compat::nixos_container::main(&rest),
+        "fc-devhost" => devhost::cli::compat::fc_devhost::main(&rest),
         _ => devhost::cli::devhost::main(),
     };
     std::process::exit(code);

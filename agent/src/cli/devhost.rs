@@ -68,6 +68,8 @@ pub enum Command {
         #[command(flatten)]
         args: cmd::provision::ProvisionArgs,
     },
+    /// A root shell in a running container (its owner or an admin).
+    Shell { name: String },
     /// Start a stopped container.
     Start { name: String },
     /// Stop a container (graceful poweroff, then kill after the timeout).
@@ -136,6 +138,7 @@ pub fn main() -> i32 {
             },
             lines,
         ),
+        Command::Shell { name } => cmd::shell::run(sock, &name),
         Command::Start { name } => cmd::start::run(sock, json, &name),
         Command::Stop { name } => cmd::stop::run(sock, json, &name),
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),

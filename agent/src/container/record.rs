@@ -92,6 +92,13 @@ pub struct Record {
     /// default); absent ones use the agent's `edge.upstream`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstreams: BTreeMap<String, Upstream>,
+    /// The disk size asked for (`fc-devhost ensure --disk-size`), bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<u64>,
+    /// The VM image asked for (`fc-devhost ensure --image-url`): a
+    /// container needs none; recorded as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
 }
 
 impl Record {
@@ -141,6 +148,8 @@ pub mod tests {
             want_running: true,
             limits: Limits::default(),
             upstreams: BTreeMap::new(),
+            disk_size: None,
+            image_url: None,
         }
     }
 }

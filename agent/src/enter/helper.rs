@@ -238,6 +238,18 @@ fn child(
             let e = c.exec();
             Err(format!("running /bin/sh in the container: {e}"))
         }
+        Action::Shell { term } => {
+            use std::os::unix::process::CommandExt;
+            ns::controlling_terminal().map_err(|e| format!("taking the terminal: {e}"))?;
+            let mut c = std::process::Command::new("/bin/sh");
+            c.arg("-l").env_clear().current_dir("/");
+            for (k, v) in RUN_ENV {
+                c.env(k, v);
+            }
+            c.env("TERM", term);
+            let e = c.exec();
+            Err(format!("running /bin/sh in the container: {e}"))
+        }
         Action::Write => {
             let stdin = std::io::stdin();
             super::write::apply(std::path::Path::new("/"), &mut stdin.lock())

@@ -45,6 +45,9 @@ pub enum Action {
     Run { command: String },
     /// Apply the write batch read from stdin ([`write::Batch`]).
     Write,
+    /// An interactive login shell on the terminal that is stdin (a new
+    /// session with it as the controlling terminal), `TERM` as given.
+    Shell { term: String },
 }
 
 /// What RUN commands get as PATH: NixOS's and the FHS places.

@@ -26,16 +26,7 @@ impl Supervisor {
             ))
         };
         match (op, current) {
-            (
-                Op::Ensure {
-                    channel,
-                    aliases,
-                    owner_uid,
-                    limits,
-                    upstreams,
-                },
-                None,
-            ) => {
+            (Op::Ensure(spec), None) => {
                 if !caller.may_create() {
                     return Err(ApiError::forbidden(format!(
                         "uid {} may not create containers (not root, not in group {:?} or {:?})",
@@ -57,12 +48,12 @@ impl Supervisor {
                     .map_err(|e| ApiError::failed(e.to_string()))?;
                 let now = chrono::Utc::now();
                 let mut limits_new = self.env.cfg.default_limits.clone();
-                limits_new.merge(limits);
+                limits_new.merge(&spec.limits);
                 let record = Record {
                     name: name.clone(),
-                    owner_uid: caller.owner_for(*owner_uid),
-                    channel: channel.clone(),
-                    aliases: aliases.clone(),
+                    owner_uid: caller.owner_for(spec.owner_uid),
+                    channel: spec.channel.clone(),
+                    aliases: spec.aliases.clone(),
                     addresses,
                     system_path: None,
                     created: now,
@@ -75,28 +66,18 @@ impl Supervisor {
                     established: false,
                     want_running: true,
                     limits: limits_new,
-                    upstreams: upstreams.clone().unwrap_or_default(),
+                    upstreams: spec.upstreams.clone().unwrap_or_default(),
+                    disk_size: spec.disk_size,
+                    image_url: spec.image_url.clone(),
                 };
                 Ok(ops::Job::Ensure {
                     new: true,
                     record,
                     caller: caller.clone(),
-                    channel: channel.clone(),
-                    aliases: aliases.clone(),
-                    limits: limits.clone(),
-                    upstreams: upstreams.clone(),
+                    spec: spec.clone(),
                 })
             }
-            (
-                Op::Ensure {
-                    channel,
-                    aliases,
-                    limits,
-                    upstreams,
-                    ..
-                },
-                Some(r),
-            ) => {
+            (Op::Ensure(spec), Some(r)) => {
                 if !caller.may_manage(r.owner_uid) {
                     return Err(forbidden(&r));
                 }
@@ -104,10 +85,7 @@ impl Supervisor {
                     new: false,
                     record: r,
                     caller: caller.clone(),
-                    channel: channel.clone(),
-                    aliases: aliases.clone(),
-                    limits: limits.clone(),
-                    upstreams: upstreams.clone(),
+                    spec: spec.clone(),
                 })
             }
             (Op::Destroy, None) => Ok(ops::Job::Nothing(format!(
@@ -129,7 +107,7 @@ impl Supervisor {
                     Op::Extend { days } => ops::Job::Extend(r, *days),
                     Op::Expire { now } => ops::Job::Expire(r, *now),
                     Op::Destroy => ops::Job::Destroy(r),
-                    Op::Ensure { .. } => unreachable!("matched above"),
+                    Op::Ensure(_) => unreachable!("matched above"),
                 })
             }
         }

@@ -1,5 +1,6 @@
 //! Files and kernel state derived from the records as a whole: the hosts
-//! block, the NAT table, `/etc/devhost/NAME.json`. A task of their own keeps
+//! block, the NAT table, `/etc/devhost/NAME.json` and
+//! `/etc/devhost/vm-configs/NAME.json`. A task of their own keeps
 //! them in step: it always applies the newest snapshot of the records
 //! (coalescing bursts of changes into one update) and writes only what
 //! changed; jobs wait for it only before they report success, so NAT and
@@ -80,6 +81,45 @@ pub struct Derived {
     hosts: Option<Vec<(Ipv4Addr, String)>>,
     nat: Option<Vec<Ipv4Addr>>,
     compat: BTreeMap<String, String>,
+    vm_configs: BTreeMap<String, String>,
+}
+
+/// The directory of `fc-devhost`'s `NAME.json` records.
+pub fn vm_configs_dir(env: &Env) -> std::path::PathBuf {
+    env.cfg.paths.compat_dir.join("vm-configs")
+}
+
+/// Write `wanted` (file stem → content) into `dir` as `STEM.json`, each
+/// file only when it differs from `written` (what this task wrote last),
+/// and remove those of `written` no longer wanted.
+fn sync_files(
+    dir: &std::path::Path,
+    wanted: &BTreeMap<String, String>,
+    written: &BTreeMap<String, String>,
+    force: bool,
+) -> Result<(), DerivedError> {
+    if !force && wanted == written {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| DerivedError::Write {
+        what: dir.display().to_string(),
+        why: e.to_string(),
+    })?;
+    for (name, json) in wanted {
+        if force || written.get(name) != Some(json) {
+            let p = dir.join(format!("{name}.json"));
+            atomic_write(&p, json.as_bytes(), 0o644).map_err(|e| DerivedError::Write {
+                what: p.display().to_string(),
+                why: e.to_string(),
+            })?;
+        }
+    }
+    for name in written.keys() {
+        if !wanted.contains_key(name) {
+            let _ = std::fs::remove_file(dir.join(format!("{name}.json")));
+        }
+    }
+    Ok(())
 }
 
 impl Derived {
@@ -127,33 +167,28 @@ impl Derived {
                 })?;
             self.nat = Some(addrs);
         }
-        // Compatibility records.
-        let dir = &cfg.paths.compat_dir;
+        // Compatibility records: the old tool's and fc-devhost's.
         let wanted: BTreeMap<String, String> = records
             .iter()
             .map(|r| (r.name.to_string(), compat::host_json(r)))
             .collect();
-        if force || wanted != self.compat {
-            std::fs::create_dir_all(dir).map_err(|e| DerivedError::Write {
-                what: dir.display().to_string(),
-                why: e.to_string(),
-            })?;
-            for (name, json) in &wanted {
-                if force || self.compat.get(name) != Some(json) {
-                    let p = dir.join(format!("{name}.json"));
-                    atomic_write(&p, json.as_bytes(), 0o644).map_err(|e| DerivedError::Write {
-                        what: p.display().to_string(),
-                        why: e.to_string(),
-                    })?;
-                }
-            }
-            for name in self.compat.keys() {
-                if !wanted.contains_key(name) {
-                    let _ = std::fs::remove_file(dir.join(format!("{name}.json")));
-                }
-            }
-            self.compat = wanted;
-        }
+        sync_files(&cfg.paths.compat_dir, &wanted, &self.compat, force)?;
+        self.compat = wanted;
+        let wanted: BTreeMap<String, String> = records
+            .iter()
+            .map(|r| {
+                let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(r.owner_uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name);
+                (
+                    r.name.to_string(),
+                    crate::fcdevhost::vm_config_json(r, owner),
+                )
+            })
+            .collect();
+        sync_files(&vm_configs_dir(env), &wanted, &self.vm_configs, force)?;
+        self.vm_configs = wanted;
         Ok(())
     }
 }

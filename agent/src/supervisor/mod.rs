@@ -44,17 +44,30 @@ pub struct Env {
     pub edge: Option<Arc<crate::edge::Edge>>,
 }
 
+/// What an ensure asks for, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnsureSpec {
+    pub channel: ChannelUrl,
+    pub aliases: Vec<Alias>,
+    /// For whom root or an admin creates it (others create for themselves).
+    pub owner_uid: Option<u32>,
+    /// Fields given replace the recorded ones.
+    pub limits: Limits,
+    /// Replaces the recorded upstreams when given.
+    pub upstreams: Option<BTreeMap<String, Upstream>>,
+    /// Disk size asked for (bytes), recorded when given.
+    pub disk_size: Option<u64>,
+    /// VM image URL asked for, recorded when given.
+    pub image_url: Option<String>,
+    /// Whether a re-ensure moves an existing container to `channel` (else
+    /// it keeps the channel it has).
+    pub update_channel: bool,
+}
+
 /// An operation on one container, validated.
 #[derive(Debug, Clone)]
 pub enum Op {
-    Ensure {
-        channel: ChannelUrl,
-        aliases: Vec<Alias>,
-        owner_uid: Option<u32>,
-        limits: Limits,
-        /// Replaces the recorded upstreams when given.
-        upstreams: Option<BTreeMap<String, Upstream>>,
-    },
+    Ensure(EnsureSpec),
     Start,
     Stop,
     Destroy,
@@ -75,7 +88,7 @@ pub enum Op {
 impl Op {
     fn verb(&self) -> &'static str {
         match self {
-            Op::Ensure { .. } => "ensure",
+            Op::Ensure(_) => "ensure",
             Op::Start => "start",
             Op::Stop => "stop",
             Op::Destroy => "destroy",

@@ -5,13 +5,11 @@
 
 use super::{steps, Env, Handle, Outcome};
 use crate::api::types::{ApiError, ContainerInfo};
-use crate::container::{Alias, ChannelUrl, Limits, Phase, Record};
-use crate::edge::routes::Upstream;
+use crate::container::{Phase, Record};
 use crate::nix::plan::{build_argv, configuration_nix, system_link, BuildSpec};
 use crate::nix::reuse;
 use crate::progress::Progress;
 use crate::sys::fs::atomic_write;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,10 +37,7 @@ pub enum Job {
         record: Record,
         /// Who asked: a local channel is read with their rights.
         caller: crate::access::Caller,
-        channel: ChannelUrl,
-        aliases: Vec<Alias>,
-        limits: Limits,
-        upstreams: Option<BTreeMap<String, Upstream>>,
+        spec: super::EnsureSpec,
     },
     Start(Record),
     Stop(Record),
@@ -77,12 +72,9 @@ async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
         Job::Ensure {
             new: false,
             record,
-            caller: _,
-            channel,
-            aliases,
-            limits,
-            upstreams,
-        } => refresh(ctx, record, channel, aliases, limits, upstreams).await,
+            spec,
+            ..
+        } => refresh(ctx, record, spec).await,
         Job::Start(r) => start(ctx, r).await,
         Job::Stop(r) => stop(ctx, r).await,
         Job::Destroy(r) => destroy(ctx, r).await,
@@ -283,14 +275,29 @@ async fn build(
 async fn refresh(
     ctx: &JobCtx,
     mut r: Record,
-    channel: ChannelUrl,
-    aliases: Vec<Alias>,
-    limits: Limits,
-    upstreams: Option<BTreeMap<String, Upstream>>,
+    spec: super::EnsureSpec,
 ) -> Result<Outcome, ApiError> {
-    let channel_changed = r.channel != channel;
-    r.channel = channel;
+    let super::EnsureSpec {
+        channel,
+        aliases,
+        limits,
+        upstreams,
+        disk_size,
+        image_url,
+        update_channel,
+        ..
+    } = spec;
+    let channel_changed = update_channel && r.channel != channel;
+    if channel_changed {
+        r.channel = channel;
+    }
     r.aliases = aliases;
+    if disk_size.is_some() {
+        r.disk_size = disk_size;
+    }
+    if image_url.is_some() {
+        r.image_url = image_url;
+    }
     if let Some(u) = upstreams {
         r.upstreams = u;
     }

@@ -151,19 +151,25 @@ async fn orphans(env: &Env, records: &[Record], findings: &mut Vec<String>) {
         }
     }
     // Compatibility records of containers that no longer exist.
-    if let Ok(rd) = std::fs::read_dir(&env.cfg.paths.compat_dir) {
-        for e in rd.flatten() {
-            let fname = e.file_name().to_string_lossy().into_owned();
-            let Some(stem) = fname.strip_suffix(".json") else {
-                continue;
-            };
-            if stem.parse::<crate::container::ContainerName>().is_ok() && !names.contains(stem) {
-                let _ = std::fs::remove_file(e.path());
-                findings.push(format!(
-                    "{}: stale compatibility record removed",
-                    e.path().display()
-                ));
-            }
+    let dirs = [
+        env.cfg.paths.compat_dir.clone(),
+        super::derived::vm_configs_dir(env),
+    ];
+    for e in dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|rd| rd.flatten())
+    {
+        let fname = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = fname.strip_suffix(".json") else {
+            continue;
+        };
+        if stem.parse::<crate::container::ContainerName>().is_ok() && !names.contains(stem) {
+            let _ = std::fs::remove_file(e.path());
+            findings.push(format!(
+                "{}: stale compatibility record removed",
+                e.path().display()
+            ));
         }
     }
 }

@@ -243,6 +243,16 @@ pub fn set_dumpable(dumpable: bool) -> Result<()> {
     .map(|_| ())
 }
 
+/// A new session whose controlling terminal is stdin.
+pub fn controlling_terminal() -> Result<()> {
+    // SAFETY: setsid and an ioctl on fd 0 with an integer argument.
+    unsafe {
+        check(libc::setsid() as libc::c_long)?;
+        check(libc::ioctl(0, libc::TIOCSCTTY, 0) as libc::c_long)?;
+    }
+    Ok(())
+}
+
 /// Die with the parent (the helper's first process).
 pub fn die_with_parent() -> Result<()> {
     // SAFETY: prctl with integer arguments.

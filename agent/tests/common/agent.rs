@@ -319,6 +319,16 @@ https_listen = ["127.0.0.1:{https_port}"]
         self.command(FC_BUILD, args).output().unwrap()
     }
 
+    /// `sudo fc-devhost ARGS` as batou runs it: root, with the variables
+    /// sudo sets for the invoking user `uid` (group `gid`).
+    pub fn fc_devhost_sudo(&self, uid: u32, gid: u32, args: &[&str]) -> Output {
+        self.command(FC_DEVHOST, args)
+            .env("SUDO_UID", uid.to_string())
+            .env("SUDO_GID", gid.to_string())
+            .output()
+            .unwrap()
+    }
+
     pub fn nixos_container(&self, args: &[&str]) -> Output {
         self.command(NIXOS_CONTAINER, args).output().unwrap()
     }

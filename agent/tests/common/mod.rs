@@ -29,6 +29,7 @@ use std::time::Duration;
 pub const DEVHOST: &str = env!("CARGO_BIN_EXE_devhost");
 pub const FC_BUILD: &str = env!("CARGO_BIN_EXE_fc-build-dev-container");
 pub const NIXOS_CONTAINER: &str = env!("CARGO_BIN_EXE_nixos-container");
+pub const FC_DEVHOST: &str = env!("CARGO_BIN_EXE_fc-devhost");
 
 fn in_ci() -> bool {
     std::env::var("CI")

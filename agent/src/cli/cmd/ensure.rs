@@ -16,10 +16,14 @@ pub fn body(
 ) -> Vec<u8> {
     serde_json::to_vec(&EnsureBody {
         channel: channel.to_string(),
+        hydra_eval: None,
         aliases: aliases.to_vec(),
         owner_uid: crate::cli::sudo::owner_for_root(),
         limits,
         upstreams,
+        disk_size: None,
+        image_url: None,
+        update_channel: None,
     })
     .expect("serializes")
 }

@@ -11,6 +11,7 @@ pub mod list;
 pub mod logs;
 pub mod pin;
 pub mod provision;
+pub mod shell;
 pub mod start;
 pub mod status;
 pub mod stop;

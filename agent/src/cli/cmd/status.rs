@@ -46,6 +46,15 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
         println!("certificate: {}", describe(cert));
     }
     println!("channel:     {}", c.channel);
+    if let Some(d) = c.disk_size {
+        println!(
+            "disk size:   {:.1} GiB asked for; not enforced (the container's root shares the host's filesystem)",
+            d as f64 / (1u64 << 30) as f64
+        );
+    }
+    if let Some(u) = &c.image_url {
+        println!("image:       {u} (recorded; a container needs no image)");
+    }
     println!("system:      {}", c.system_path.as_deref().unwrap_or("-"));
     println!("owner uid:   {}", c.owner_uid);
     println!("created:     {}", c.created);

@@ -2,4 +2,5 @@
 //! (see docs/batou.md and the compatibility contract).
 
 pub mod fc_build_dev_container;
+pub mod fc_devhost;
 pub mod nixos_container;

@@ -1,0 +1,339 @@
+//! `fc-devhost`, the front-end batou ≥ 2.6 calls under sudo: ensure with
+//! batou's arguments (limits, aliases with literal quotes, disk size, image,
+//! channel or Hydra evaluation, keeping or moving the channel), the
+//! `vm-configs/NAME.json` batou reads, list, destroy, and a root shell in a
+//! container (`login`, `devhost shell`) for its owner only.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+
+const ALICE: u32 = 61001;
+const BOB: u32 = 61002;
+
+fn users_gid() -> u32 {
+    nix::unistd::Group::from_name("users")
+        .unwrap()
+        .expect("group users")
+        .gid
+        .as_raw()
+}
+
+fn vm_config(agent: &TestAgent, name: &str) -> Option<serde_json::Value> {
+    let p = agent.dir.join(format!("compat/vm-configs/{name}.json"));
+    let text = std::fs::read_to_string(&p).ok()?;
+    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "world-readable: batou reads it without sudo");
+    Some(serde_json::from_str(&text).expect("vm-config is JSON"))
+}
+
+#[test]
+fn batous_ensure_list_and_destroy() {
+    let Some(()) = prerequisites("batous_ensure_list_and_destroy") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let ch = channel();
+    let name = agent.name("vm");
+    let ensure = |extra: &[&str], channel: &str| -> Output {
+        let mut args = vec![
+            "ensure",
+            "--memory",
+            "512",
+            "--cpu",
+            "1.5",
+            "--aliases",
+            "'www api'",
+            "--disk-size",
+            "5",
+            "--image-url",
+            "https://hydra.example/image.qcow2.gz",
+            "--channel-url",
+            channel,
+        ];
+        args.extend_from_slice(extra);
+        args.push(&name);
+        agent.fc_devhost_sudo(ALICE, users_gid(), &args)
+    };
+    assert_ok(&ensure(&["--update-channel"], &ch.url), "fc-devhost ensure");
+
+    let s = agent.status_json(&name).unwrap();
+    assert_eq!(s["owner_uid"], ALICE, "the sudo caller's");
+    assert_eq!(s["state"], "running");
+    assert_eq!(s["aliases"], serde_json::json!(["www", "api"]));
+    assert_eq!(s["limits"]["memory_max"], 512u64 << 20);
+    assert_eq!(s["limits"]["cpu_percent"], 150);
+    assert_eq!(s["disk_size"], 5u64 << 30);
+    assert_eq!(s["image_url"], "https://hydra.example/image.qcow2.gz");
+    let v = vm_config(&agent, &name).expect("vm-configs/NAME.json");
+    assert_eq!(v["srv-ip"], s["address"], "what batou reads");
+    assert_eq!(v["name"], name.as_str());
+    assert_eq!(v["aliases"], serde_json::json!(["www", "api"]));
+    assert_eq!(
+        (v["memory"].clone(), v["cores"].clone()),
+        (512.into(), 1.5.into())
+    );
+    assert_eq!(v["disk-size"], 5.0);
+    assert_eq!(v["owner-uid"], ALICE);
+    assert_eq!(v["channel-url"], ch.url.as_str());
+    let created = v["creation-date"].as_str().unwrap().to_string();
+    let deployed = v["last_deploy_date"].as_str().unwrap().to_string();
+    assert!(
+        created.ends_with('Z') && deployed.ends_with('Z'),
+        "UTC ISO: {v}"
+    );
+
+    // A re-ensure that keeps its channel, then one that moves it.
+    let other = format!("file://{}", ch.unpacked.display());
+    assert_ok(
+        &ensure(&["--no-update-channel"], &other),
+        "keep the channel",
+    );
+    assert_eq!(
+        agent.status_json(&name).unwrap()["channel"],
+        ch.url.as_str()
+    );
+    assert_ok(&ensure(&[], &other), "move to the channel (default)");
+    assert_eq!(agent.status_json(&name).unwrap()["channel"], other.as_str());
+    let enc = std::fs::read_to_string(
+        agent
+            .dir
+            .join("containers")
+            .join(&name)
+            .join("etc/nixos/enc.json"),
+    )
+    .unwrap();
+    assert!(
+        enc.contains(&other),
+        "fc-manage sees the new channel: {enc}"
+    );
+    let v2 = vm_config(&agent, &name).unwrap();
+    assert_eq!(v2["creation-date"], created.as_str());
+    assert!(v2["last_deploy_date"].as_str().unwrap() >= deployed.as_str());
+
+    // list: every name, or the caller's own; -l one line each.
+    let list = agent.fc_devhost_sudo(BOB, users_gid(), &["list"]);
+    assert_ok(&list, "list");
+    assert_eq!(text(&list).trim(), name);
+    let mine = agent.fc_devhost_sudo(BOB, users_gid(), &["list", "--user"]);
+    assert_eq!(text(&mine).trim(), "", "bob has none");
+    let long = agent.fc_devhost_sudo(ALICE, users_gid(), &["list", "-l", "--user"]);
+    let line = text(&long);
+    assert!(
+        line.starts_with(&name) && line.contains("running") && line.contains("512M"),
+        "{line}"
+    );
+
+    // Another user's sudo cannot destroy it; its owner can, twice.
+    let out = agent.fc_devhost_sudo(BOB, users_gid(), &["destroy", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_ok(
+        &agent.fc_devhost_sudo(ALICE, users_gid(), &["destroy", &name]),
+        "destroy",
+    );
+    assert!(vm_config(&agent, &name).is_none(), "removed with it");
+    assert_ok(
+        &agent.fc_devhost_sudo(ALICE, users_gid(), &["destroy", &name]),
+        "destroy of nothing",
+    );
+}
+
+#[test]
+fn a_hydra_evaluation_needs_the_agents_template() {
+    let Some(()) = prerequisites("a_hydra_evaluation_needs_the_agents_template") else {
+        return;
+    };
+    let ch = channel();
+    // The fixture channel is served at /c/HASH/nixexprs.tar.xz: HASH plays
+    // the evaluation.
+    let (base, eval) = ch.url.rsplit_once("/c/").unwrap();
+    let eval = eval.trim_end_matches("/nixexprs.tar.xz").to_string();
+    let plain = TestAgent::start(Options::default());
+    let name = plain.name("hy");
+    let out = plain.fc_devhost_sudo(
+        ALICE,
+        users_gid(),
+        &[
+            "ensure",
+            "--memory",
+            "512",
+            "--cpu",
+            "1",
+            "--aliases",
+            "''",
+            "--hydra-eval",
+            &eval,
+            &name,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("this devhost cannot resolve Hydra evaluations"),
+        "{}",
+        text(&out)
+    );
+    assert!(plain.status_json(&name).is_none(), "nothing was created");
+    drop(plain);
+
+    let agent = TestAgent::start(Options {
+        extra_toml: format!(
+            "[fc_devhost]\nhydra_channel_url = \"{base}/c/{{eval}}/nixexprs.tar.xz\"\n"
+        ),
+        ..Options::default()
+    });
+    let name = agent.name("hy");
+    assert_ok(
+        &agent.fc_devhost_sudo(
+            ALICE,
+            users_gid(),
+            &[
+                "ensure",
+                "--memory",
+                "512",
+                "--cpu",
+                "1",
+                "--aliases",
+                "''",
+                "--hydra-eval",
+                &eval,
+                &name,
+            ],
+        ),
+        "ensure from a Hydra evaluation",
+    );
+    assert_eq!(
+        agent.status_json(&name).unwrap()["channel"],
+        ch.url.as_str()
+    );
+}
+
+#[test]
+fn a_failed_first_ensure_leaves_nothing() {
+    let Some(()) = prerequisites("a_failed_first_ensure_leaves_nothing") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("fail");
+    let out = agent.fc_devhost_sudo(
+        ALICE,
+        users_gid(),
+        &[
+            "ensure",
+            "--memory",
+            "512",
+            "--cpu",
+            "1",
+            "--aliases",
+            "'www'",
+            "--channel-url",
+            "file:///nonexistent/devhost-channel",
+            &name,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let first = format!("10.231.{}.2", agent.subnet).parse().unwrap();
+    assert_eq!(agent.traces_of(&name, first), Vec::<String>::new());
+    assert!(vm_config(&agent, &name).is_none());
+    // Bad values are named before anything is sent.
+    let out = agent.fc_devhost_sudo(
+        ALICE,
+        users_gid(),
+        &[
+            "ensure",
+            "--memory",
+            "lots",
+            "--cpu",
+            "1",
+            "--channel-url",
+            &channel().url,
+            &name,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("invalid memory \"lots\""),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Run `program args` on a terminal (util-linux `script`, `TERM=dumb`: no
+/// terminal answers a shell's queries here), typing `input`; killed if it
+/// has not ended within 60 s.
+fn on_a_terminal(agent: &TestAgent, uid: u32, program: &str, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let line = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("DEVHOST_SOCKET", &agent.socket)
+        .env("TERM", "dumb")
+        .env_remove("SUDO_UID")
+        .uid(uid)
+        .gid(users_gid())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = watchdog.join();
+    out
+}
+
+#[test]
+fn the_owner_gets_a_root_shell_in_the_container() {
+    let Some(()) = prerequisites_and("the_owner_gets_a_root_shell_in_the_container", &["script"])
+    else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("sh");
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["ensure", &name, &channel().url]),
+        "ensure",
+    );
+    let typed = "echo SHELL-$((6 * 7)) $(id -u) $(hostname); exit\n";
+    for (program, args) in [
+        (DEVHOST, vec!["shell", name.as_str()]),
+        (FC_DEVHOST, vec!["login", name.as_str()]),
+    ] {
+        let out = on_a_terminal(&agent, ALICE, program, &args, typed);
+        assert!(
+            text(&out).contains(&format!("SHELL-42 0 {name}")),
+            "{program}: a root shell in the container:\n{}",
+            text(&out)
+        );
+    }
+    let out = on_a_terminal(&agent, BOB, DEVHOST, &["shell", &name], typed);
+    assert!(
+        !text(&out).contains("SHELL-42") && text(&out).contains(&format!("belongs to uid {ALICE}")),
+        "{}",
+        text(&out)
+    );
+}

@@ -10,116 +10,9 @@
 
 mod common;
 
+use common::batou::*;
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::{Duration, Instant};
-
-/// The devhost side: login user, sudo rule, CLI links, sshd on `port`.
-const SETUP_DEVHOST: &str = r#"
-set -eu
-kit=$1 config=$2 dir=$3 port=$4
-useradd -m -s /bin/bash -G users alice
-# Not '!'-locked: sshd without PAM refuses locked accounts even with a key.
-usermod -p '*' alice
-install -d -m 700 -o alice -g alice /home/alice/.ssh
-runuser -u alice -- ssh-keygen -q -t ed25519 -N '' -C alice -f /home/alice/.ssh/id_ed25519
-install -m 600 -o alice -g alice /home/alice/.ssh/id_ed25519.pub /home/alice/.ssh/authorized_keys
-# The devhost's port under its own Host entry: a global Port would also
-# apply to batou's hop into the container.
-cat > /home/alice/.ssh/config <<EOF
-Host devhost
-    HostName 127.0.0.1
-    Port $port
-    StrictHostKeyChecking no
-    UserKnownHostsFile ~/.ssh/known_hosts_devhost
-EOF
-chown alice:alice /home/alice/.ssh/config && chmod 600 /home/alice/.ssh/config
-for b in devhost fc-build-dev-container nixos-container; do ln -s "/opt/devhost-bin/$b" "/usr/local/bin/$b"; done
-install -m 755 "$kit/uv" /usr/local/bin/uv
-mkdir -p /etc/devhost && ln -s "$config" /etc/devhost/agent.toml
-echo '%users ALL=(root) NOPASSWD: /usr/local/bin/fc-build-dev-container' > /etc/sudoers.d/devhost
-chmod 440 /etc/sudoers.d/devhost
-mkdir -p /run/sshd "$dir/sshd"
-ssh-keygen -q -t ed25519 -N '' -f "$dir/sshd/host_key"
-cat > "$dir/sshd/config" <<EOF
-ListenAddress 127.0.0.1:$port
-HostKey $dir/sshd/host_key
-PidFile $dir/sshd/pid
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AllowUsers alice
-LogLevel VERBOSE
-EOF
-systemd-run --quiet --unit=devhost-test-sshd /usr/sbin/sshd -D -f "$dir/sshd/config" -E "$dir/sshd/log"
-"#;
-
-/// alice's copy of the project: placeholders filled, appenv as ./batou, the
-/// wheels, the secrets encrypted to her own new GPG key.
-const SETUP_PROJECT: &str = r#"
-set -eu
-kit=$1 project=$2 name=$3 channel=$4
-cd "$project"
-for env in dev dyn; do
-  sed -i -e "s|@NAME@|$name|g" -e "s|@CHANNEL@|$channel|g" "environments/$env/environment.cfg"
-done
-cp "$kit/appenv" appenv && ln -s appenv batou
-cp -r "$kit/wheels" wheels
-gpg --batch --quiet --passphrase '' --quick-gen-key alice@devhost.test default default never
-gpg --batch --quiet --yes --trust-model always -r alice@devhost.test \
-  -o environments/dev/secrets.cfg.gpg -e environments/dev/secrets.cfg.plain
-rm environments/dev/secrets.cfg.plain
-"#;
-
-/// Run `script` as alice in the stand-in, with a clean environment.
-fn as_alice(agent: &TestAgent, script: &str, args: &[&str]) -> Output {
-    let si = agent.standin.as_ref().unwrap();
-    let mut argv = vec![
-        "runuser",
-        "-u",
-        "alice",
-        "--",
-        "env",
-        "-i",
-        "HOME=/home/alice",
-        "USER=alice",
-        "LOGNAME=alice",
-        "PATH=/usr/local/bin:/usr/bin:/bin",
-        "LANG=C.UTF-8",
-        "sh",
-        "-c",
-        script,
-        "sh",
-    ];
-    argv.extend_from_slice(args);
-    si.exec(&argv)
-}
-
-fn batou(agent: &TestAgent, project: &Path, args: &[&str]) -> String {
-    let mut a = vec![project.to_str().unwrap()];
-    a.extend_from_slice(args);
-    let out = as_alice(agent, "cd \"$1\" && shift && exec ./batou \"$@\"", &a);
-    let t = text(&out);
-    assert!(
-        out.status.success() && t.contains("DEPLOYMENT FINISHED"),
-        "./batou {}:\n{t}\nagent journal:\n{}",
-        args.join(" "),
-        text(&agent.standin.as_ref().unwrap().exec(&[
-            "journalctl",
-            "-u",
-            "devhost",
-            "-n",
-            "40",
-            "--no-pager"
-        ]))
-    );
-    assert!(
-        !t.contains("Errors detected during provisioning"),
-        "provisioning reported errors:\n{t}"
-    );
-    t
-}
+use std::path::Path;
 
 /// What provision.sh copies: (in the container, in environments/dev).
 const COPIED: [(&str, &str); 3] = [
@@ -131,38 +24,12 @@ const COPIED: [(&str, &str); 3] = [
     ),
 ];
 
-fn read(root: &Path, path: &str) -> String {
-    std::fs::read_to_string(root.join(path))
-        .unwrap_or_else(|e| panic!("{path} in the container: {e}"))
-}
-
-fn uid_of(root: &Path, user: &str) -> u32 {
-    read(root, "etc/passwd")
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f[0] == user).then(|| f[2].parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no {user} in the container"))
-}
-
-fn gid_of(root: &Path, group: &str) -> u32 {
-    read(root, "etc/group")
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f[0] == group).then(|| f[2].parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no group {group} in the container"))
-}
-
 #[test]
 fn batou_2_5_4_deploys_end_to_end() {
     let Some(()) = prerequisites("batou_2_5_4_deploys_end_to_end") else {
         return;
     };
     let (tree, _) = full_system_tree();
-    let cached_kit = batou_kit();
     let agent = TestAgent::start(Options {
         kind: Kind::Systemd,
         nix_extra_config: format!("devhost.fixture.fullSystem = \"{tree}\";"),
@@ -172,57 +39,8 @@ fn batou_2_5_4_deploys_end_to_end() {
         ..Options::default()
     });
     let si = agent.standin.as_ref().unwrap();
-    let port = (22200 + agent.subnet as u16).to_string();
-    let dir = agent.dir.display().to_string();
-    // Where the stand-in sees it (only the test dir is bound into it).
-    let kit = agent.dir.join("kit");
-    copy_tree(cached_kit, &kit);
-    let out = si.exec(&[
-        "sh",
-        "-c",
-        SETUP_DEVHOST,
-        "sh",
-        kit.to_str().unwrap(),
-        agent.config.to_str().unwrap(),
-        &dir,
-        &port,
-    ]);
-    assert_ok(&out, "set up the devhost side");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
     let name = agent.name("bt");
-    let project = agent.dir.join("project");
-    copy_tree(
-        Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/batou/project"
-        )),
-        &project,
-    );
-    let id = |flag: &str| -> u32 {
-        text(&si.exec(&["id", flag, "alice"]))
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let (alice, alice_gid) = (id("-u"), id("-g"));
-    chown_tree(&project, alice, alice_gid);
-    let out = as_alice(
-        &agent,
-        SETUP_PROJECT,
-        &[
-            kit.to_str().unwrap(),
-            project.to_str().unwrap(),
-            &name,
-            &channel().url,
-        ],
-    );
-    assert_ok(&out, "set up alice's project");
-
+    let (project, alice) = set_up(&agent, "project", &name, "");
     // The first deployment: container built, provisioned, deployed.
     let log = batou(&agent, &project, &["deploy", "dev"]);
     assert!(
@@ -352,25 +170,4 @@ fn batou_2_5_4_deploys_end_to_end() {
         read(&droot, nix),
         std::fs::read_to_string(project.join("environments/dyn/provision.nix")).unwrap()
     );
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target: PathBuf = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-    if path.is_dir() {
-        for e in std::fs::read_dir(path).unwrap().flatten() {
-            chown_tree(&e.path(), uid, gid);
-        }
-    }
 }

@@ -131,6 +131,13 @@ pub struct ContainerInfo {
     /// Disk size asked for (bytes; `fc-devhost ensure --disk-size`).
     #[serde(default)]
     pub disk_size: Option<u64>,
+    /// How the disk size is enforced (`xfs project quota`); `None`: it is
+    /// not (the filesystem of the container roots has no project quotas).
+    #[serde(default)]
+    pub disk_quota: Option<String>,
+    /// Bytes the container's root uses, where a project quota counts them.
+    #[serde(default)]
+    pub disk_used: Option<u64>,
     /// VM image URL asked for (recorded; a container needs none).
     #[serde(default)]
     pub image_url: Option<String>,
@@ -174,6 +181,8 @@ impl ContainerInfo {
             cleanup: None,
             user_namespace: None,
             disk_size: r.disk_size,
+            disk_quota: None,
+            disk_used: None,
             image_url: r.image_url.clone(),
         }
     }

@@ -292,8 +292,9 @@ async fn refresh(
         r.channel = channel;
     }
     r.aliases = aliases;
-    if disk_size.is_some() {
+    if disk_size.is_some() && disk_size != r.disk_size {
         r.disk_size = disk_size;
+        steps::apply_disk_size(&ctx.env, &r).map_err(ApiError::failed)?;
     }
     if image_url.is_some() {
         r.image_url = image_url;

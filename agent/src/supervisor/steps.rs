@@ -85,9 +85,38 @@ pub fn prepare_root(env: &Env, r: &Record) -> Result<(), String> {
         compat::local_nix(r).as_bytes(),
         0o644,
     )?;
+    apply_disk_size(env, r)?;
     mkdir(&profile_dir(env, r), 0o755)?;
     mkdir(&gcroots_dir(env, r), 0o755)?;
     Ok(())
+}
+
+/// Where the container roots' filesystem can enforce project quotas (XFS
+/// or ext4 mounted with `prjquota`): its type.
+pub fn disk_quota_fs(env: &Env) -> Option<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    crate::sys::quota::project_quota_fs(&mountinfo, &env.cfg.paths.containers_dir)
+}
+
+/// The disk size asked for, enforced where the filesystem can: the root
+/// directory in a project of the container's own (its contents moved into
+/// it the first time), that project limited. Without a disk size, no
+/// limit. Applies at once, also to a running container.
+pub fn apply_disk_size(env: &Env, r: &Record) -> Result<(), String> {
+    if disk_quota_fs(env).is_none() {
+        return Ok(());
+    }
+    let root = root_dir(env, r);
+    let id = crate::sys::quota::project_id(r.addresses.index);
+    let Some(bytes) = r.disk_size else {
+        let _ = crate::sys::quota::set_limit(&env.cfg.paths.containers_dir, id, 0);
+        return Ok(());
+    };
+    let quota = |e: std::io::Error| format!("the disk size of {}: {e}", r.name);
+    if crate::sys::quota::set_project(&root, id).map_err(quota)? {
+        crate::sys::quota::set_project_tree(&root, id).map_err(quota)?;
+    }
+    crate::sys::quota::set_limit(&root, id, bytes).map_err(quota)
 }
 
 /// Refresh `enc.json` after the channel changed (container exists).
@@ -215,6 +244,10 @@ pub async fn remove_everything(env: &Env, r: &Record, progress: &Progress) -> Re
     ));
     for d in [profile_dir(env, r), gcroots_dir(env, r)] {
         remove_tree_one_fs(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
+    }
+    if r.disk_size.is_some() && disk_quota_fs(env).is_some() {
+        let id = crate::sys::quota::project_id(r.addresses.index);
+        let _ = crate::sys::quota::set_limit(&env.cfg.paths.containers_dir, id, 0);
     }
     Ok(())
 }

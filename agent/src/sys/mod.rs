@@ -7,3 +7,4 @@ pub mod creds;
 pub mod fs;
 pub mod ns;
 pub mod proc;
+pub mod quota;

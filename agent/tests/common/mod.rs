@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 mod agent;
+pub mod batou;
 mod channel;
 pub mod pebble;
 mod standin;

@@ -47,10 +47,18 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
     }
     println!("channel:     {}", c.channel);
     if let Some(d) = c.disk_size {
-        println!(
-            "disk size:   {:.1} GiB asked for; not enforced (the container's root shares the host's filesystem)",
-            d as f64 / (1u64 << 30) as f64
-        );
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        match &c.disk_quota {
+            Some(how) => println!(
+                "disk size:   {:.1} GiB, enforced ({how}); {:.2} GiB used",
+                gib(d),
+                gib(c.disk_used.unwrap_or(0))
+            ),
+            None => println!(
+                "disk size:   {:.1} GiB asked for; not enforced (the filesystem of the container roots has no project quotas: XFS or ext4 mounted with prjquota would)",
+                gib(d)
+            ),
+        }
     }
     if let Some(u) = &c.image_url {
         println!("image:       {u} (recorded; a container needs no image)");

@@ -66,6 +66,12 @@ fn batous_ensure_list_and_destroy() {
     assert_eq!(s["limits"]["memory_max"], 512u64 << 20);
     assert_eq!(s["limits"]["cpu_percent"], 150);
     assert_eq!(s["disk_size"], 5u64 << 30);
+    assert_eq!(s["disk_quota"], serde_json::Value::Null);
+    let shown = text(&agent.devhost(&["status", &name]));
+    assert!(
+        shown.contains("disk size:   5.0 GiB asked for; not enforced"),
+        "status says so: {shown}"
+    );
     assert_eq!(s["image_url"], "https://hydra.example/image.qcow2.gz");
     let v = vm_config(&agent, &name).expect("vm-configs/NAME.json");
     assert_eq!(v["srv-ip"], s["address"], "what batou reads");
@@ -336,4 +342,125 @@ fn the_owner_gets_a_root_shell_in_the_container() {
         "{}",
         text(&out)
     );
+}
+
+/// A btrfs filesystem with quotas enabled for the test's container roots
+/// (a sparse image on a loop device); unmounted and removed on drop.
+struct BtrfsWithQuotas {
+    dir: std::path::PathBuf,
+}
+
+impl BtrfsWithQuotas {
+    fn new(tag: &str) -> BtrfsWithQuotas {
+        let dir = std::path::PathBuf::from(format!("/var/lib/devhost-test-btrfs-{tag}"));
+        std::fs::create_dir_all(dir.join("mnt")).unwrap();
+        let me = BtrfsWithQuotas { dir };
+        let image = me.dir.join("image");
+        let f = std::fs::File::create(&image).unwrap();
+        f.set_len(512 << 20).unwrap();
+        let mnt = me.mnt();
+        for (program, args) in [
+            ("mkfs.btrfs", vec!["-q", "-f", image.to_str().unwrap()]),
+            (
+                "mount",
+                vec!["-o", "loop", image.to_str().unwrap(), mnt.to_str().unwrap()],
+            ),
+            ("btrfs", vec!["quota", "enable", mnt.to_str().unwrap()]),
+        ] {
+            let out = Command::new(program).args(&args).output().unwrap();
+            assert!(out.status.success(), "{program}: {}", text(&out));
+        }
+        me
+    }
+
+    fn mnt(&self) -> std::path::PathBuf {
+        self.dir.join("mnt")
+    }
+}
+
+impl Drop for BtrfsWithQuotas {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.mnt()).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_disk_size_is_enforced_by_a_btrfs_quota_group() {
+    let Some(()) = prerequisites_and(
+        "a_disk_size_is_enforced_by_a_btrfs_quota_group",
+        &["mkfs.btrfs", "btrfs"],
+    ) else {
+        return;
+    };
+    let fs = BtrfsWithQuotas::new(&common::random_hex(6));
+    let agent = TestAgent::start(Options {
+        containers_dir: Some(fs.mnt().join("containers")),
+        ..Options::default()
+    });
+    let name = agent.name("dq");
+    let ensure = |size: &str| {
+        agent.fc_devhost_sudo(
+            ALICE,
+            users_gid(),
+            &[
+                "ensure",
+                "--memory",
+                "512",
+                "--cpu",
+                "1",
+                "--aliases",
+                "''",
+                "--disk-size",
+                size,
+                "--channel-url",
+                &channel().url,
+                &name,
+            ],
+        )
+    };
+    assert_ok(&ensure("64M"), "ensure with a disk size");
+    let s = agent.status_json(&name).unwrap();
+    assert_eq!(s["disk_quota"], "btrfs quota group");
+    assert!(s["disk_used"].as_u64().is_some_and(|u| u > 0), "{s}");
+    let status = text(&agent.devhost(&["status", &name]));
+    assert!(
+        status.contains("disk size:   0.1 GiB, enforced (btrfs quota group)"),
+        "{status}"
+    );
+    let envdir = agent.dir.join("env-dq");
+    std::fs::create_dir_all(&envdir).unwrap();
+    std::fs::write(
+        envdir.join("provision.sh"),
+        "RUN 'dd if=/dev/zero of=/fill bs=1M count=100 2>&1; rm -f /fill'\n",
+    )
+    .unwrap();
+    let fill = || agent.devhost(&["provision", &name, envdir.to_str().unwrap()]);
+    let out = fill();
+    assert!(
+        text(&out).contains("Disk quota exceeded"),
+        "100 MiB into a 64 MiB container:\n{}",
+        text(&out)
+    );
+    // A larger size applies at once, to the running container.
+    assert_ok(&ensure("256M"), "a larger disk size");
+    let out = fill();
+    assert!(
+        !text(&out).contains("Disk quota exceeded") && text(&out).contains("100+0 records out"),
+        "{}",
+        text(&out)
+    );
+    // Destroy removes the root subvolume with everything in it, also a
+    // subvolume made inside it (as systemd in a container makes some).
+    let nested = agent.containers_dir.join(&name).join("var-lib-machines");
+    let out = Command::new("btrfs")
+        .args(["subvolume", "create"])
+        .arg(&nested)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(nested.join("data"), "x").unwrap();
+    assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
+    assert!(!agent.containers_dir.join(&name).exists());
+    drop(agent);
 }

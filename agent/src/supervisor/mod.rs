@@ -563,16 +563,7 @@ pub(super) async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
     info.certificate = env.edge.as_ref().and_then(|e| e.cert_info(r.name.as_str()));
     let d = cleanup::decision_for(env, r, pid.is_some(), chrono::Utc::now());
     info.cleanup = Some(d.reason);
-    if r.disk_size.is_some() {
-        if let Some(fs) = steps::disk_quota_fs(env) {
-            info.disk_quota = Some(format!("{fs} project quota"));
-            info.disk_used = crate::sys::quota::usage(
-                &env.cfg.paths.containers_dir,
-                crate::sys::quota::project_id(r.addresses.index),
-            )
-            .ok();
-        }
-    }
+    (info.disk_quota, info.disk_used) = steps::disk_enforcement(env, r);
     // The init is nspawn's child on both backends.
     if let Some(init) = pid.and_then(|p| crate::sys::proc::children(p).into_iter().next()) {
         info.user_namespace = crate::sys::proc::own_user_namespace(init);

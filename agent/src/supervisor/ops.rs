@@ -145,6 +145,9 @@ async fn create_steps(
     ctx.phase(r, Phase::Networking).await?;
     let t = Instant::now();
     steps::prepare_root(env, r).map_err(ApiError::failed)?;
+    if let Some(note) = steps::apply_disk_size(env, r) {
+        ctx.progress.log(format!("disk size of {}: {note}", r.name));
+    }
     steps::net_up(env, r).await.map_err(ApiError::failed)?;
     ctx.progress
         .log(format!("network ready in {} ms", t.elapsed().as_millis()));
@@ -294,7 +297,9 @@ async fn refresh(
     r.aliases = aliases;
     if disk_size.is_some() && disk_size != r.disk_size {
         r.disk_size = disk_size;
-        steps::apply_disk_size(&ctx.env, &r).map_err(ApiError::failed)?;
+        if let Some(note) = steps::apply_disk_size(&ctx.env, &r) {
+            ctx.progress.log(format!("disk size of {}: {note}", r.name));
+        }
     }
     if image_url.is_some() {
         r.image_url = image_url;
@@ -346,6 +351,9 @@ async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, ApiErr
     ctx.phase(&mut r, Phase::Networking).await?;
     let result = async {
         steps::prepare_root(env, &r).map_err(ApiError::failed)?;
+        if let Some(note) = steps::apply_disk_size(env, &r) {
+            ctx.progress.log(format!("disk size of {}: {note}", r.name));
+        }
         steps::net_up(env, &r).await.map_err(ApiError::failed)?;
         r.phase = Phase::Starting;
         ctx.progress.phase(Phase::Starting);

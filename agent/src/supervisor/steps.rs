@@ -64,6 +64,10 @@ pub fn prepare_root(env: &Env, r: &Record) -> Result<(), String> {
     ] {
         private_dir(d)?;
     }
+    if !root.exists() && roots_on_btrfs(env) {
+        // A subvolume of its own: its quota group can limit its size.
+        crate::sys::quota::create_subvolume(&root)?;
+    }
     mkdir(&root, 0o755)?;
     let write = |rel: &str, body: &[u8], mode: u32| {
         write_in_root(&root, Path::new(rel), body, mode).map_err(|e| e.to_string())
@@ -85,38 +89,56 @@ pub fn prepare_root(env: &Env, r: &Record) -> Result<(), String> {
         compat::local_nix(r).as_bytes(),
         0o644,
     )?;
-    apply_disk_size(env, r)?;
     mkdir(&profile_dir(env, r), 0o755)?;
     mkdir(&gcroots_dir(env, r), 0o755)?;
     Ok(())
 }
 
-/// Where the container roots' filesystem can enforce project quotas (XFS
-/// or ext4 mounted with `prjquota`): its type.
-pub fn disk_quota_fs(env: &Env) -> Option<String> {
+/// Are the container roots on btrfs (each root a subvolume of its own)?
+pub fn roots_on_btrfs(env: &Env) -> bool {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    crate::sys::quota::project_quota_fs(&mountinfo, &env.cfg.paths.containers_dir)
+    crate::sys::quota::on_btrfs(&mountinfo, &env.cfg.paths.containers_dir)
 }
 
-/// The disk size asked for, enforced where the filesystem can: the root
-/// directory in a project of the container's own (its contents moved into
-/// it the first time), that project limited. Without a disk size, no
-/// limit. Applies at once, also to a running container.
-pub fn apply_disk_size(env: &Env, r: &Record) -> Result<(), String> {
-    if disk_quota_fs(env).is_none() {
-        return Ok(());
-    }
+/// The disk size asked for, enforced where the roots' filesystem can: on
+/// btrfs with quotas enabled, as the limit of the root subvolume's quota
+/// group (no disk size: no limit). Applies at once, also to a running
+/// container. Returns why it is not enforced, when it is not.
+pub fn apply_disk_size(env: &Env, r: &Record) -> Option<String> {
     let root = root_dir(env, r);
-    let id = crate::sys::quota::project_id(r.addresses.index);
-    let Some(bytes) = r.disk_size else {
-        let _ = crate::sys::quota::set_limit(&env.cfg.paths.containers_dir, id, 0);
-        return Ok(());
-    };
-    let quota = |e: std::io::Error| format!("the disk size of {}: {e}", r.name);
-    if crate::sys::quota::set_project(&root, id).map_err(quota)? {
-        crate::sys::quota::set_project_tree(&root, id).map_err(quota)?;
+    if !roots_on_btrfs(env) {
+        return r.disk_size.map(|_| {
+            "not enforced: the container roots are not on btrfs (quota groups enforce it there)"
+                .to_string()
+        });
     }
-    crate::sys::quota::set_limit(&root, id, bytes).map_err(quota)
+    if !crate::sys::quota::is_subvolume(&root) {
+        return r.disk_size.map(|_| {
+            format!(
+                "not enforced: {} was made before devhost made roots btrfs subvolumes",
+                root.display()
+            )
+        });
+    }
+    match crate::sys::quota::set_limit(&root, r.disk_size) {
+        Ok(()) => None,
+        Err(e) if r.disk_size.is_some() => Some(format!(
+            "not enforced: {e} (enable quotas: btrfs quota enable MOUNT)"
+        )),
+        Err(_) => None,
+    }
+}
+
+/// How the disk size is enforced and what the root uses, when it is.
+pub fn disk_enforcement(env: &Env, r: &Record) -> (Option<String>, Option<u64>) {
+    let root = root_dir(env, r);
+    if r.disk_size.is_none() || !roots_on_btrfs(env) || !crate::sys::quota::is_subvolume(&root) {
+        return (None, None);
+    }
+    match crate::sys::quota::usage(&root) {
+        Ok(used) => (Some("btrfs quota group".into()), Some(used)),
+        Err(_) => (None, None),
+    }
 }
 
 /// Refresh `enc.json` after the channel changed (container exists).
@@ -244,10 +266,6 @@ pub async fn remove_everything(env: &Env, r: &Record, progress: &Progress) -> Re
     ));
     for d in [profile_dir(env, r), gcroots_dir(env, r)] {
         remove_tree_one_fs(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
-    }
-    if r.disk_size.is_some() && disk_quota_fs(env).is_some() {
-        let id = crate::sys::quota::project_id(r.addresses.index);
-        let _ = crate::sys::quota::set_limit(&env.cfg.paths.containers_dir, id, 0);
     }
     Ok(())
 }

@@ -399,10 +399,17 @@ fn remove_contents(dirfd: OwnedFd, dev: u64, shown: &Path) -> Result<(), FsError
                 .map_err(io("open", &child))?,
             );
             let st = fstat(sub.as_raw_fd()).map_err(io("stat", &child))?;
-            if st.st_dev != dev {
+            // Another device number is another filesystem — or, on btrfs,
+            // a subvolume of the same mount (systemd in a container makes
+            // some), which goes like a directory: only a mount is refused.
+            let sub_dev = if st.st_dev == dev {
+                dev
+            } else if !is_mount_root(&sub) {
+                st.st_dev
+            } else {
                 return Err(FsError::MountPoint { path: child });
-            }
-            remove_contents(sub, dev, &child)?;
+            };
+            remove_contents(sub, sub_dev, &child)?;
             unlinkat(Some(raw), name.as_c_str(), UnlinkatFlags::RemoveDir)
                 .map_err(io("rmdir", &child))?;
         } else {
@@ -411,6 +418,27 @@ fn remove_contents(dirfd: OwnedFd, dev: u64, shown: &Path) -> Result<(), FsError
         }
     }
     Ok(())
+}
+
+/// Is the directory `fd` the root of a mount (`STATX_ATTR_MOUNT_ROOT`)?
+/// When the kernel cannot say, it counts as one (nothing is removed).
+fn is_mount_root(fd: &OwnedFd) -> bool {
+    use nix::libc;
+    // SAFETY: statx fills one struct statx for the fd itself (empty path).
+    unsafe {
+        let mut stx: libc::statx = std::mem::zeroed();
+        let r = libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS,
+            &mut stx,
+        );
+        if r != 0 || stx.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 == 0 {
+            return true;
+        }
+        stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
+    }
 }
 
 /// Write "0" (this process) to a `cgroup.procs` file: join that cgroup.

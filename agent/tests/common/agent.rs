@@ -37,6 +37,8 @@ pub struct TestAgent {
     pub standin: Option<super::standin::StandIn>,
     running: bool,
     pub dir: PathBuf,
+    /// Where its container roots are.
+    pub containers_dir: PathBuf,
     pub config: PathBuf,
     pub socket: PathBuf,
     pub tag: String,
@@ -75,6 +77,8 @@ pub struct Options {
     pub access_toml: String,
     /// Extra environment of the agent process (direct backend only).
     pub agent_env: Vec<(String, String)>,
+    /// Where container roots go (default: `DIR/containers`).
+    pub containers_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -90,6 +94,7 @@ impl Default for Options {
             edge_toml: String::new(),
             access_toml: String::new(),
             agent_env: Vec::new(),
+            containers_dir: None,
         }
     }
 }
@@ -127,6 +132,11 @@ impl TestAgent {
             .replace('\\', "\\\\")
             .replace('"', "\\\"");
         let allowed_paths = &opts.nix_allowed_paths;
+        let containers_dir = opts
+            .containers_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("containers"));
+        let containers_dir_s = containers_dir.display().to_string();
         let access_toml = &opts.access_toml;
         assert!(
             opts.agent_env.is_empty() || opts.kind == Kind::Direct,
@@ -137,7 +147,7 @@ impl TestAgent {
 state_dir = "{d}/state"
 run_dir = "{d}/run"
 socket = "{d}/run/agent.sock"
-containers_dir = "{d}/containers"
+containers_dir = "{containers_dir_s}"
 profiles_dir = "{d}/profiles"
 gcroots_dir = "{d}/gcroots"
 hosts_file = "{hosts_file}"
@@ -200,6 +210,7 @@ https_listen = ["127.0.0.1:{https_port}"]
             standin,
             running: false,
             dir,
+            containers_dir,
             config: config_path,
             socket,
             tag,
@@ -366,7 +377,7 @@ https_listen = ["127.0.0.1:{https_port}"]
     /// Wait (≤ 10 s) until no systemd-nspawn runs container `name`.
     pub fn wait_no_process(&self, name: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while nspawn_pids(&self.dir.join("containers"))
+        while nspawn_pids(&self.containers_dir)
             .iter()
             .any(|(_, n)| n == name)
         {
@@ -380,7 +391,7 @@ https_listen = ["127.0.0.1:{https_port}"]
     /// still there (empty: none).
     pub fn traces_of(&self, name: &str, address: Ipv4Addr) -> Vec<String> {
         let mut t = Vec::new();
-        if nspawn_pids(&self.dir.join("containers"))
+        if nspawn_pids(&self.containers_dir)
             .iter()
             .any(|(_, n)| n == name)
         {
@@ -460,7 +471,7 @@ https_listen = ["127.0.0.1:{https_port}"]
                 t.push("machine registered".into());
             }
         }
-        let root = self.dir.join("containers").join(name).display().to_string();
+        let root = self.containers_dir.join(name).display().to_string();
         if mountinfo.lines().any(|l| {
             l.split(' ')
                 .nth(4)
@@ -496,7 +507,7 @@ https_listen = ["127.0.0.1:{https_port}"]
         // Powering the stand-in off stops whatever ran in it.
         drop(self.standin.take());
         // Anything that survived: processes, namespaces, veths, the table.
-        for (pid, _) in nspawn_pids(&self.dir.join("containers")) {
+        for (pid, _) in nspawn_pids(&self.containers_dir) {
             for child in std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
                 .unwrap_or_default()
                 .split_whitespace()
@@ -512,7 +523,7 @@ https_listen = ["127.0.0.1:{https_port}"]
             );
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !nspawn_pids(&self.dir.join("containers")).is_empty() && Instant::now() < deadline {
+        while !nspawn_pids(&self.containers_dir).is_empty() && Instant::now() < deadline {
             reap_orphans();
             std::thread::sleep(Duration::from_millis(50));
         }

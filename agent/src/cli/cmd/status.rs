@@ -55,7 +55,7 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
                 gib(c.disk_used.unwrap_or(0))
             ),
             None => println!(
-                "disk size:   {:.1} GiB asked for; not enforced (the filesystem of the container roots has no project quotas: XFS or ext4 mounted with prjquota would)",
+                "disk size:   {:.1} GiB asked for; not enforced (container roots on btrfs with quotas enabled would be)",
                 gib(d)
             ),
         }

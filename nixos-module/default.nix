@@ -269,8 +269,9 @@ in
       wants = [ "network-online.target" ];
       after = [ "network-online.target" "systemd-machined.service" "nix-daemon.socket" ];
       # nix-build, systemd-nspawn, nft and ip are run by name; unshare
-      # (util-linux) gives each build a PID namespace of its own.
-      path = [ config.nix.package config.systemd.package pkgs.nftables pkgs.iproute2 pkgs.util-linux ];
+      # (util-linux) gives each build a PID namespace of its own; btrfs
+      # makes container roots subvolumes (and limits them) on btrfs.
+      path = [ config.nix.package config.systemd.package pkgs.nftables pkgs.iproute2 pkgs.util-linux pkgs.btrfs-progs ];
       environment.NIX_REMOTE = "daemon";
       # A new configuration takes effect by restarting the agent, which
       # leaves running containers alone.

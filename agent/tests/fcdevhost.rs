@@ -336,6 +336,21 @@ fn the_owner_gets_a_root_shell_in_the_container() {
             text(&out)
         );
     }
+    // A job left behind holding the terminal does not keep the shell open.
+    let out = on_a_terminal(
+        &agent,
+        ALICE,
+        DEVHOST,
+        &["shell", &name],
+        "sleep 600 & echo LEFT-BEHIND; exit\n",
+    );
+    assert!(text(&out).contains("LEFT-BEHIND"), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the shell ended by itself, not by the watchdog: {}",
+        text(&out)
+    );
     let out = on_a_terminal(&agent, BOB, DEVHOST, &["shell", &name], typed);
     assert!(
         !text(&out).contains("SHELL-42") && text(&out).contains(&format!("belongs to uid {ALICE}")),
@@ -460,6 +475,13 @@ fn a_disk_size_is_enforced_by_a_btrfs_quota_group() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     std::fs::write(nested.join("data"), "x").unwrap();
+    let out = Command::new("btrfs")
+        .args(["property", "set", "-ts"])
+        .arg(&nested)
+        .args(["ro", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "read-only: {}", text(&out));
     assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
     assert!(!agent.containers_dir.join(&name).exists());
     drop(agent);

@@ -936,3 +936,45 @@ fn a_users_process_is_never_taken_for_a_container() {
     let _ = fake.kill();
     let _ = fake.wait();
 }
+
+#[test]
+fn a_uids_shells_are_bounded() {
+    let Some(()) = prerequisites("a_uids_shells_are_bounded") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("shl");
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["ensure", &name, &channel().url]),
+        "alice's ensure",
+    );
+    let request = format!(
+        "POST /v1/containers/{name}/shell?rows=24&cols=80&term=dumb HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: devhost-shell\r\nContent-Length: 0\r\n\r\n"
+    );
+    let open = || {
+        let mut s = connect_as(&agent, ALICE, users_gid());
+        s.write_all(request.as_bytes()).unwrap();
+        let line = status_line(&mut s);
+        (s, line)
+    };
+    let shells: Vec<_> = (0..4)
+        .map(|_| {
+            let (s, line) = open();
+            assert!(line.contains(" 101 "), "{line}");
+            s
+        })
+        .collect();
+    let (_, line) = open();
+    assert!(line.contains(" 503 "), "a fifth shell: {line}");
+    // A closed one frees its place.
+    drop(shells);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, line) = open();
+        if line.contains(" 101 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no place freed: {line}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

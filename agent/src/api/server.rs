@@ -89,6 +89,8 @@ struct Shared {
     cfg: Arc<Config>,
     /// MiB of provisioning bodies being read, queued or run.
     provision_budget: Arc<Semaphore>,
+    /// Open shells per uid.
+    shells: Arc<Connections>,
 }
 
 /// Serve until the listener fails or the task is dropped.
@@ -98,6 +100,7 @@ pub async fn serve(listener: UnixListener, handle: Handle, cfg: Arc<Config>) {
         handle,
         cfg,
         provision_budget: Arc::new(Semaphore::new(PROVISION_BUDGET_MIB as usize)),
+        shells: Arc::new(Connections::default()),
     });
     loop {
         let (mut stream, _) = match listener.accept().await {
@@ -190,10 +193,10 @@ fn may_change(caller: &Caller, cfg: &Config, verb: &str) -> Result<(), ApiError>
     if caller.user {
         return Ok(());
     }
-    let what = if verb == "ensure" {
-        "create containers"
-    } else {
-        "change containers"
+    let what = match verb {
+        "ensure" => "create containers",
+        "shell" => "open shells in containers",
+        _ => "change containers",
     };
     Err(ApiError::forbidden(format!(
         "uid {} may not {what} (not root, not in group {:?} or {:?})",
@@ -280,9 +283,20 @@ async fn shell(
     }
     may_change(caller, &shared.cfg, "shell")?;
     let (name, target, want) = super::shell::prepare(&shared.handle, caller, name, query).await?;
+    // Counted for the shell's life (the connection it came on is no longer
+    // counted once upgraded).
+    let max = super::shell::MAX_SHELLS_PER_UID;
+    let uid = caller.uid;
+    let Some(counted) = Connections::admit(&shared.shells, uid, max) else {
+        return Err(ApiError::new(
+            ErrorKind::Busy,
+            format!("uid {uid} already has {max} shells open"),
+        ));
+    };
     tokio::spawn(async move {
+        let _counted = counted;
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => super::shell::relay(upgraded, name, target, want).await,
+            Ok(upgraded) => super::shell::relay(upgraded, name, uid, target, want).await,
             Err(e) => tracing::warn!("shell in {name}: upgrade failed: {e}"),
         }
     });

@@ -85,44 +85,69 @@ pub async fn prepare(
     Ok((name, target, want))
 }
 
-fn cloexec(fd: &OwnedFd) {
-    let _ = nix::fcntl::fcntl(
-        fd.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
+/// A new pseudo-terminal of `size`: the master (non-blocking) and the
+/// slave, both close-on-exec from the start.
+fn open_terminal(size: &nix::pty::Winsize) -> nix::Result<(OwnedFd, std::fs::File)> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    use std::os::unix::fs::OpenOptionsExt;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+    nix::pty::grantpt(&master)?;
+    nix::pty::unlockpt(&master)?;
+    let name = nix::pty::ptsname_r(&master)?;
+    // SAFETY: TIOCSWINSZ reads one winsize.
+    unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, size) };
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_CLOEXEC)
+        .open(&name)
+        .map_err(|e| nix::Error::try_from(e).unwrap_or(nix::Error::EIO))?;
+    // SAFETY: the descriptor was just opened and is handed over whole.
+    let master = unsafe { OwnedFd::from_raw_fd(master.into_raw_fd()) };
+    nix::fcntl::fcntl(
+        master.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+    )?;
+    Ok((master, slave))
 }
 
+/// Shells one uid may have open at once (root: unbounded); each holds a
+/// terminal of the host's.
+pub const MAX_SHELLS_PER_UID: u32 = 4;
+
 /// Relay between the upgraded connection and a shell in the container.
+/// Ends when the shell (the enter helper) has exited and its output is
+/// read, or when the client is gone; the end of the client's input is an
+/// end of file (^D) for the shell, so piped commands run to their end.
 pub async fn relay(
     upgraded: hyper::upgrade::Upgraded,
     name: ContainerName,
+    uid: u32,
     target: crate::provision::exec::Target,
     want: ShellRequest,
 ) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let size = nix::pty::Winsize {
         ws_row: want.rows,
         ws_col: want.cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    let pty = match nix::pty::openpty(Some(&size), None) {
-        Ok(p) => p,
+    let (master, slave) = match open_terminal(&size) {
+        Ok(t) => t,
         Err(e) => {
-            tracing::warn!("shell in {name}: openpty: {e}");
+            tracing::warn!("shell in {name}: opening a terminal: {e}");
             return;
         }
     };
-    cloexec(&pty.master);
-    cloexec(&pty.slave);
-    let slave = std::fs::File::from(pty.slave);
     let (Ok(out), Ok(err)) = (slave.try_clone(), slave.try_clone()) else {
         return;
     };
     let mut cmd = crate::enter::command(&target.request(Action::Shell { term: want.term }));
     cmd.stdin(slave).stdout(out).stderr(err);
     let spawned = cmd.spawn();
-    // The terminal's other end belongs to the shell alone: once the shell
-    // is gone, reading this end fails and the relay ends.
+    // The terminal's other end belongs to the shell alone.
     drop(cmd);
     let mut child = match spawned {
         Ok(c) => c,
@@ -131,32 +156,73 @@ pub async fn relay(
             return;
         }
     };
-    tracing::info!(container = %name, "shell opened");
-    // Two descriptors of the terminal: a tokio File has one operation in
-    // flight at a time, and a read waits for the shell's output.
-    let master = std::fs::File::from(pty.master);
-    let Ok(master_w) = master.try_clone() else {
+    tracing::info!(container = %name, uid, "shell opened");
+    // SAFETY: `master` is this function's own descriptor, registered once,
+    // and open for as long as the AsyncFd that owns it.
+    let Ok(master) = (unsafe { tokio::io::unix::AsyncFd::register(master) }) else {
         let _ = child.start_kill();
         return;
     };
-    let mut from_pty = tokio::fs::File::from_std(master);
-    let mut to_pty = tokio::fs::File::from_std(master_w);
     let (mut from_client, mut to_client) = tokio::io::split(TokioIo::new(upgraded));
-    // Output ends when the shell is gone (the terminal reads EIO) or the
-    // client is; the end of the client's input is an end of file (^D) for
-    // the shell, which ends once it has read what came before.
-    let output = tokio::io::copy(&mut from_pty, &mut to_client);
-    let input = async {
-        use tokio::io::AsyncWriteExt;
-        let _ = tokio::io::copy(&mut from_client, &mut to_pty).await;
-        let _ = to_pty.write_all(b"\x04").await;
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = output => {}
-        _ = input => {}
+    let mut out = [0u8; 8192];
+    let mut inp = [0u8; 8192];
+    let mut client_open = true;
+    loop {
+        tokio::select! {
+            ready = master.readable() => {
+                let Ok(mut guard) = ready else { break };
+                match guard.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), &mut out).map_err(std::io::Error::from)) {
+                    Ok(Ok(n)) if n > 0 => {
+                        if to_client.write_all(&out[..n]).await.is_err() {
+                            break; // the client is gone
+                        }
+                    }
+                    Ok(_) => break, // EIO: nothing holds the terminal any more
+                    Err(_would_block) => {}
+                }
+            }
+            n = from_client.read(&mut inp), if client_open => {
+                let data: &[u8] = match n {
+                    Ok(n) if n > 0 => &inp[..n],
+                    _ => {
+                        client_open = false;
+                        b"\x04"
+                    }
+                };
+                if write_all(&master, data).await.is_err() {
+                    break;
+                }
+            }
+            _ = child.wait() => {
+                // The shell is gone (a job it left may still hold the
+                // terminal): what it wrote is read, then the relay ends.
+                while let Ok(n) = nix::unistd::read(master.get_ref().as_raw_fd(), &mut out) {
+                    if n == 0 || to_client.write_all(&out[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                break;
+            }
+        }
     }
+    let _ = to_client.shutdown().await;
     let _ = child.start_kill();
     let _ = child.wait().await;
-    tracing::info!(container = %name, "shell closed");
+    tracing::info!(container = %name, uid, "shell closed");
+}
+
+/// Write all of `data` to the non-blocking terminal.
+async fn write_all(
+    master: &tokio::io::unix::AsyncFd<OwnedFd>,
+    mut data: &[u8],
+) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let mut guard = master.writable().await?;
+        match guard.try_io(|fd| nix::unistd::write(fd, data).map_err(std::io::Error::from)) {
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
 }

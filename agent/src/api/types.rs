@@ -131,8 +131,8 @@ pub struct ContainerInfo {
     /// Disk size asked for (bytes; `fc-devhost ensure --disk-size`).
     #[serde(default)]
     pub disk_size: Option<u64>,
-    /// How the disk size is enforced (`xfs project quota`); `None`: it is
-    /// not (the filesystem of the container roots has no project quotas).
+    /// How the disk size is enforced (`btrfs quota group`); `None`: it is
+    /// not (the container roots are not on btrfs with quotas enabled).
     #[serde(default)]
     pub disk_quota: Option<String>,
     /// Bytes the container's root uses, where a project quota counts them.

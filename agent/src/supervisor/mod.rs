@@ -563,7 +563,15 @@ pub(super) async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
     info.certificate = env.edge.as_ref().and_then(|e| e.cert_info(r.name.as_str()));
     let d = cleanup::decision_for(env, r, pid.is_some(), chrono::Utc::now());
     info.cleanup = Some(d.reason);
-    (info.disk_quota, info.disk_used) = steps::disk_enforcement(env, r);
+    if r.disk_size.is_some() {
+        // It reads mountinfo and asks `btrfs`: off the async threads.
+        let root = steps::root_dir(env, r);
+        let on_btrfs = steps::roots_on_btrfs(env);
+        (info.disk_quota, info.disk_used) =
+            tokio::task::spawn_blocking(move || steps::disk_enforcement(on_btrfs, &root))
+                .await
+                .unwrap_or((None, None));
+    }
     // The init is nspawn's child on both backends.
     if let Some(init) = pid.and_then(|p| crate::sys::proc::children(p).into_iter().next()) {
         info.user_namespace = crate::sys::proc::own_user_namespace(init);

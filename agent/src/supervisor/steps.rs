@@ -129,13 +129,12 @@ pub fn apply_disk_size(env: &Env, r: &Record) -> Option<String> {
     }
 }
 
-/// How the disk size is enforced and what the root uses, when it is.
-pub fn disk_enforcement(env: &Env, r: &Record) -> (Option<String>, Option<u64>) {
-    let root = root_dir(env, r);
-    if r.disk_size.is_none() || !roots_on_btrfs(env) || !crate::sys::quota::is_subvolume(&root) {
+/// How a disk size is enforced and what the root uses, when it is.
+pub fn disk_enforcement(on_btrfs: bool, root: &Path) -> (Option<String>, Option<u64>) {
+    if !on_btrfs || !crate::sys::quota::is_subvolume(root) {
         return (None, None);
     }
-    match crate::sys::quota::usage(&root) {
+    match crate::sys::quota::usage(root) {
         Ok(used) => (Some("btrfs quota group".into()), Some(used)),
         Err(_) => (None, None),
     }

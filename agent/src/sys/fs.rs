@@ -405,6 +405,8 @@ fn remove_contents(dirfd: OwnedFd, dev: u64, shown: &Path) -> Result<(), FsError
             let sub_dev = if st.st_dev == dev {
                 dev
             } else if !is_mount_root(&sub) {
+                // One its container made read-only is made writable.
+                clear_btrfs_readonly(&sub);
                 st.st_dev
             } else {
                 return Err(FsError::MountPoint { path: child });
@@ -418,6 +420,24 @@ fn remove_contents(dirfd: OwnedFd, dev: u64, shown: &Path) -> Result<(), FsError
         }
     }
     Ok(())
+}
+
+/// Clear the read-only flag of the btrfs subvolume `fd` (nothing happens
+/// when it is not one).
+fn clear_btrfs_readonly(fd: &OwnedFd) {
+    use nix::libc;
+    const GETFLAGS: libc::c_ulong = 0x8008_9419; // BTRFS_IOC_SUBVOL_GETFLAGS
+    const SETFLAGS: libc::c_ulong = 0x4008_941a; // BTRFS_IOC_SUBVOL_SETFLAGS
+    const RDONLY: u64 = 1 << 1; // BTRFS_SUBVOL_RDONLY
+    let mut flags: u64 = 0;
+    // SAFETY: the ioctls read and write one u64.
+    unsafe {
+        if libc::ioctl(fd.as_raw_fd(), GETFLAGS, &mut flags as *mut u64) == 0 && flags & RDONLY != 0
+        {
+            flags &= !RDONLY;
+            libc::ioctl(fd.as_raw_fd(), SETFLAGS, &flags as *const u64);
+        }
+    }
 }
 
 /// Is the directory `fd` the root of a mount (`STATX_ATTR_MOUNT_ROOT`)?

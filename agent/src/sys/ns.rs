@@ -63,7 +63,17 @@ pub fn seccomp_filters(pid: i32) -> Result<Vec<Filter>> {
     // SAFETY: ptrace/waitpid/alarm on a pid; buffers sized as the kernel
     // said.
     unsafe {
-        check(libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0))?;
+        // Another helper (a shell, a RUN) may be reading them right now:
+        // a process has one tracer at a time.
+        let mut tries = 0;
+        while libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) < 0 {
+            let e = Error::last_os_error();
+            tries += 1;
+            if e.raw_os_error() != Some(libc::EPERM) || tries > 300 {
+                return Err(e);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         // A signal that arrives meanwhile stops the tracee for us first; it
         // is handed back on detach, so the init never loses one.
         let mut pending: libc::c_int = 0;

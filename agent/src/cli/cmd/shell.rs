@@ -11,21 +11,23 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-/// The terminal's size (rows, cols), or 24×80.
+/// The terminal's size (rows, cols), of stdin or else stdout, or 24×80.
+/// (It is taken once: a later resize does not reach the shell.)
 fn size() -> (u16, u16) {
-    let mut ws = nix::pty::Winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one winsize into `ws`.
-    let r = unsafe { nix::libc::ioctl(1, nix::libc::TIOCGWINSZ, &mut ws) };
-    if r == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
-        (ws.ws_row, ws.ws_col)
-    } else {
-        (24, 80)
+    for fd in [0, 1] {
+        let mut ws = nix::pty::Winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes one winsize into `ws`.
+        let r = unsafe { nix::libc::ioctl(fd, nix::libc::TIOCGWINSZ, &mut ws) };
+        if r == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
+            return (ws.ws_row, ws.ws_col);
+        }
     }
+    (24, 80)
 }
 
 /// Raw mode for the life of the guard.

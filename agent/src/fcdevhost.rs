@@ -57,10 +57,11 @@ impl FcDevhost {
 }
 
 /// A size as batou's environment gives it: a plain number is `unit` bytes
-/// (MiB for `memory`, GiB for `disk_size`); `512M`, `2G`, `1.5T` are binary
-/// units as systemd reads them.
+/// (MiB for `memory`, GiB for `disk_size`); `512M`, `2G`, `1.5T` (also
+/// `2GiB`) are binary units as systemd reads them. At least 1 MiB.
 pub fn parse_size(what: &'static str, s: &str, unit: u64) -> Result<u64, String> {
     let t = s.trim();
+    let t = t.strip_suffix("iB").unwrap_or(t);
     let bad = |why: &str| format!("invalid {what} {s:?}: {why}");
     let (num, mult) = match t.chars().last() {
         Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
@@ -75,6 +76,9 @@ pub fn parse_size(what: &'static str, s: &str, unit: u64) -> Result<u64, String>
     let bytes = v * mult as f64;
     if !v.is_finite() || v <= 0.0 || bytes >= u64::MAX as f64 {
         return Err(bad("must be a positive size"));
+    }
+    if bytes < (1u64 << 20) as f64 {
+        return Err(bad("must be at least 1M"));
     }
     Ok(bytes as u64)
 }
@@ -164,6 +168,11 @@ mod tests {
         assert_eq!(parse_size("memory", "2048", 1 << 20), Ok(2 << 30));
         assert_eq!(parse_size("memory", "2G", 1 << 20), Ok(2 << 30));
         assert_eq!(parse_size("memory", "512M", 1 << 20), Ok(512 << 20));
+        assert_eq!(parse_size("disk size", "2GiB", 1 << 30), Ok(2 << 30));
+        assert_eq!(
+            parse_size("disk size", "0.0000001", 1 << 30).unwrap_err(),
+            "invalid disk size \"0.0000001\": must be at least 1M"
+        );
         assert_eq!(parse_size("disk size", "20", 1 << 30), Ok(20 << 30));
         assert_eq!(
             parse_size("memory", "lots", 1 << 20).unwrap_err(),

@@ -483,9 +483,9 @@ fn ensure_op(body: &[u8], cfg: &Config) -> Result<Op, ApiError> {
             )));
         }
     }
-    if b.disk_size == Some(0) {
+    if b.disk_size.is_some_and(|d| d < 1 << 20) {
         return Err(ApiError::bad_request(
-            "invalid disk size 0: must be positive",
+            "invalid disk size: must be at least 1M",
         ));
     }
     let mut aliases: Vec<Alias> = Vec::new();

@@ -132,6 +132,27 @@ fn batous_ensure_list_and_destroy() {
         "{line}"
     );
 
+    // cleanup is the agent's: root's (or an admin's), not a user's.
+    let out = agent.fc_devhost_sudo(ALICE, users_gid(), &["cleanup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("may not run the cleanup"),
+        "{}",
+        text(&out)
+    );
+    let out = Command::new(FC_DEVHOST)
+        .arg("cleanup")
+        .env("DEVHOST_SOCKET", &agent.socket)
+        .env_remove("SUDO_UID")
+        .output()
+        .unwrap();
+    assert_ok(&out, "root's cleanup");
+    assert!(
+        text(&out).contains(&name),
+        "the report names it: {}",
+        text(&out)
+    );
+
     // Another user's sudo cannot destroy it; its owner can, twice.
     let out = agent.fc_devhost_sudo(BOB, users_gid(), &["destroy", &name]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

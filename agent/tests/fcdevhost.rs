@@ -10,17 +10,6 @@ use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 
-const ALICE: u32 = 61001;
-const BOB: u32 = 61002;
-
-fn users_gid() -> u32 {
-    nix::unistd::Group::from_name("users")
-        .unwrap()
-        .expect("group users")
-        .gid
-        .as_raw()
-}
-
 fn vm_config(agent: &TestAgent, name: &str) -> Option<serde_json::Value> {
     let p = agent.dir.join(format!("compat/vm-configs/{name}.json"));
     let text = std::fs::read_to_string(&p).ok()?;
@@ -179,22 +168,25 @@ fn a_hydra_evaluation_needs_the_agents_template() {
     let eval = eval.trim_end_matches("/nixexprs.tar.xz").to_string();
     let plain = TestAgent::start(Options::default());
     let name = plain.name("hy");
-    let out = plain.fc_devhost_sudo(
-        ALICE,
-        users_gid(),
-        &[
-            "ensure",
-            "--memory",
-            "512",
-            "--cpu",
-            "1",
-            "--aliases",
-            "''",
-            "--hydra-eval",
-            &eval,
-            &name,
-        ],
-    );
+    let from_eval = |agent: &TestAgent, name: &str| {
+        agent.fc_devhost_sudo(
+            ALICE,
+            users_gid(),
+            &[
+                "ensure",
+                "--memory",
+                "512",
+                "--cpu",
+                "1",
+                "--aliases",
+                "''",
+                "--hydra-eval",
+                &eval,
+                name,
+            ],
+        )
+    };
+    let out = from_eval(&plain, &name);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("this devhost cannot resolve Hydra evaluations"),
@@ -211,25 +203,7 @@ fn a_hydra_evaluation_needs_the_agents_template() {
         ..Options::default()
     });
     let name = agent.name("hy");
-    assert_ok(
-        &agent.fc_devhost_sudo(
-            ALICE,
-            users_gid(),
-            &[
-                "ensure",
-                "--memory",
-                "512",
-                "--cpu",
-                "1",
-                "--aliases",
-                "''",
-                "--hydra-eval",
-                &eval,
-                &name,
-            ],
-        ),
-        "ensure from a Hydra evaluation",
-    );
+    assert_ok(&from_eval(&agent, &name), "ensure from a Hydra evaluation");
     assert_eq!(
         agent.status_json(&name).unwrap()["channel"],
         ch.url.as_str()

@@ -19,19 +19,6 @@ fn write(p: &Path, body: &str, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn users_gid() -> u32 {
-    nix::unistd::Group::from_name("users")
-        .unwrap()
-        .expect("group users")
-        .gid
-        .as_raw()
-}
-
-/// uids without passwd entries; gid `users` makes them members.
-const ALICE: u32 = 61001;
-const BOB: u32 = 61002;
-const STRANGER: u32 = 61003;
-
 /// A channel of the test's own: `default.nix` as `<nixpkgs/nixos>`, with
 /// the fixture's static busybox beside it (`../busybox`).
 fn make_channel(agent: &TestAgent, name: &str, default_nix: &str) -> PathBuf {

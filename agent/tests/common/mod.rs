@@ -102,6 +102,21 @@ pub fn prerequisites_and(test: &str, extra: &[&str]) -> Option<()> {
     None
 }
 
+/// Test users without passwd entries: members of `users` when they run
+/// with [`users_gid`] as their group, nobody's otherwise.
+pub const ALICE: u32 = 61001;
+pub const BOB: u32 = 61002;
+pub const STRANGER: u32 = 61003;
+
+/// The gid of the group `users` (the test agents' user group).
+pub fn users_gid() -> u32 {
+    nix::unistd::Group::from_name("users")
+        .unwrap()
+        .expect("group users")
+        .gid
+        .as_raw()
+}
+
 pub(crate) fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     File::open("/dev/urandom")

@@ -102,6 +102,38 @@ pub struct Record {
 }
 
 impl Record {
+    /// A container about to be created at `now`: phase `Creating`, enabled,
+    /// wanted running, nothing built yet, no aliases, limits or upstreams.
+    pub fn new(
+        name: ContainerName,
+        owner_uid: u32,
+        channel: ChannelUrl,
+        addresses: Addresses,
+        now: DateTime<Utc>,
+    ) -> Record {
+        Record {
+            name,
+            owner_uid,
+            channel,
+            aliases: Vec::new(),
+            addresses,
+            system_path: None,
+            created: now,
+            last_deploy: now,
+            enabled: true,
+            pinned: false,
+            keep_until: None,
+            last_activity: None,
+            phase: Phase::Creating,
+            established: false,
+            want_running: true,
+            limits: Limits::default(),
+            upstreams: BTreeMap::new(),
+            disk_size: None,
+            image_url: None,
+        }
+    }
+
     /// What the cleanup policy looks at.
     pub fn usage(&self, running: bool) -> crate::cleanup::Usage {
         crate::cleanup::Usage {
@@ -125,31 +157,20 @@ pub mod tests {
 
     /// A running, established record for tests of what is derived from records.
     pub fn record(name: &str, local: &str, aliases: &[&str]) -> Record {
-        let now = chrono::Utc::now();
-        Record {
-            name: name.parse().unwrap(),
-            owner_uid: 0,
-            channel: "https://example.org/nixexprs.tar.xz".parse().unwrap(),
-            aliases: aliases.iter().map(|a| a.parse().unwrap()).collect(),
-            addresses: Addresses {
+        let mut r = Record::new(
+            name.parse().unwrap(),
+            0,
+            "https://example.org/nixexprs.tar.xz".parse().unwrap(),
+            Addresses {
                 index: 1,
                 host: "10.233.0.1".parse().unwrap(),
                 local: local.parse().unwrap(),
             },
-            system_path: None,
-            created: now,
-            last_deploy: now,
-            enabled: true,
-            pinned: false,
-            keep_until: None,
-            last_activity: None,
-            phase: Phase::Running,
-            established: true,
-            want_running: true,
-            limits: Limits::default(),
-            upstreams: BTreeMap::new(),
-            disk_size: None,
-            image_url: None,
-        }
+            chrono::Utc::now(),
+        );
+        r.aliases = aliases.iter().map(|a| a.parse().unwrap()).collect();
+        r.phase = Phase::Running;
+        r.established = true;
+        r
     }
 }

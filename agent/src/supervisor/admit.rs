@@ -5,7 +5,7 @@
 use super::{ops, Op, Supervisor};
 use crate::access::Caller;
 use crate::api::types::ApiError;
-use crate::container::{ContainerName, Phase, Record};
+use crate::container::{ContainerName, Record};
 use crate::net::pool::AddressPool;
 use std::collections::BTreeSet;
 
@@ -25,6 +25,9 @@ impl Supervisor {
                 op.verb()
             ))
         };
+        if current.is_none() && op.admits() == super::op::Admits::Existing {
+            return Err(ApiError::not_found(format!("no container named {name}")));
+        }
         match (op, current) {
             (Op::Ensure(spec), None) => {
                 if !caller.may_create() {
@@ -46,45 +49,31 @@ impl Supervisor {
                 let addresses = pool
                     .allocate(&used)
                     .map_err(|e| ApiError::failed(e.to_string()))?;
-                let now = chrono::Utc::now();
-                let mut limits_new = self.env.cfg.default_limits.clone();
-                limits_new.merge(&spec.limits);
-                let record = Record {
-                    name: name.clone(),
-                    owner_uid: caller.owner_for(spec.owner_uid),
-                    channel: spec.channel.clone(),
-                    aliases: spec.aliases.clone(),
+                let mut limits = self.env.cfg.default_limits.clone();
+                limits.merge(&spec.limits);
+                let mut record = Record::new(
+                    name.clone(),
+                    caller.owner_for(spec.owner_uid),
+                    spec.channel.clone(),
                     addresses,
-                    system_path: None,
-                    created: now,
-                    last_deploy: now,
-                    enabled: true,
-                    pinned: false,
-                    keep_until: None,
-                    last_activity: None,
-                    phase: Phase::Creating,
-                    established: false,
-                    want_running: true,
-                    limits: limits_new,
-                    upstreams: spec.upstreams.clone().unwrap_or_default(),
-                    disk_size: spec.disk_size,
-                    image_url: spec.image_url.clone(),
-                };
-                Ok(ops::Job::Ensure {
-                    new: true,
+                    chrono::Utc::now(),
+                );
+                record.aliases = spec.aliases.clone();
+                record.limits = limits;
+                record.upstreams = spec.upstreams.clone().unwrap_or_default();
+                record.disk_size = spec.disk_size;
+                record.image_url = spec.image_url.clone();
+                Ok(ops::Job::Create {
                     record,
                     caller: caller.clone(),
-                    spec: spec.clone(),
                 })
             }
             (Op::Ensure(spec), Some(r)) => {
                 if !caller.may_manage(r.owner_uid) {
                     return Err(forbidden(&r));
                 }
-                Ok(ops::Job::Ensure {
-                    new: false,
+                Ok(ops::Job::Refresh {
                     record: r,
-                    caller: caller.clone(),
                     spec: spec.clone(),
                 })
             }

@@ -1,6 +1,6 @@
 //! Starting containers again after a host boot, a few at a time.
 
-use super::{Handle, Msg, Op};
+use super::{Handle, Op};
 use crate::access::Caller;
 use crate::container::ContainerName;
 use crate::progress::Progress;
@@ -28,7 +28,7 @@ pub(super) async fn start_after_boot(
                 Err(e) => format!("{name}: starting after host boot failed: {e}"),
             };
             tracing::info!("{text}");
-            let _ = handle.tx.send(Msg::Finding { text }).await;
+            handle.finding(text).await;
         }));
     }
     for t in tasks {

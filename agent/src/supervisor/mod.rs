@@ -10,15 +10,24 @@ mod admit;
 mod boot;
 mod cleanup;
 mod derived;
+#[cfg(test)]
+mod fakes;
+mod handle;
+mod op;
 mod ops;
 mod reconcile;
 mod steps;
+#[cfg(test)]
+mod tests;
+
+pub use handle::Handle;
+use handle::{Msg, Reply};
+pub use op::{EnsureSpec, Op, Outcome};
 
 use crate::access::Caller;
 use crate::api::types::{AgentInfo, ApiError, ContainerInfo};
 use crate::config::Config;
-use crate::container::{Alias, ChannelUrl, ContainerName, Limits, Phase, Record};
-use crate::edge::routes::Upstream;
+use crate::container::{ContainerName, Phase, Record};
 use crate::net::exec::{Netlink, Nft};
 use crate::nix::runner::NixBuilder;
 use crate::nspawn::backend::Backend;
@@ -26,7 +35,7 @@ use crate::progress::Progress;
 use crate::state::Store;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// The subsystems a job uses, shared read-only.
 pub struct Env {
@@ -42,258 +51,6 @@ pub struct Env {
     pub host_warnings: Vec<String>,
     /// The proxy and its certificates, when the edge is enabled.
     pub edge: Option<Arc<crate::edge::Edge>>,
-}
-
-/// What an ensure asks for, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EnsureSpec {
-    pub channel: ChannelUrl,
-    pub aliases: Vec<Alias>,
-    /// For whom root or an admin creates it (others create for themselves).
-    pub owner_uid: Option<u32>,
-    /// Fields given replace the recorded ones.
-    pub limits: Limits,
-    /// Replaces the recorded upstreams when given.
-    pub upstreams: Option<BTreeMap<String, Upstream>>,
-    /// Disk size asked for (bytes), recorded when given.
-    pub disk_size: Option<u64>,
-    /// VM image URL asked for, recorded when given.
-    pub image_url: Option<String>,
-    /// Whether a re-ensure moves an existing container to `channel` (else
-    /// it keeps the channel it has).
-    pub update_channel: bool,
-}
-
-/// An operation on one container, validated.
-#[derive(Debug, Clone)]
-pub enum Op {
-    Ensure(EnsureSpec),
-    Start,
-    Stop,
-    Destroy,
-    /// Run provisioning steps in the running container.
-    Provision(Arc<crate::provision::Plan>),
-    /// Pin (true) or unpin: cleanup never touches a pinned container.
-    Pin(bool),
-    /// Not disabled before this many days from now.
-    Extend {
-        days: u32,
-    },
-    /// One container's turn in a cleanup sweep decided as of `now`.
-    Expire {
-        now: chrono::DateTime<chrono::Utc>,
-    },
-}
-
-impl Op {
-    fn verb(&self) -> &'static str {
-        match self {
-            Op::Ensure(_) => "ensure",
-            Op::Start => "start",
-            Op::Stop => "stop",
-            Op::Destroy => "destroy",
-            Op::Provision(_) => "provision",
-            Op::Pin(true) => "pin",
-            Op::Pin(false) => "unpin",
-            Op::Extend { .. } => "extend",
-            Op::Expire { .. } => "clean up",
-        }
-    }
-}
-
-/// What a finished operation reports.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub message: String,
-    pub container: Option<ContainerInfo>,
-    /// What a cleanup turn decided (only `Op::Expire`).
-    pub cleanup: Option<crate::cleanup::Decision>,
-}
-
-type Reply<T> = oneshot::Sender<T>;
-
-enum Msg {
-    Run {
-        name: ContainerName,
-        op: Op,
-        caller: Caller,
-        progress: Progress,
-        reply: Reply<Result<Outcome, ApiError>>,
-    },
-    List {
-        reply: Reply<Vec<ContainerInfo>>,
-    },
-    Get {
-        name: ContainerName,
-        reply: Reply<Result<ContainerInfo, ApiError>>,
-    },
-    Info {
-        reply: Reply<AgentInfo>,
-    },
-    Save {
-        record: Record,
-        reply: Reply<Result<(), ApiError>>,
-    },
-    Remove {
-        name: ContainerName,
-        reply: Reply<Result<(), ApiError>>,
-    },
-    Finished {
-        name: ContainerName,
-    },
-    Console {
-        name: ContainerName,
-        lines: usize,
-        reply: Reply<String>,
-    },
-    Finding {
-        text: String,
-    },
-    Cleanup {
-        body: crate::cleanup::CleanupBody,
-        caller: Caller,
-        reply: Reply<Result<crate::cleanup::CleanupReport, ApiError>>,
-    },
-    /// The current records version (for [`Handle::synced`]).
-    Version {
-        reply: Reply<u64>,
-    },
-}
-
-/// The handle API handlers and jobs use.
-#[derive(Clone)]
-pub struct Handle {
-    tx: mpsc::Sender<Msg>,
-    applied: watch::Receiver<derived::Applied>,
-}
-
-fn gone() -> ApiError {
-    ApiError::internal("the agent is shutting down")
-}
-
-impl Handle {
-    pub async fn run(
-        &self,
-        name: ContainerName,
-        op: Op,
-        caller: Caller,
-        progress: Progress,
-    ) -> Result<Outcome, ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Run {
-                name,
-                op,
-                caller,
-                progress,
-                reply,
-            })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
-    }
-
-    pub async fn list(&self) -> Result<Vec<ContainerInfo>, ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::List { reply })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
-    }
-
-    /// A container's status (anyone may read it).
-    pub async fn get(&self, name: ContainerName) -> Result<ContainerInfo, ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Get { name, reply })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
-    }
-
-    /// The last lines of a container's console (file or journal).
-    pub async fn console(&self, name: ContainerName, lines: usize) -> Result<String, ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Console { name, lines, reply })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
-    }
-
-    pub async fn info(&self) -> Result<AgentInfo, ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Info { reply })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
-    }
-
-    /// Run (or with `dry_run`, only decide) the cleanup sweep; admin only.
-    pub async fn cleanup(
-        &self,
-        body: crate::cleanup::CleanupBody,
-        caller: Caller,
-    ) -> Result<crate::cleanup::CleanupReport, ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Cleanup {
-                body,
-                caller,
-                reply,
-            })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
-    }
-
-    /// Persist a record (jobs call this before each phase's side effects).
-    pub(crate) async fn save(&self, record: &Record) -> Result<(), ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Save {
-                record: record.clone(),
-                reply,
-            })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
-    }
-
-    /// Wait until the hosts block, NAT table and compatibility records
-    /// reflect every record change made so far.
-    pub(crate) async fn synced(&self) -> Result<(), ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Version { reply })
-            .await
-            .map_err(|_| gone())?;
-        let version = rx.await.map_err(|_| gone())?;
-        let mut applied = self.applied.clone();
-        let a = applied
-            .wait_for(|a| a.version >= version)
-            .await
-            .map_err(|_| gone())?
-            .clone();
-        match a.error {
-            None => Ok(()),
-            Some(e) => Err(ApiError::internal(e)),
-        }
-    }
-
-    pub(crate) async fn remove(&self, name: &ContainerName) -> Result<(), ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Remove {
-                name: name.clone(),
-                reply,
-            })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
-    }
 }
 
 /// Operations waiting for one name (beyond the one running): more are
@@ -525,10 +282,7 @@ impl Supervisor {
                 return self.start_next(name);
             }
         };
-        if let ops::Job::Ensure {
-            new: true, record, ..
-        } = &job
-        {
+        if let ops::Job::Create { record, .. } = &job {
             // Reserve the name and addresses now, so concurrent ensures of
             // other names cannot take them; the job persists it first thing.
             self.records.insert(name.clone(), record.clone());
@@ -551,7 +305,7 @@ impl Supervisor {
                 Err(e) => tracing::warn!(container = %name, "{verb} failed: {e}"),
             }
             let _ = p.reply.send(result);
-            let _ = handle.tx.send(Msg::Finished { name }).await;
+            handle.finished(name).await;
         });
     }
 }

@@ -32,11 +32,15 @@ impl JobCtx {
 }
 
 pub enum Job {
-    Ensure {
-        new: bool,
+    /// The first ensure of a name: build, network, boot.
+    Create {
         record: Record,
         /// Who asked: a local channel is read with their rights.
         caller: crate::access::Caller,
+    },
+    /// An ensure of an existing container: refresh what it asks for, start.
+    Refresh {
+        record: Record,
         spec: super::EnsureSpec,
     },
     Start(Record),
@@ -63,18 +67,8 @@ pub async fn run(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
 
 async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
     match job {
-        Job::Ensure {
-            new: true,
-            record,
-            caller,
-            ..
-        } => create(ctx, record, &caller).await,
-        Job::Ensure {
-            new: false,
-            record,
-            spec,
-            ..
-        } => refresh(ctx, record, spec).await,
+        Job::Create { record, caller } => create(ctx, record, &caller).await,
+        Job::Refresh { record, spec } => refresh(ctx, record, spec).await,
         Job::Start(r) => start(ctx, r).await,
         Job::Stop(r) => stop(ctx, r).await,
         Job::Destroy(r) => destroy(ctx, r).await,

@@ -1,0 +1,166 @@
+//! How API handlers and jobs talk to the supervisor task: one message per
+//! request, each carrying the channel its answer comes back on.
+
+use super::derived;
+use super::op::{Op, Outcome};
+use crate::access::Caller;
+use crate::api::types::{AgentInfo, ApiError, ContainerInfo};
+use crate::container::{ContainerName, Record};
+use crate::progress::Progress;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub(super) type Reply<T> = oneshot::Sender<T>;
+
+pub(super) enum Msg {
+    Run {
+        name: ContainerName,
+        op: Op,
+        caller: Caller,
+        progress: Progress,
+        reply: Reply<Result<Outcome, ApiError>>,
+    },
+    List {
+        reply: Reply<Vec<ContainerInfo>>,
+    },
+    Get {
+        name: ContainerName,
+        reply: Reply<Result<ContainerInfo, ApiError>>,
+    },
+    Info {
+        reply: Reply<AgentInfo>,
+    },
+    Save {
+        record: Record,
+        reply: Reply<Result<(), ApiError>>,
+    },
+    Remove {
+        name: ContainerName,
+        reply: Reply<Result<(), ApiError>>,
+    },
+    Finished {
+        name: ContainerName,
+    },
+    Console {
+        name: ContainerName,
+        lines: usize,
+        reply: Reply<String>,
+    },
+    Finding {
+        text: String,
+    },
+    Cleanup {
+        body: crate::cleanup::CleanupBody,
+        caller: Caller,
+        reply: Reply<Result<crate::cleanup::CleanupReport, ApiError>>,
+    },
+    /// The current records version (for [`Handle::synced`]).
+    Version {
+        reply: Reply<u64>,
+    },
+}
+
+/// The handle API handlers and jobs use.
+#[derive(Clone)]
+pub struct Handle {
+    pub(super) tx: mpsc::Sender<Msg>,
+    pub(super) applied: watch::Receiver<derived::Applied>,
+}
+
+fn gone() -> ApiError {
+    ApiError::internal("the agent is shutting down")
+}
+
+impl Handle {
+    /// Send the message `make` builds around a reply channel; its answer.
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn run(
+        &self,
+        name: ContainerName,
+        op: Op,
+        caller: Caller,
+        progress: Progress,
+    ) -> Result<Outcome, ApiError> {
+        self.ask(|reply| Msg::Run {
+            name,
+            op,
+            caller,
+            progress,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn list(&self) -> Result<Vec<ContainerInfo>, ApiError> {
+        self.ask(|reply| Msg::List { reply }).await
+    }
+
+    /// A container's status (anyone may read it).
+    pub async fn get(&self, name: ContainerName) -> Result<ContainerInfo, ApiError> {
+        self.ask(|reply| Msg::Get { name, reply }).await?
+    }
+
+    /// The last lines of a container's console (file or journal).
+    pub async fn console(&self, name: ContainerName, lines: usize) -> Result<String, ApiError> {
+        self.ask(|reply| Msg::Console { name, lines, reply }).await
+    }
+
+    pub async fn info(&self) -> Result<AgentInfo, ApiError> {
+        self.ask(|reply| Msg::Info { reply }).await
+    }
+
+    /// Run (or with `dry_run`, only decide) the cleanup sweep; admin only.
+    pub async fn cleanup(
+        &self,
+        body: crate::cleanup::CleanupBody,
+        caller: Caller,
+    ) -> Result<crate::cleanup::CleanupReport, ApiError> {
+        self.ask(|reply| Msg::Cleanup {
+            body,
+            caller,
+            reply,
+        })
+        .await?
+    }
+
+    /// Persist a record (jobs call this before each phase's side effects).
+    pub(crate) async fn save(&self, record: &Record) -> Result<(), ApiError> {
+        let record = record.clone();
+        self.ask(|reply| Msg::Save { record, reply }).await?
+    }
+
+    /// Wait until the hosts block, NAT table and compatibility records
+    /// reflect every record change made so far.
+    pub(crate) async fn synced(&self) -> Result<(), ApiError> {
+        let version = self.ask(|reply| Msg::Version { reply }).await?;
+        let mut applied = self.applied.clone();
+        let a = applied
+            .wait_for(|a| a.version >= version)
+            .await
+            .map_err(|_| gone())?
+            .clone();
+        match a.error {
+            None => Ok(()),
+            Some(e) => Err(ApiError::internal(e)),
+        }
+    }
+
+    pub(crate) async fn remove(&self, name: &ContainerName) -> Result<(), ApiError> {
+        let name = name.clone();
+        self.ask(|reply| Msg::Remove { name, reply }).await?
+    }
+
+    /// A finding for `devhost info` (what a sweep or boot noticed).
+    pub(crate) async fn finding(&self, text: String) {
+        let _ = self.tx.send(Msg::Finding { text }).await;
+    }
+
+    /// A job on `name` has ended: the next queued one may start.
+    pub(super) async fn finished(&self, name: ContainerName) {
+        let _ = self.tx.send(Msg::Finished { name }).await;
+    }
+}

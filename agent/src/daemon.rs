@@ -177,6 +177,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         nix: Arc::new(NixBuild),
         nix_safety,
         host_warnings: warnings,
+        clock: crate::clock::Clock::system(),
     };
     let handle = Supervisor::start(env)
         .await

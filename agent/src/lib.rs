@@ -21,13 +21,14 @@
 //! - [`state`]: records on disk and the agent lock.
 //! - [`sys`]: raw system calls (safe file writes, /proc, namespaces,
 //!   capabilities, seccomp, credentials).
-//! - [`config`], [`daemon`], [`progress`]: configuration, the agent process,
-//!   progress streaming.
+//! - [`config`], [`daemon`], [`progress`], [`clock`]: configuration, the
+//!   agent process, progress streaming, the agent's "now".
 
 pub mod access;
 pub mod api;
 pub mod cleanup;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod container;
 pub mod daemon;

@@ -114,7 +114,6 @@ fn lifecycle_end_to_end(kind: Kind) {
 
     // Re-ensure: same process, refreshed aliases, later last deploy.
     let pid = s["pid"].as_u64().unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
     let t = Instant::now();
     assert_ok(
         &agent.fc_build(&["ensure", &name, &ch.url, ""]),
@@ -128,9 +127,11 @@ fn lifecycle_end_to_end(kind: Kind) {
         "re-ensure keeps the running container"
     );
     assert_eq!(s2["aliases"], serde_json::json!([]));
+    // Shown to the second; that it moves with the clock is asserted
+    // in-process, with a clock the test moves (supervisor::tests).
     assert!(
-        s2["last_deploy"].as_str() > s["last_deploy"].as_str(),
-        "last deploy moved: {s2}"
+        s2["last_deploy"].as_str() >= s["last_deploy"].as_str(),
+        "last deploy did not go back: {s2}"
     );
     eprintln!("re-ensure took {re_ensure:?}");
 

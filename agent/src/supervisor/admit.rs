@@ -56,7 +56,7 @@ impl Supervisor {
                     caller.owner_for(spec.owner_uid),
                     spec.channel.clone(),
                     addresses,
-                    chrono::Utc::now(),
+                    self.env.clock.now(),
                 );
                 record.aliases = spec.aliases.clone();
                 record.limits = limits;

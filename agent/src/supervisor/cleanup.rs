@@ -50,7 +50,11 @@ async fn decision(env: &Env, r: &Record, now: DateTime<Utc>) -> Decision {
 
 /// Parse the body's moment, admin only: the sweep stops and destroys other
 /// people's containers.
-pub(super) fn admit_sweep(body: &CleanupBody, caller: &Caller) -> Result<DateTime<Utc>, ApiError> {
+pub(super) fn admit_sweep(
+    body: &CleanupBody,
+    caller: &Caller,
+    clock: &crate::clock::Clock,
+) -> Result<DateTime<Utc>, ApiError> {
     if !caller.admin {
         return Err(ApiError::forbidden(format!(
             "uid {} may not run the cleanup (root or the admin group only)",
@@ -58,7 +62,7 @@ pub(super) fn admit_sweep(body: &CleanupBody, caller: &Caller) -> Result<DateTim
         )));
     }
     match &body.now {
-        None => Ok(Utc::now()),
+        None => Ok(clock.now()),
         Some(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| {
@@ -214,7 +218,7 @@ pub(super) async fn pin(ctx: &JobCtx, mut r: Record, pinned: bool) -> Result<Out
         ),
         (false, false) => format!("container {} was not pinned", r.name),
         (true, false) => {
-            let d = decision(&ctx.env, &r, Utc::now()).await;
+            let d = decision(&ctx.env, &r, ctx.env.clock.now()).await;
             format!("container {} unpinned: {}", r.name, d.reason)
         }
     };
@@ -233,7 +237,7 @@ pub(super) async fn extend(ctx: &JobCtx, mut r: Record, days: u32) -> Result<Out
             "days: {days} is not 1 to {max} (cleanup.max_extend_days); `devhost pin` keeps a container for good"
         )));
     }
-    let now = Utc::now();
+    let now = ctx.env.clock.now();
     r.keep_until = Some(now + TimeDelta::days(days.into()));
     ctx.sup.save(&r).await?;
     let d = decision(&ctx.env, &r, now).await;
@@ -258,7 +262,7 @@ pub(super) fn reenable_for_start(env: &Env, r: &mut Record) -> Result<(), ApiErr
     if r.enabled {
         return Ok(());
     }
-    let (now, usage, policy) = (Utc::now(), r.usage(false), &env.cfg.cleanup.policy);
+    let (now, usage, policy) = (env.clock.now(), r.usage(false), &env.cfg.cleanup.policy);
     if crate::cleanup::deadlines(&usage, policy).is_some_and(|d| d.disable_at <= now) {
         return Err(ApiError::failed(format!(
             "container {} was disabled by cleanup ({}); deploy it again (ensure), or `devhost extend {} --days N` or `devhost pin {}` first",

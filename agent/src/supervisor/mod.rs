@@ -51,6 +51,8 @@ pub struct Env {
     pub host_warnings: Vec<String>,
     /// The proxy and its certificates, when the edge is enabled.
     pub edge: Option<Arc<crate::edge::Edge>>,
+    /// "Now" for everything the supervisor dates.
+    pub clock: crate::clock::Clock,
 }
 
 /// Operations waiting for one name (beyond the one running): more are
@@ -217,7 +219,7 @@ impl Supervisor {
                     body,
                     caller,
                     reply,
-                } => match cleanup::admit_sweep(&body, &caller) {
+                } => match cleanup::admit_sweep(&body, &caller, &self.env.clock) {
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -315,7 +317,7 @@ pub(super) async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
     let pid = env.backend.find(&r.name).await.map(|x| x.pid);
     let mut info = ContainerInfo::new(r, pid);
     info.certificate = env.edge.as_ref().and_then(|e| e.cert_info(r.name.as_str()));
-    let d = cleanup::decision_for(env, r, pid.is_some(), chrono::Utc::now());
+    let d = cleanup::decision_for(env, r, pid.is_some(), env.clock.now());
     info.cleanup = Some(d.reason);
     if r.disk_size.is_some() {
         // It reads mountinfo and asks `btrfs`: off the async threads.

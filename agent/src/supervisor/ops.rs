@@ -205,7 +205,7 @@ async fn build(
             .map_err(|e| ApiError::internal(format!("creating {}: {e}", parent.display())))?;
     }
     let state_dir = &cfg.paths.state_dir;
-    let now = chrono::Utc::now();
+    let now = ctx.env.clock.now();
     let found = reuse::lookup(
         state_dir,
         &r.name,
@@ -301,7 +301,7 @@ async fn refresh(
     if let Some(u) = upstreams {
         r.upstreams = u;
     }
-    r.last_deploy = chrono::Utc::now();
+    r.last_deploy = ctx.env.clock.now();
     r.enabled = true;
     r.want_running = true;
     let before = r.limits.clone();
@@ -481,7 +481,7 @@ async fn provision(
         .map_err(ApiError::failed)?;
     if env.cfg.cleanup.policy.count_activity {
         let mut r = r.clone();
-        r.last_activity = Some(chrono::Utc::now());
+        r.last_activity = Some(env.clock.now());
         ctx.sup.save(&r).await?;
     }
     Ok(Outcome {

@@ -15,6 +15,7 @@ const PREFIX: &str = "dhu-";
 struct Harness {
     dir: tempfile::TempDir,
     fakes: Fakes,
+    clock: crate::clock::Clock,
     cfg: Config,
 }
 
@@ -48,6 +49,7 @@ enable = false
         Harness {
             dir,
             fakes: Fakes::default(),
+            clock: crate::clock::Clock::manual("2026-01-31T03:00:00Z".parse().unwrap()),
             cfg,
         }
     }
@@ -63,6 +65,7 @@ enable = false
             nix_safety: Default::default(),
             host_warnings: Vec::new(),
             edge: None,
+            clock: self.clock.clone(),
         }
     }
 
@@ -79,6 +82,11 @@ enable = false
         std::fs::read(p)
             .ok()
             .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    fn running(&self, name: &str) -> bool {
+        let w = self.fakes.world.lock().unwrap();
+        w.running.keys().any(|n| n.as_str() == name)
     }
 
     fn hosts(&self) -> String {
@@ -245,30 +253,6 @@ async fn destroy_removes_everything_and_a_second_one_is_nothing() {
     assert_eq!(o.message, "no container named web01; nothing to destroy");
 }
 
-#[test]
-fn a_crash_during_destroy_is_finished_at_the_next_start() {
-    let h = Harness::new();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let sup = h.start().await;
-        run(&sup, "web01", ensure()).await.unwrap();
-    });
-    drop(rt);
-    h.fakes.plant(Step::NetDown, 1, Fault::Hang);
-    crash_during(&h, "web01", Op::Destroy);
-    assert_eq!(h.record("web01").unwrap().phase, Phase::Destroying);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let sup = h.start().await;
-        let findings = sup.info().await.unwrap().findings;
-        assert!(
-            findings.contains(&"web01: finished an interrupted destroy".to_string()),
-            "{findings:?}"
-        );
-    });
-    assert_eq!(h.traces("web01"), Vec::<String>::new());
-}
-
 #[tokio::test]
 async fn operations_on_one_name_wait_their_turn_and_other_names_do_not() {
     let h = Harness::new();
@@ -419,35 +403,261 @@ async fn an_operation_on_no_container_is_refused_unless_it_may_be() {
     assert_eq!(h.fakes.calls(), vec![]);
 }
 
+/// A cleanup sweep as root, as of the clock's now.
+async fn sweep(sup: &Handle) -> crate::cleanup::CleanupReport {
+    sup.cleanup(
+        crate::cleanup::CleanupBody {
+            dry_run: false,
+            now: None,
+        },
+        Caller::root(),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn cleanup_disables_after_a_week_and_deletes_after_a_month() {
     let h = Harness::new();
     let sup = h.start().await;
     run(&sup, "web01", ensure()).await.unwrap();
-    let sweep = |days: i64| {
-        let sup = sup.clone();
-        async move {
-            let now = chrono::Utc::now() + chrono::Duration::days(days);
-            sup.cleanup(
-                crate::cleanup::CleanupBody {
-                    dry_run: false,
-                    now: Some(now.to_rfc3339()),
-                },
-                Caller::root(),
-            )
-            .await
-            .unwrap()
-        }
-    };
-    sweep(3).await;
+    h.clock.advance(chrono::TimeDelta::days(3));
+    sweep(&sup).await;
     assert!(h.record("web01").unwrap().enabled, "kept");
-    sweep(8).await;
+    h.clock.advance(chrono::TimeDelta::days(5));
+    sweep(&sup).await;
     let r = h.record("web01").unwrap();
     assert_eq!(
         (r.enabled, r.phase),
         (false, Phase::Stopped),
         "disabled and stopped"
     );
-    sweep(31).await;
+    assert!(!h.running("web01"));
+    h.clock.advance(chrono::TimeDelta::days(23));
+    sweep(&sup).await;
     assert_eq!(h.traces("web01"), Vec::<String>::new(), "deleted");
+}
+
+/// What a boot of an existing container does: the network made again
+/// (the old namespace removed first), then the container started.
+const BOOT_STEPS: [Step; 4] = [Step::NetDown, Step::NetUp, Step::Sysctls, Step::Start];
+
+/// A supervisor holding `web01`, created and then stopped.
+async fn with_stopped(h: &Harness) -> Handle {
+    let sup = h.start().await;
+    run(&sup, "web01", ensure()).await.unwrap();
+    run(&sup, "web01", Op::Stop).await.unwrap();
+    sup
+}
+
+#[tokio::test]
+async fn a_failure_at_any_step_of_a_start_leaves_it_stopped_for_a_retry() {
+    // An ensure of a stopped container boots it the same way.
+    for op in [Op::Start, ensure()] {
+        for step in BOOT_STEPS {
+            let h = Harness::new();
+            let sup = with_stopped(&h).await;
+            h.fakes.plant(step, 1, Fault::Fail);
+            let e = run(&sup, "web01", op.clone()).await.unwrap_err();
+            assert!(e.message.contains("failed as planted"), "{step:?}: {e}");
+            let r = h
+                .record("web01")
+                .expect("a failed start keeps the container");
+            assert_eq!(r.phase, Phase::Stopped, "{} at {step:?}", op.verb());
+            assert!(!h.running("web01"), "{} at {step:?}", op.verb());
+            run(&sup, "web01", op.clone()).await.unwrap();
+            assert_eq!(h.record("web01").unwrap().phase, Phase::Running);
+            assert!(h.running("web01"));
+        }
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_start_is_found_stopped_at_the_next_start() {
+    for step in BOOT_STEPS {
+        let h = Harness::new();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            with_stopped(&h).await;
+        });
+        drop(rt);
+        h.fakes.plant(step, 1, Fault::Hang);
+        crash_during(&h, "web01", Op::Start);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let sup = h.start().await;
+            let findings = sup.info().await.unwrap().findings;
+            assert!(
+                findings.iter().any(|f| f.starts_with("web01: recorded as")
+                    && f.contains("but not running; marked stopped")),
+                "{step:?}: {findings:?}"
+            );
+            assert_eq!(h.record("web01").unwrap().phase, Phase::Stopped);
+            run(&sup, "web01", Op::Start).await.unwrap();
+            assert!(h.running("web01"), "{step:?}");
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_failed_stop_is_reported_and_a_retry_stops_it() {
+    let h = Harness::new();
+    let sup = h.start().await;
+    run(&sup, "web01", ensure()).await.unwrap();
+    h.fakes.plant(Step::Stop, 1, Fault::Fail);
+    let e = run(&sup, "web01", Op::Stop).await.unwrap_err();
+    assert!(e.message.contains("failed as planted"), "{e}");
+    assert!(h.running("web01"));
+    run(&sup, "web01", Op::Stop).await.unwrap();
+    assert_eq!(h.record("web01").unwrap().phase, Phase::Stopped);
+    assert!(!h.running("web01"));
+}
+
+#[test]
+fn a_crash_during_a_stop_is_finished_at_the_next_start() {
+    let h = Harness::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let sup = h.start().await;
+        run(&sup, "web01", ensure()).await.unwrap();
+    });
+    drop(rt);
+    h.fakes.plant(Step::Stop, 1, Fault::Hang);
+    crash_during(&h, "web01", Op::Stop);
+    assert_eq!(h.record("web01").unwrap().phase, Phase::Stopping);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        h.start().await;
+    });
+    assert_eq!(h.record("web01").unwrap().phase, Phase::Stopped);
+    assert!(!h.running("web01"));
+}
+
+/// What a destroy does to the world before it removes files and record.
+const DESTROY_STEPS: [Step; 2] = [Step::Stop, Step::NetDown];
+
+#[tokio::test]
+async fn a_failure_at_any_step_of_a_destroy_keeps_the_record_for_a_retry() {
+    for step in DESTROY_STEPS {
+        let h = Harness::new();
+        let sup = h.start().await;
+        run(&sup, "web01", ensure()).await.unwrap();
+        h.fakes.plant(step, 1, Fault::Fail);
+        let e = run(&sup, "web01", Op::Destroy).await.unwrap_err();
+        assert!(e.message.contains("failed as planted"), "{step:?}: {e}");
+        let r = h
+            .record("web01")
+            .expect("the record outlives a failed destroy");
+        assert_eq!(r.phase, Phase::Destroying, "{step:?}");
+        run(&sup, "web01", Op::Destroy).await.unwrap();
+        assert_eq!(h.traces("web01"), Vec::<String>::new(), "after {step:?}");
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_destroy_is_finished_at_the_next_start() {
+    for step in DESTROY_STEPS {
+        let h = Harness::new();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let sup = h.start().await;
+            run(&sup, "web01", ensure()).await.unwrap();
+        });
+        drop(rt);
+        h.fakes.plant(step, 1, Fault::Hang);
+        crash_during(&h, "web01", Op::Destroy);
+        assert_eq!(h.record("web01").unwrap().phase, Phase::Destroying);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let sup = h.start().await;
+            let findings = sup.info().await.unwrap().findings;
+            assert!(
+                findings.contains(&"web01: finished an interrupted destroy".to_string()),
+                "{step:?}: {findings:?}"
+            );
+        });
+        assert_eq!(h.traces("web01"), Vec::<String>::new(), "after {step:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_ensure_of_a_running_container_builds_and_starts_nothing() {
+    let h = Harness::new();
+    let sup = h.start().await;
+    run(&sup, "web01", ensure()).await.unwrap();
+    let calls = h.fakes.calls();
+    let first = h.record("web01").unwrap().last_deploy;
+    h.clock.advance(chrono::TimeDelta::seconds(1));
+    let o = run(&sup, "web01", ensure()).await.unwrap();
+    assert_eq!(o.message, "container web01 is running at 10.233.0.2");
+    assert_eq!(h.fakes.calls(), calls);
+    let r = h.record("web01").unwrap();
+    assert_eq!(r.last_deploy, first + chrono::TimeDelta::seconds(1));
+}
+
+#[tokio::test]
+async fn provisioning_a_stopped_container_is_refused() {
+    let h = Harness::new();
+    let sup = with_stopped(&h).await;
+    let calls = h.fakes.calls();
+    let plan = crate::provision::Plan {
+        steps: vec![],
+        files: Default::default(),
+        copy_as: None,
+    };
+    let e = run(&sup, "web01", Op::Provision(Arc::new(plan)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            ErrorKind::Failed,
+            "container web01 is not running; start it first"
+        )
+    );
+    assert_eq!(h.fakes.calls(), calls);
+}
+
+#[tokio::test]
+async fn a_pinned_container_outlives_every_sweep_until_unpinned() {
+    let h = Harness::new();
+    let sup = h.start().await;
+    run(&sup, "web01", ensure()).await.unwrap();
+    run(&sup, "web01", Op::Pin(true)).await.unwrap();
+    h.clock.advance(chrono::TimeDelta::days(60));
+    sweep(&sup).await;
+    let r = h.record("web01").expect("kept");
+    assert!(r.enabled && h.running("web01"));
+    run(&sup, "web01", Op::Pin(false)).await.unwrap();
+    sweep(&sup).await;
+    assert_eq!(h.traces("web01"), Vec::<String>::new(), "deleted");
+}
+
+#[tokio::test]
+async fn an_extension_postpones_the_disabling() {
+    let h = Harness::new();
+    let sup = h.start().await;
+    run(&sup, "web01", ensure()).await.unwrap();
+    run(&sup, "web01", Op::Extend { days: 14 }).await.unwrap();
+    h.clock.advance(chrono::TimeDelta::days(10));
+    sweep(&sup).await;
+    assert!(h.record("web01").unwrap().enabled, "kept while extended");
+    h.clock.advance(chrono::TimeDelta::days(5));
+    sweep(&sup).await;
+    assert!(!h.record("web01").unwrap().enabled, "disabled after it");
+}
+
+#[tokio::test]
+async fn a_container_disabled_by_cleanup_starts_again_only_once_extended() {
+    let h = Harness::new();
+    let sup = h.start().await;
+    run(&sup, "web01", ensure()).await.unwrap();
+    h.clock.advance(chrono::TimeDelta::days(8));
+    sweep(&sup).await;
+    let e = run(&sup, "web01", Op::Start).await.unwrap_err();
+    assert!(e.message.contains("was disabled by cleanup"), "{e}");
+    assert!(!h.running("web01"));
+    run(&sup, "web01", Op::Extend { days: 3 }).await.unwrap();
+    run(&sup, "web01", Op::Start).await.unwrap();
+    assert!(h.running("web01") && h.record("web01").unwrap().enabled);
 }

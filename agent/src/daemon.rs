@@ -30,8 +30,14 @@ pub enum DaemonError {
     },
     #[error("another agent is listening on {0}")]
     SocketInUse(String),
-    #[error("{0}")]
-    Start(String),
+    #[error("{0} not found in PATH (install systemd-container)")]
+    NoNspawn(String),
+    #[error(transparent)]
+    Backend(#[from] crate::nspawn::NspawnError),
+    #[error(transparent)]
+    Edge(#[from] crate::edge::EdgeError),
+    #[error(transparent)]
+    Supervisor(#[from] crate::supervisor::SupervisorError),
 }
 
 fn io<'a>(
@@ -101,12 +107,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         Readiness::Delay => ReadyCheck::Delay(Duration::from_millis(cfg.nspawn.ready_delay_ms)),
     };
     let mut cfg = cfg;
-    cfg.nspawn.program = resolve_program(&cfg.nspawn.program).ok_or_else(|| {
-        DaemonError::Start(format!(
-            "{} not found in PATH (install systemd-container)",
-            cfg.nspawn.program
-        ))
-    })?;
+    cfg.nspawn.program = resolve_program(&cfg.nspawn.program)
+        .ok_or_else(|| DaemonError::NoNspawn(cfg.nspawn.program.clone()))?;
     let paths = &cfg.paths;
     let use_systemd = match cfg.nspawn.backend {
         BackendKind::Auto => std::path::Path::new("/run/systemd/system").is_dir(),
@@ -116,11 +118,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let ready_timeout = Duration::from_secs(cfg.nspawn.ready_timeout_secs);
     let backend: Arc<dyn Backend> = if use_systemd {
         let stop_timeout = Duration::from_secs(cfg.nspawn.stop_timeout_secs);
-        Arc::new(
-            SystemdBackend::connect(ready, ready_timeout, stop_timeout)
-                .await
-                .map_err(DaemonError::Start)?,
-        )
+        Arc::new(SystemdBackend::connect(ready, ready_timeout, stop_timeout).await?)
     } else {
         Arc::new(DirectBackend::new(
             paths.containers_dir.clone(),
@@ -141,14 +139,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     // The edge binds its ports before anything else is served: a port in use
     // fails the start with the address named.
     let edge = if cfg.edge.enable {
-        let (edge, problems) = crate::edge::Edge::new(cfg.edge.clone())
-            .map_err(|e| DaemonError::Start(e.to_string()))?;
+        let (edge, problems) = crate::edge::Edge::new(cfg.edge.clone())?;
         for p in problems {
             tracing::warn!("edge: stored certificate not served: {p}");
         }
-        edge.start()
-            .await
-            .map_err(|e| DaemonError::Start(e.to_string()))?;
+        edge.start().await?;
         let certs = match cfg.edge.certs.issuer {
             crate::edge::certs::config::Issuer::LocalCa => {
                 format!("local CA, root {}", edge.root_path().display())
@@ -179,9 +174,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         host_warnings: warnings,
         clock: crate::clock::Clock::system(),
     };
-    let handle = Supervisor::start(env)
-        .await
-        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    let handle = Supervisor::start(env).await?;
     let listener = UnixListener::bind(&socket).map_err(io("binding", &socket))?;
     std::fs::set_permissions(
         &socket,

@@ -3,6 +3,7 @@
 //! a stream of newline-delimited JSON events.
 
 pub mod client;
+pub mod error;
 pub mod server;
 pub mod shell;
 pub mod types;

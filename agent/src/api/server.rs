@@ -17,7 +17,7 @@ use crate::access::Caller;
 use crate::config::Config;
 use crate::container::{Alias, ChannelUrl, ContainerName};
 use crate::progress::Progress;
-use crate::supervisor::{Handle, Op};
+use crate::supervisor::{Handle, Op, SupervisorError};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
@@ -212,13 +212,22 @@ async fn route(req: Request<Incoming>, shared: &Shared, caller: Caller) -> Respo
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     let result: Result<Response<Body>, ApiError> = match (&method, segs.as_slice()) {
-        (&Method::GET, ["v1", "agent"]) => handle.info().await.map(|i| json(StatusCode::OK, &i)),
+        (&Method::GET, ["v1", "agent"]) => handle
+            .info()
+            .await
+            .map(|i| json(StatusCode::OK, &i))
+            .map_err(ApiError::from),
         (&Method::GET, ["v1", "containers"]) => handle
             .list()
             .await
-            .map(|containers| json(StatusCode::OK, &ListResponse { containers })),
+            .map(|containers| json(StatusCode::OK, &ListResponse { containers }))
+            .map_err(ApiError::from),
         (&Method::GET, ["v1", "containers", name]) => match name.parse::<ContainerName>() {
-            Ok(n) => handle.get(n).await.map(|i| json(StatusCode::OK, &i)),
+            Ok(n) => handle
+                .get(n)
+                .await
+                .map(|i| json(StatusCode::OK, &i))
+                .map_err(ApiError::from),
             Err(e) => Err(e.into()),
         },
         (&Method::GET, ["v1", "containers", name, "logs"]) => {
@@ -232,17 +241,16 @@ async fn route(req: Request<Incoming>, shared: &Shared, caller: Caller) -> Respo
         }
         (&Method::POST, ["v1", "cleanup"]) => {
             if !caller.admin {
-                Err(ApiError::forbidden(format!(
-                    "uid {} may not run the cleanup (root or the admin group only)",
-                    caller.uid
-                )))
+                // Refused before the body is read.
+                Err(SupervisorError::MayNotSweep(caller.uid).into())
             } else {
                 match read_body(req, MAX_BODY, body_timeout(cfg)).await {
                     Ok(b) => match serde_json::from_slice(&b) {
                         Ok(body) => handle
                             .cleanup(body, caller)
                             .await
-                            .map(|r| json(StatusCode::OK, &r)),
+                            .map(|r| json(StatusCode::OK, &r))
+                            .map_err(ApiError::from),
                         Err(e) => Err(ApiError::bad_request(format!(
                             "invalid cleanup request: {e}"
                         ))),
@@ -548,7 +556,7 @@ fn stream_op(
                 message: o.message,
                 container: o.container.map(Box::new),
             },
-            Err(error) => Event::Error { error },
+            Err(e) => Event::Error { error: e.into() },
         };
         progress.finish(last).await;
     });

@@ -39,4 +39,10 @@ pub enum NspawnError {
     },
     #[error("container {name} did not stop even after SIGKILL")]
     Unkillable { name: String },
+    /// The systemd backend could not reach systemd.
+    #[error("{what}: {source}")]
+    Bus {
+        what: &'static str,
+        source: Box<zbus::Error>,
+    },
 }

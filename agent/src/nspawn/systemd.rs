@@ -62,15 +62,21 @@ impl SystemdBackend {
         ready: ReadyCheck,
         start_timeout: Duration,
         stop_timeout: Duration,
-    ) -> Result<Self, String> {
-        let conn = zbus::Connection::system().await.map_err(|e| {
-            format!("cannot connect to the D-Bus system bus for the systemd backend: {e}")
-        })?;
-        let m = ManagerProxy::new(&conn).await.map_err(|e| e.to_string())?;
-        // Without a subscription systemd sends no JobRemoved signals.
-        m.subscribe()
+    ) -> Result<Self, NspawnError> {
+        let bus = |what| {
+            move |source| NspawnError::Bus {
+                what,
+                source: Box::new(source),
+            }
+        };
+        let conn = zbus::Connection::system().await.map_err(bus(
+            "cannot connect to the D-Bus system bus for the systemd backend",
+        ))?;
+        let m = ManagerProxy::new(&conn)
             .await
-            .map_err(|e| format!("subscribing to systemd: {e}"))?;
+            .map_err(bus("reaching systemd's manager"))?;
+        // Without a subscription systemd sends no JobRemoved signals.
+        m.subscribe().await.map_err(bus("subscribing to systemd"))?;
         Ok(SystemdBackend {
             conn,
             ready,

@@ -27,7 +27,7 @@ pub fn plan<'a>(
     files: &'a BTreeMap<String, Entry>,
     local: &str,
     remote: &str,
-) -> Result<Vec<Write<'a>>, String> {
+) -> Result<Vec<Write<'a>>, super::ProvisionError> {
     let contents_only = local.ends_with('/') || local == ".";
     let base = local.trim_end_matches('/');
     let name = base.rsplit('/').next().unwrap_or(base);
@@ -87,9 +87,9 @@ pub fn plan<'a>(
                 data: d,
             }])
         }
-        _ => Err(format!(
-            "{local} is not in the environment directory (or was not sent)"
-        )),
+        _ => Err(super::ProvisionError::NotSent {
+            local: local.to_string(),
+        }),
     }
 }
 
@@ -173,7 +173,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            plan(&fs, "nope", "/x").unwrap_err(),
+            plan(&fs, "nope", "/x").unwrap_err().to_string(),
             "nope is not in the environment directory (or was not sent)"
         );
     }

@@ -20,6 +20,36 @@ use std::io::Write;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// What went wrong running one step in a container (or getting ready to).
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("cannot start the enter helper: {0}")]
+    StartHelper(#[source] std::io::Error),
+    #[error("waiting for the enter helper: {0}")]
+    WaitHelper(#[source] std::io::Error),
+    /// What the enter helper reported from inside the container (its last
+    /// line of error output).
+    #[error("{0}")]
+    InContainer(String),
+    #[error("writing in the container failed ({0})")]
+    WriteFailed(std::process::ExitStatus),
+    #[error("{local} is not in the environment directory (or was not sent)")]
+    NotSent { local: String },
+    #[error("cannot run it in {target}: {source}")]
+    Spawn {
+        target: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Wait(#[source] std::io::Error),
+    #[error("exit status {0}")]
+    Exit(i32),
+    #[error("{0}")]
+    Killed(std::process::ExitStatus),
+    #[error("{0}")]
+    Target(#[source] std::io::Error),
+}
+
 /// A file or directory sent along for COPY.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -153,7 +183,11 @@ impl ContainerExecutor<'_> {
     }
 
     /// Apply a write batch inside the container through the enter helper.
-    async fn write_batch(&mut self, batch: &Batch, contents: &[&[u8]]) -> Result<(), String> {
+    async fn write_batch(
+        &mut self,
+        batch: &Batch,
+        contents: &[&[u8]],
+    ) -> Result<(), ProvisionError> {
         use tokio::io::AsyncWriteExt;
         let input = crate::enter::write::encode(batch, contents);
         let mut child = crate::enter::command(&self.target.request(crate::enter::Action::Write))
@@ -161,28 +195,28 @@ impl ContainerExecutor<'_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start the enter helper: {e}"))?;
+            .map_err(ProvisionError::StartHelper)?;
         let mut stdin = child.stdin.take().expect("piped");
         let feed = async move {
             let _ = stdin.write_all(&input).await;
         };
         let (_, out) = tokio::join!(feed, child.wait_with_output());
-        let out = out.map_err(|e| format!("waiting for the enter helper: {e}"))?;
+        let out = out.map_err(ProvisionError::WaitHelper)?;
         if out.status.success() {
             return Ok(());
         }
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
         Err(if line.is_empty() {
-            format!("writing in the container failed ({})", out.status)
+            ProvisionError::WriteFailed(out.status)
         } else {
-            line.to_string()
+            ProvisionError::InContainer(line.to_string())
         })
     }
 
     /// Resolve the owner COPY writes as (an empty batch): a missing user
     /// fails before any step runs.
-    pub async fn check_copy_owner(&mut self) -> Result<(), String> {
+    pub async fn check_copy_owner(&mut self) -> Result<(), ProvisionError> {
         let batch = Batch {
             owner: self.copy_as.clone(),
             ops: vec![],
@@ -192,9 +226,9 @@ impl ContainerExecutor<'_> {
 }
 
 impl Executor for ContainerExecutor<'_> {
-    type Error = String;
+    type Error = ProvisionError;
 
-    async fn copy(&mut self, step: &Step, local: &str, remote: &str) -> Result<(), String> {
+    async fn copy(&mut self, step: &Step, local: &str, remote: &str) -> Result<(), ProvisionError> {
         self.announce(step, &format!("COPY {local} {remote}"));
         let writes = copy::plan(self.files, local, remote)?;
         let mut ops = Vec::new();
@@ -220,7 +254,7 @@ impl Executor for ContainerExecutor<'_> {
         self.write_batch(&batch, &contents).await
     }
 
-    async fn run(&mut self, step: &Step, command: &str) -> Result<(), String> {
+    async fn run(&mut self, step: &Step, command: &str) -> Result<(), ProvisionError> {
         self.announce(step, &format!("RUN {command}"));
         let mut child = exec::run_command(&self.run, &self.name, &self.target, command)
             .stdin(Stdio::null())
@@ -228,11 +262,9 @@ impl Executor for ContainerExecutor<'_> {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot run it in {}: {e}",
-                    exec::describe(&self.run, &self.name, &self.target)
-                )
+            .map_err(|source| ProvisionError::Spawn {
+                target: exec::describe(&self.run, &self.name, &self.target),
+                source,
             })?;
         let mut out = BufReader::new(child.stdout.take().expect("piped"));
         let mut err = BufReader::new(child.stderr.take().expect("piped"));
@@ -249,18 +281,23 @@ impl Executor for ContainerExecutor<'_> {
                 },
             }
         }
-        let status = child.wait().await.map_err(|e| e.to_string())?;
+        let status = child.wait().await.map_err(ProvisionError::Wait)?;
         if status.success() {
             Ok(())
         } else {
             Err(match status.code() {
-                Some(c) => format!("exit status {c}"),
-                None => status.to_string(),
+                Some(c) => ProvisionError::Exit(c),
+                None => ProvisionError::Killed(status),
             })
         }
     }
 
-    async fn echo(&mut self, step: &Step, content: &str, remote: &str) -> Result<(), String> {
+    async fn echo(
+        &mut self,
+        step: &Step,
+        content: &str,
+        remote: &str,
+    ) -> Result<(), ProvisionError> {
         // The content may be a secret: the transcript names the target only.
         self.announce(step, &format!("ECHO … {remote}"));
         let batch = Batch {
@@ -298,7 +335,10 @@ async fn bounded_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<S
 }
 
 /// Run a plan in a container; the first failing step ends it.
-pub async fn run_plan(plan: &Plan, mut exec: ContainerExecutor<'_>) -> Result<usize, String> {
+pub async fn run_plan(
+    plan: &Plan,
+    mut exec: ContainerExecutor<'_>,
+) -> Result<usize, provision_dsl::StepError<ProvisionError>> {
     let started = chrono::Utc::now();
     exec.note(&format!(
         "=== provisioning started {} ({} steps)",
@@ -310,7 +350,7 @@ pub async fn run_plan(plan: &Plan, mut exec: ContainerExecutor<'_>) -> Result<us
         Ok(n) => exec.note(&format!("=== provisioning finished: {n} steps")),
         Err(e) => exec.note(&format!("=== provisioning failed: {e}")),
     }
-    result.map_err(|e| e.to_string())
+    result
 }
 
 #[cfg(test)]

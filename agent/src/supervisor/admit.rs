@@ -2,9 +2,8 @@
 //! create, who may manage which container), address allocation for a new
 //! container, and the job that will carry the operation out.
 
-use super::{ops, Op, Supervisor};
+use super::{ops, Op, Supervisor, SupervisorError};
 use crate::access::Caller;
-use crate::api::types::ApiError;
 use crate::container::{ContainerName, Record};
 use crate::net::pool::AddressPool;
 use std::collections::BTreeSet;
@@ -17,38 +16,34 @@ impl Supervisor {
         op: &Op,
         caller: &Caller,
         current: Option<Record>,
-    ) -> Result<ops::Job, ApiError> {
-        let forbidden = |r: &Record| {
-            ApiError::forbidden(format!(
-                "container {name} belongs to uid {}; only its owner or an admin may {} it",
-                r.owner_uid,
-                op.verb()
-            ))
+    ) -> Result<ops::Job, SupervisorError> {
+        let forbidden = |r: &Record| SupervisorError::NotOwner {
+            name: name.clone(),
+            owner: r.owner_uid,
+            verb: op.verb(),
         };
         if current.is_none() && op.admits() == super::op::Admits::Existing {
-            return Err(ApiError::not_found(format!("no container named {name}")));
+            return Err(SupervisorError::NoSuchContainer(name.clone()));
         }
         match (op, current) {
             (Op::Ensure(spec), None) => {
                 if !caller.may_create() {
-                    return Err(ApiError::forbidden(format!(
-                        "uid {} may not create containers (not root, not in group {:?} or {:?})",
-                        caller.uid, self.env.cfg.access.user_group, self.env.cfg.access.admin_group
-                    )));
+                    return Err(SupervisorError::MayNotCreate {
+                        uid: caller.uid,
+                        user_group: self.env.cfg.access.user_group.clone(),
+                        admin_group: self.env.cfg.access.admin_group.clone(),
+                    });
                 }
                 name.check_new(self.records.keys())?;
                 if self.env.nix_safety.builders_as_root && !caller.admin {
-                    return Err(ApiError::forbidden(format!(
-                        "this host's Nix builds as root (no build users), so a channel's code would run as root: only root and group {:?} may create containers until build users exist (see devhost info)",
-                        self.env.cfg.access.admin_group
-                    )));
+                    return Err(SupervisorError::BuildsAsRoot {
+                        admin_group: self.env.cfg.access.admin_group.clone(),
+                    });
                 }
                 let pool = AddressPool::new(self.env.cfg.pool);
                 let used: BTreeSet<u32> =
                     self.records.values().map(|r| r.addresses.index).collect();
-                let addresses = pool
-                    .allocate(&used)
-                    .map_err(|e| ApiError::failed(e.to_string()))?;
+                let addresses = pool.allocate(&used).map_err(SupervisorError::Addresses)?;
                 let mut limits = self.env.cfg.default_limits.clone();
                 limits.merge(&spec.limits);
                 let mut record = Record::new(
@@ -83,7 +78,7 @@ impl Supervisor {
             (Op::Expire { .. }, None) => Ok(ops::Job::Nothing(format!(
                 "container {name} no longer exists"
             ))),
-            (_, None) => Err(ApiError::not_found(format!("no container named {name}"))),
+            (_, None) => Err(SupervisorError::NoSuchContainer(name.clone())),
             (op, Some(r)) => {
                 if !caller.may_manage(r.owner_uid) {
                     return Err(forbidden(&r));

@@ -6,9 +6,8 @@
 //! decides on a copy of the records and changes nothing.
 
 use super::ops::{destroy, JobCtx};
-use super::{steps, Env, Handle, Op, Outcome};
+use super::{steps, Env, Handle, Op, Outcome, SupervisorError};
 use crate::access::Caller;
-use crate::api::types::ApiError;
 use crate::cleanup::{decide, stamp, Action, CleanupBody, CleanupEntry, CleanupReport, Decision};
 use crate::container::{ContainerName, Phase, Record};
 use crate::progress::Progress;
@@ -54,21 +53,17 @@ pub(super) fn admit_sweep(
     body: &CleanupBody,
     caller: &Caller,
     clock: &crate::clock::Clock,
-) -> Result<DateTime<Utc>, ApiError> {
+) -> Result<DateTime<Utc>, SupervisorError> {
     if !caller.admin {
-        return Err(ApiError::forbidden(format!(
-            "uid {} may not run the cleanup (root or the admin group only)",
-            caller.uid
-        )));
+        return Err(SupervisorError::MayNotSweep(caller.uid));
     }
     match &body.now {
         None => Ok(clock.now()),
         Some(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                ApiError::bad_request(format!(
-                    "now: {s:?} is not an RFC 3339 time (like 2026-01-31T03:00:00Z): {e}"
-                ))
+            .map_err(|source| SupervisorError::BadMoment {
+                given: s.clone(),
+                source,
             }),
     }
 }
@@ -159,7 +154,7 @@ pub(super) async fn expire(
     ctx: &JobCtx,
     r: Record,
     now: DateTime<Utc>,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, SupervisorError> {
     let env = &ctx.env;
     let (mut r, newer) = with_activity(env, r);
     if newer {
@@ -185,9 +180,7 @@ pub(super) async fn expire(
             r.want_running = false;
             r.phase = Phase::Stopping;
             ctx.sup.save(&r).await?;
-            steps::stop_container(env, &r, &ctx.progress)
-                .await
-                .map_err(ApiError::failed)?;
+            steps::stop_container(env, &r, &ctx.progress).await?;
             r.phase = Phase::Stopped;
             ctx.sup.save(&r).await?;
             Ok(Outcome {
@@ -206,7 +199,11 @@ pub(super) async fn expire(
 }
 
 /// `devhost pin` / `unpin`.
-pub(super) async fn pin(ctx: &JobCtx, mut r: Record, pinned: bool) -> Result<Outcome, ApiError> {
+pub(super) async fn pin(
+    ctx: &JobCtx,
+    mut r: Record,
+    pinned: bool,
+) -> Result<Outcome, SupervisorError> {
     let was = r.pinned;
     r.pinned = pinned;
     ctx.sup.save(&r).await?;
@@ -230,12 +227,14 @@ pub(super) async fn pin(ctx: &JobCtx, mut r: Record, pinned: bool) -> Result<Out
 }
 
 /// `devhost extend NAME --days N`: not disabled before N days from now.
-pub(super) async fn extend(ctx: &JobCtx, mut r: Record, days: u32) -> Result<Outcome, ApiError> {
+pub(super) async fn extend(
+    ctx: &JobCtx,
+    mut r: Record,
+    days: u32,
+) -> Result<Outcome, SupervisorError> {
     let max = ctx.env.cfg.cleanup.max_extend_days;
     if days == 0 || days > max {
-        return Err(ApiError::bad_request(format!(
-            "days: {days} is not 1 to {max} (cleanup.max_extend_days); `devhost pin` keeps a container for good"
-        )));
+        return Err(SupervisorError::ExtendDays { days, max });
     }
     let now = ctx.env.clock.now();
     r.keep_until = Some(now + TimeDelta::days(days.into()));
@@ -258,19 +257,16 @@ pub(super) async fn extend(ctx: &JobCtx, mut r: Record, days: u32) -> Result<Out
 /// A disabled container may start again only while cleanup would leave it
 /// enabled (after an extension); otherwise it would be stopped at the next
 /// sweep, so say what brings it back for good.
-pub(super) fn reenable_for_start(env: &Env, r: &mut Record) -> Result<(), ApiError> {
+pub(super) fn reenable_for_start(env: &Env, r: &mut Record) -> Result<(), SupervisorError> {
     if r.enabled {
         return Ok(());
     }
     let (now, usage, policy) = (env.clock.now(), r.usage(false), &env.cfg.cleanup.policy);
     if crate::cleanup::deadlines(&usage, policy).is_some_and(|d| d.disable_at <= now) {
-        return Err(ApiError::failed(format!(
-            "container {} was disabled by cleanup ({}); deploy it again (ensure), or `devhost extend {} --days N` or `devhost pin {}` first",
-            r.name,
-            decide(&usage, policy, now).reason,
-            r.name,
-            r.name
-        )));
+        return Err(SupervisorError::Disabled {
+            name: r.name.clone(),
+            reason: decide(&usage, policy, now).reason,
+        });
     }
     r.enabled = true;
     Ok(())

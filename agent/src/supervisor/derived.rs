@@ -26,7 +26,7 @@ pub struct Snapshot {
 #[derive(Clone, Debug, Default)]
 pub struct Applied {
     pub version: u64,
-    pub error: Option<String>,
+    pub error: Option<Arc<DerivedError>>,
 }
 
 /// Run the derived-state task until the supervisor goes away.
@@ -42,10 +42,7 @@ pub async fn run(
         let mut result = d.sync(&env, &refs, false).await;
         if let Some(edge) = &env.edge {
             if let Err(e) = edge.apply(snap.records.clone()) {
-                result = result.and(Err(DerivedError::Write {
-                    what: "routes and certificates".into(),
-                    why: e.to_string(),
-                }));
+                result = result.and(Err(DerivedError::Edge(e)));
             }
         }
         if let Err(e) = &result {
@@ -55,7 +52,7 @@ pub async fn run(
         }
         applied.send_replace(Applied {
             version: snap.version,
-            error: result.err().map(|e| e.to_string()),
+            error: result.err().map(Arc::new),
         });
         if snapshots.changed().await.is_err() {
             return;
@@ -65,8 +62,23 @@ pub async fn run(
 
 #[derive(Debug, thiserror::Error)]
 pub enum DerivedError {
-    #[error("updating {what}: {why}")]
-    Write { what: String, why: String },
+    #[error("updating {}: {source}", path.display())]
+    Mkdir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("updating {}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: crate::sys::fs::FsError,
+    },
+    #[error("updating nftables table {table}: {source}")]
+    Nat {
+        table: String,
+        source: crate::net::NetError,
+    },
+    #[error("updating routes and certificates: {0}")]
+    Edge(#[source] crate::edge::EdgeError),
 }
 
 /// A container is named in the hosts block, NAT set and compatibility
@@ -101,17 +113,15 @@ fn sync_files(
     if !force && wanted == written {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|e| DerivedError::Write {
-        what: dir.display().to_string(),
-        why: e.to_string(),
+    std::fs::create_dir_all(dir).map_err(|source| DerivedError::Mkdir {
+        path: dir.to_path_buf(),
+        source,
     })?;
     for (name, json) in wanted {
         if force || written.get(name) != Some(json) {
             let p = dir.join(format!("{name}.json"));
-            atomic_write(&p, json.as_bytes(), 0o644).map_err(|e| DerivedError::Write {
-                what: p.display().to_string(),
-                why: e.to_string(),
-            })?;
+            atomic_write(&p, json.as_bytes(), 0o644)
+                .map_err(|source| DerivedError::File { path: p, source })?;
         }
     }
     for name in written.keys() {
@@ -141,9 +151,11 @@ impl Derived {
             let existing = std::fs::read_to_string(path).unwrap_or_default();
             let text = hosts::render(&existing, &entries);
             if text != existing {
-                replace_file(path, text.as_bytes(), 0o644).map_err(|e| DerivedError::Write {
-                    what: path.display().to_string(),
-                    why: e.to_string(),
+                replace_file(path, text.as_bytes(), 0o644).map_err(|source| {
+                    DerivedError::File {
+                        path: path.clone(),
+                        source,
+                    }
                 })?;
             }
             self.hosts = Some(entries);
@@ -161,9 +173,9 @@ impl Derived {
             env.nft
                 .apply(&script)
                 .await
-                .map_err(|e| DerivedError::Write {
-                    what: format!("nftables table {}", cfg.network.nft_table),
-                    why: e.to_string(),
+                .map_err(|source| DerivedError::Nat {
+                    table: cfg.network.nft_table.clone(),
+                    source,
                 })?;
             self.nat = Some(addrs);
         }

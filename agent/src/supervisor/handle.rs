@@ -3,8 +3,9 @@
 
 use super::derived;
 use super::op::{Op, Outcome};
+use super::SupervisorError;
 use crate::access::Caller;
-use crate::api::types::{AgentInfo, ApiError, ContainerInfo};
+use crate::api::types::{AgentInfo, ContainerInfo};
 use crate::container::{ContainerName, Record};
 use crate::progress::Progress;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,25 +18,25 @@ pub(super) enum Msg {
         op: Op,
         caller: Caller,
         progress: Progress,
-        reply: Reply<Result<Outcome, ApiError>>,
+        reply: Reply<Result<Outcome, SupervisorError>>,
     },
     List {
         reply: Reply<Vec<ContainerInfo>>,
     },
     Get {
         name: ContainerName,
-        reply: Reply<Result<ContainerInfo, ApiError>>,
+        reply: Reply<Result<ContainerInfo, SupervisorError>>,
     },
     Info {
         reply: Reply<AgentInfo>,
     },
     Save {
         record: Record,
-        reply: Reply<Result<(), ApiError>>,
+        reply: Reply<Result<(), SupervisorError>>,
     },
     Remove {
         name: ContainerName,
-        reply: Reply<Result<(), ApiError>>,
+        reply: Reply<Result<(), SupervisorError>>,
     },
     Finished {
         name: ContainerName,
@@ -51,7 +52,7 @@ pub(super) enum Msg {
     Cleanup {
         body: crate::cleanup::CleanupBody,
         caller: Caller,
-        reply: Reply<Result<crate::cleanup::CleanupReport, ApiError>>,
+        reply: Reply<Result<crate::cleanup::CleanupReport, SupervisorError>>,
     },
     /// The current records version (for [`Handle::synced`]).
     Version {
@@ -66,13 +67,13 @@ pub struct Handle {
     pub(super) applied: watch::Receiver<derived::Applied>,
 }
 
-fn gone() -> ApiError {
-    ApiError::internal("the agent is shutting down")
+fn gone() -> SupervisorError {
+    SupervisorError::ShuttingDown
 }
 
 impl Handle {
     /// Send the message `make` builds around a reply channel; its answer.
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T, ApiError> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T, SupervisorError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(make(reply)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
@@ -84,7 +85,7 @@ impl Handle {
         op: Op,
         caller: Caller,
         progress: Progress,
-    ) -> Result<Outcome, ApiError> {
+    ) -> Result<Outcome, SupervisorError> {
         self.ask(|reply| Msg::Run {
             name,
             op,
@@ -95,21 +96,25 @@ impl Handle {
         .await?
     }
 
-    pub async fn list(&self) -> Result<Vec<ContainerInfo>, ApiError> {
+    pub async fn list(&self) -> Result<Vec<ContainerInfo>, SupervisorError> {
         self.ask(|reply| Msg::List { reply }).await
     }
 
     /// A container's status (anyone may read it).
-    pub async fn get(&self, name: ContainerName) -> Result<ContainerInfo, ApiError> {
+    pub async fn get(&self, name: ContainerName) -> Result<ContainerInfo, SupervisorError> {
         self.ask(|reply| Msg::Get { name, reply }).await?
     }
 
     /// The last lines of a container's console (file or journal).
-    pub async fn console(&self, name: ContainerName, lines: usize) -> Result<String, ApiError> {
+    pub async fn console(
+        &self,
+        name: ContainerName,
+        lines: usize,
+    ) -> Result<String, SupervisorError> {
         self.ask(|reply| Msg::Console { name, lines, reply }).await
     }
 
-    pub async fn info(&self) -> Result<AgentInfo, ApiError> {
+    pub async fn info(&self) -> Result<AgentInfo, SupervisorError> {
         self.ask(|reply| Msg::Info { reply }).await
     }
 
@@ -118,7 +123,7 @@ impl Handle {
         &self,
         body: crate::cleanup::CleanupBody,
         caller: Caller,
-    ) -> Result<crate::cleanup::CleanupReport, ApiError> {
+    ) -> Result<crate::cleanup::CleanupReport, SupervisorError> {
         self.ask(|reply| Msg::Cleanup {
             body,
             caller,
@@ -128,14 +133,14 @@ impl Handle {
     }
 
     /// Persist a record (jobs call this before each phase's side effects).
-    pub(crate) async fn save(&self, record: &Record) -> Result<(), ApiError> {
+    pub(crate) async fn save(&self, record: &Record) -> Result<(), SupervisorError> {
         let record = record.clone();
         self.ask(|reply| Msg::Save { record, reply }).await?
     }
 
     /// Wait until the hosts block, NAT table and compatibility records
     /// reflect every record change made so far.
-    pub(crate) async fn synced(&self) -> Result<(), ApiError> {
+    pub(crate) async fn synced(&self) -> Result<(), SupervisorError> {
         let version = self.ask(|reply| Msg::Version { reply }).await?;
         let mut applied = self.applied.clone();
         let a = applied
@@ -145,11 +150,11 @@ impl Handle {
             .clone();
         match a.error {
             None => Ok(()),
-            Some(e) => Err(ApiError::internal(e)),
+            Some(e) => Err(SupervisorError::Derived(e)),
         }
     }
 
-    pub(crate) async fn remove(&self, name: &ContainerName) -> Result<(), ApiError> {
+    pub(crate) async fn remove(&self, name: &ContainerName) -> Result<(), SupervisorError> {
         let name = name.clone();
         self.ask(|reply| Msg::Remove { name, reply }).await?
     }

@@ -10,6 +10,7 @@ mod admit;
 mod boot;
 mod cleanup;
 mod derived;
+mod error;
 #[cfg(test)]
 mod fakes;
 mod handle;
@@ -20,12 +21,13 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
+pub use error::{StepError, SupervisorError};
 pub use handle::Handle;
 use handle::{Msg, Reply};
 pub use op::{EnsureSpec, Op, Outcome};
 
 use crate::access::Caller;
-use crate::api::types::{AgentInfo, ApiError, ContainerInfo};
+use crate::api::types::{AgentInfo, ContainerInfo};
 use crate::config::Config;
 use crate::container::{ContainerName, Phase, Record};
 use crate::net::exec::{Netlink, Nft};
@@ -64,7 +66,7 @@ struct Pending {
     op: Op,
     caller: Caller,
     progress: Progress,
-    reply: Reply<Result<Outcome, ApiError>>,
+    reply: Reply<Result<Outcome, SupervisorError>>,
 }
 
 pub struct Supervisor {
@@ -82,11 +84,9 @@ pub struct Supervisor {
 impl Supervisor {
     /// Load the records, reconcile them with reality, and start the
     /// supervisor task. Returns once the state is consistent.
-    pub async fn start(env: Env) -> Result<Handle, ApiError> {
+    pub async fn start(env: Env) -> Result<Handle, SupervisorError> {
         let env = Arc::new(env);
-        env.store
-            .ensure_dirs()
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        env.store.ensure_dirs()?;
         let (records, findings) = reconcile::reconcile(&env).await;
         for f in &findings {
             tracing::warn!(target: "devhost::reconcile", "{f}");
@@ -146,10 +146,10 @@ impl Supervisor {
                 } => {
                     let queue = self.queues.entry(name.clone()).or_default();
                     if queue.len() >= MAX_QUEUED_PER_NAME {
-                        let _ = reply.send(Err(ApiError::new(
-                            crate::api::types::ErrorKind::Busy,
-                            format!("{MAX_QUEUED_PER_NAME} operations on {name} are already waiting; try again when they are done"),
-                        )));
+                        let _ = reply.send(Err(SupervisorError::QueueFull {
+                            name,
+                            max: MAX_QUEUED_PER_NAME,
+                        }));
                         continue;
                     }
                     queue.push_back(Pending {
@@ -180,9 +180,7 @@ impl Supervisor {
                 }
                 Msg::Get { name, reply } => match self.records.get(&name).cloned() {
                     None => {
-                        let _ = reply.send(Err(ApiError::not_found(format!(
-                            "no container named {name}"
-                        ))));
+                        let _ = reply.send(Err(SupervisorError::NoSuchContainer(name)));
                     }
                     Some(r) => {
                         let env = self.env.clone();
@@ -240,21 +238,29 @@ impl Supervisor {
         }
     }
 
-    async fn save(&mut self, record: Record) -> Result<(), ApiError> {
+    async fn save(&mut self, record: Record) -> Result<(), SupervisorError> {
         self.env
             .store
             .save(&record)
-            .map_err(|e| ApiError::internal(format!("saving record of {}: {e}", record.name)))?;
+            .map_err(|source| SupervisorError::Record {
+                what: "saving",
+                name: record.name.clone(),
+                source,
+            })?;
         self.records.insert(record.name.clone(), record);
         self.publish();
         Ok(())
     }
 
-    async fn remove(&mut self, name: &ContainerName) -> Result<(), ApiError> {
+    async fn remove(&mut self, name: &ContainerName) -> Result<(), SupervisorError> {
         self.env
             .store
             .remove(name)
-            .map_err(|e| ApiError::internal(format!("removing record of {name}: {e}")))?;
+            .map_err(|source| SupervisorError::Record {
+                what: "removing",
+                name: name.clone(),
+                source,
+            })?;
         self.records.remove(name);
         self.publish();
         Ok(())

@@ -3,8 +3,8 @@
 //! through the supervisor before acting on it, and on failure of a first
 //! creation rolls everything back so a retry starts clean.
 
-use super::{steps, Env, Handle, Outcome};
-use crate::api::types::{ApiError, ContainerInfo};
+use super::{steps, Env, Handle, Outcome, SupervisorError};
+use crate::api::types::ContainerInfo;
 use crate::container::{Phase, Record};
 use crate::nix::plan::{build_argv, configuration_nix, system_link, BuildSpec};
 use crate::nix::reuse;
@@ -20,7 +20,7 @@ pub struct JobCtx {
 }
 
 impl JobCtx {
-    async fn phase(&self, r: &mut Record, phase: Phase) -> Result<(), ApiError> {
+    async fn phase(&self, r: &mut Record, phase: Phase) -> Result<(), SupervisorError> {
         r.phase = phase;
         self.progress.phase(phase);
         self.sup.save(r).await
@@ -55,7 +55,7 @@ pub enum Job {
 
 /// Run a job; whatever its outcome, return only once the derived state
 /// (hosts block, NAT, compatibility records) reflects what it did.
-pub async fn run(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
+pub async fn run(ctx: &JobCtx, job: Job) -> Result<Outcome, SupervisorError> {
     let result = run_job(ctx, job).await;
     let synced = ctx.sup.synced().await;
     match (result, synced) {
@@ -65,7 +65,7 @@ pub async fn run(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
     }
 }
 
-async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, ApiError> {
+async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, SupervisorError> {
     match job {
         Job::Create { record, caller } => create(ctx, record, &caller).await,
         Job::Refresh { record, spec } => refresh(ctx, record, spec).await,
@@ -89,7 +89,7 @@ async fn create(
     ctx: &JobCtx,
     mut r: Record,
     caller: &crate::access::Caller,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, SupervisorError> {
     let started = Instant::now();
     ctx.sup.save(&r).await?;
     match create_steps(ctx, &mut r, caller).await {
@@ -114,15 +114,16 @@ async fn create(
             ));
             let cleanup = steps::remove_everything(&ctx.env, &r, &Progress::none()).await;
             let removed = ctx.sup.remove(&r.name).await;
-            let mut msg = e.message.clone();
-            if let Err(c) = cleanup {
-                msg.push_str(&format!(
-                    "\n(cleanup also failed: {c}; the agent will retry at its next start)"
-                ));
-            } else if let Err(c) = removed {
-                msg.push_str(&format!("\n(removing the record failed: {c})"));
-            }
-            Err(ApiError::new(e.kind, msg))
+            let (undo, record_only) = match (cleanup, removed) {
+                (Err(c), _) => (c.into(), false),
+                (Ok(()), Err(c)) => (c, true),
+                (Ok(()), Ok(())) => return Err(e),
+            };
+            Err(SupervisorError::NotUndone {
+                source: Box::new(e),
+                undo: Box::new(undo),
+                record_only,
+            })
         }
     }
 }
@@ -131,24 +132,22 @@ async fn create_steps(
     ctx: &JobCtx,
     r: &mut Record,
     caller: &crate::access::Caller,
-) -> Result<(), ApiError> {
+) -> Result<(), SupervisorError> {
     let env = &ctx.env;
     ctx.phase(r, Phase::Building).await?;
     let system = build(ctx, r, caller).await?;
     r.system_path = Some(system);
     ctx.phase(r, Phase::Networking).await?;
     let t = Instant::now();
-    steps::prepare_root(env, r).map_err(ApiError::failed)?;
+    steps::prepare_root(env, r)?;
     if let Some(note) = steps::apply_disk_size(env, r) {
         ctx.progress.log(format!("disk size of {}: {note}", r.name));
     }
-    steps::net_up(env, r).await.map_err(ApiError::failed)?;
+    steps::net_up(env, r).await?;
     ctx.progress
         .log(format!("network ready in {} ms", t.elapsed().as_millis()));
     ctx.phase(r, Phase::Starting).await?;
-    steps::start_container(env, r, &ctx.progress)
-        .await
-        .map_err(ApiError::failed)?;
+    steps::start_container(env, r, &ctx.progress).await?;
     Ok(())
 }
 
@@ -158,7 +157,7 @@ async fn channel_entry(
     ctx: &JobCtx,
     r: &Record,
     caller: &crate::access::Caller,
-) -> Result<String, ApiError> {
+) -> Result<String, SupervisorError> {
     let url = r.channel.as_str();
     if url.starts_with("http://") || url.starts_with("https://") {
         return Ok(url.to_string());
@@ -174,7 +173,10 @@ async fn channel_entry(
         max_bytes: cfg.nix.max_local_channel_bytes,
     })
     .await
-    .map_err(|e| ApiError::failed(format!("building {}: {e}", r.name)))?;
+    .map_err(|source| SupervisorError::Build {
+        name: r.name.clone(),
+        source,
+    })?;
     ctx.progress.log(format!(
         "read the local channel as uid {} into {path} ({} ms)",
         reader.uid,
@@ -189,20 +191,25 @@ async fn build(
     ctx: &JobCtx,
     r: &Record,
     caller: &crate::access::Caller,
-) -> Result<String, ApiError> {
+) -> Result<String, SupervisorError> {
     let env = &ctx.env;
     let cfg = &env.cfg;
     let dir = env.store.container_dir(&r.name);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|source| SupervisorError::Io {
+        what: "creating",
+        path: dir.clone(),
+        source,
+    })?;
     let conf_path = dir.join("configuration.nix");
     let conf = configuration_nix(&r.name, &cfg.nix.base_imports, &cfg.nix.extra_config);
-    atomic_write(&conf_path, conf.as_bytes(), 0o644)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    atomic_write(&conf_path, conf.as_bytes(), 0o644)?;
     let out_link = system_link(&cfg.paths.profiles_dir, &r.name);
     if let Some(parent) = out_link.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| ApiError::internal(format!("creating {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|source| SupervisorError::Io {
+            what: "creating",
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
     let state_dir = &cfg.paths.state_dir;
     let now = ctx.env.clock.now();
@@ -216,8 +223,13 @@ async fn build(
         |p| std::path::Path::new(p).exists(),
     );
     if let Some(system) = found {
-        reuse::link_system(&out_link, &system, &cfg.nix.gcroots_auto_dir)
-            .map_err(|e| ApiError::internal(format!("linking {}: {e}", out_link.display())))?;
+        reuse::link_system(&out_link, &system, &cfg.nix.gcroots_auto_dir).map_err(|source| {
+            SupervisorError::Io {
+                what: "linking",
+                path: out_link.clone(),
+                source,
+            }
+        })?;
         ctx.progress.log(format!(
             "system {system} built in 0 ms (reused: same channel URL and configuration)"
         ));
@@ -249,7 +261,10 @@ async fn build(
             &ctx.progress,
         )
         .await
-        .map_err(|e| ApiError::failed(format!("building {}: {e}", r.name)))?;
+        .map_err(|source| SupervisorError::Build {
+            name: r.name.clone(),
+            source,
+        })?;
     ctx.progress.log(format!(
         "system {path} built in {} ms",
         t.elapsed().as_millis()
@@ -273,7 +288,7 @@ async fn refresh(
     ctx: &JobCtx,
     mut r: Record,
     spec: super::EnsureSpec,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, SupervisorError> {
     let super::EnsureSpec {
         channel,
         aliases,
@@ -307,7 +322,7 @@ async fn refresh(
     let before = r.limits.clone();
     r.limits.merge(&limits);
     if channel_changed {
-        steps::write_enc_json(&ctx.env, &r).map_err(ApiError::failed)?;
+        steps::write_enc_json(&ctx.env, &r)?;
     }
     if ctx.env.backend.find(&r.name).await.is_some() {
         if r.limits != before {
@@ -316,7 +331,10 @@ async fn refresh(
                 .backend
                 .set_limits(&r.name, &r.limits)
                 .await
-                .map_err(|e| ApiError::failed(e.to_string()))?;
+                .map_err(|source| SupervisorError::Limits {
+                    name: r.name.clone(),
+                    source,
+                })?;
             ctx.progress.log(if applied {
                 format!("limits of {} applied to the running container", r.name)
             } else {
@@ -339,22 +357,20 @@ async fn refresh(
 }
 
 /// Bring an existing, stopped container up.
-async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, ApiError> {
+async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, SupervisorError> {
     let env = &ctx.env;
     let t = Instant::now();
     ctx.phase(&mut r, Phase::Networking).await?;
     let result = async {
-        steps::prepare_root(env, &r).map_err(ApiError::failed)?;
+        steps::prepare_root(env, &r)?;
         if let Some(note) = steps::apply_disk_size(env, &r) {
             ctx.progress.log(format!("disk size of {}: {note}", r.name));
         }
-        steps::net_up(env, &r).await.map_err(ApiError::failed)?;
+        steps::net_up(env, &r).await?;
         r.phase = Phase::Starting;
         ctx.progress.phase(Phase::Starting);
         ctx.sup.save(&r).await?;
-        steps::start_container(env, &r, &ctx.progress)
-            .await
-            .map_err(ApiError::failed)
+        Ok::<_, SupervisorError>(steps::start_container(env, &r, &ctx.progress).await?)
     }
     .await;
     match result {
@@ -379,7 +395,7 @@ async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, ApiErr
     }
 }
 
-async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> {
     super::cleanup::reenable_for_start(&ctx.env, &mut r)?;
     r.want_running = true;
     if ctx.env.backend.find(&r.name).await.is_some() {
@@ -393,13 +409,11 @@ async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
     boot(ctx, r, "started").await
 }
 
-async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> {
     r.want_running = false;
     let was_running = ctx.env.backend.find(&r.name).await.is_some();
     ctx.phase(&mut r, Phase::Stopping).await?;
-    steps::stop_container(&ctx.env, &r, &ctx.progress)
-        .await
-        .map_err(ApiError::failed)?;
+    steps::stop_container(&ctx.env, &r, &ctx.progress).await?;
     ctx.phase(&mut r, Phase::Stopped).await?;
     Ok(Outcome {
         message: if was_running {
@@ -412,11 +426,9 @@ async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
     })
 }
 
-pub(super) async fn destroy(ctx: &JobCtx, mut r: Record) -> Result<Outcome, ApiError> {
+pub(super) async fn destroy(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> {
     ctx.phase(&mut r, Phase::Destroying).await?;
-    steps::remove_everything(&ctx.env, &r, &ctx.progress)
-        .await
-        .map_err(ApiError::failed)?;
+    steps::remove_everything(&ctx.env, &r, &ctx.progress).await?;
     ctx.sup.remove(&r.name).await?;
     Ok(Outcome {
         message: format!("container {} destroyed", r.name),
@@ -430,31 +442,35 @@ async fn provision(
     ctx: &JobCtx,
     r: Record,
     plan: &crate::provision::Plan,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, SupervisorError> {
     let env = &ctx.env;
-    let leader = env.backend.leader(&r.name).await.ok_or_else(|| {
-        ApiError::failed(format!(
-            "container {} is not running; start it first",
-            r.name
-        ))
-    })?;
+    let leader = env
+        .backend
+        .leader(&r.name)
+        .await
+        .ok_or_else(|| SupervisorError::NotRunning(r.name.clone()))?;
     let path = env.store.provision_log(&r.name);
     let transcript = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .map_err(|e| ApiError::internal(format!("opening {}: {e}", path.display())))?;
+        .map_err(|source| SupervisorError::Io {
+            what: "opening",
+            path: path.clone(),
+            source,
+        })?;
     // A container started before devhost isolated containers: its root is
     // host root, and so would a script be. It is provisioned again after a
     // restart, which gives it a user namespace.
     if crate::sys::proc::own_user_namespace(leader) == Some(false) {
-        return Err(ApiError::failed(format!(
-            "container {} runs without a user namespace (it started before devhost isolated containers); restart it (devhost stop {0}, devhost start {0}) to provision it",
-            r.name
-        )));
+        return Err(SupervisorError::NotIsolated(r.name.clone()));
     }
+    let setup = |source| SupervisorError::ProvisionSetup {
+        name: r.name.clone(),
+        source,
+    };
     let target = crate::provision::exec::target(leader)
-        .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?;
+        .map_err(|e| setup(crate::provision::ProvisionError::Target(e)))?;
     let run = crate::provision::exec::method_for(leader, env.backend.kind() == "systemd");
     let mut exec = crate::provision::ContainerExecutor {
         name: r.name.to_string(),
@@ -472,13 +488,9 @@ async fn provision(
         .iter()
         .any(|s| matches!(s.action, provision_dsl::Action::Copy { .. }))
     {
-        exec.check_copy_owner()
-            .await
-            .map_err(|e| ApiError::failed(format!("container {}: {e}", r.name)))?;
+        exec.check_copy_owner().await.map_err(setup)?;
     }
-    let n = crate::provision::run_plan(plan, exec)
-        .await
-        .map_err(ApiError::failed)?;
+    let n = crate::provision::run_plan(plan, exec).await?;
     if env.cfg.cleanup.policy.count_activity {
         let mut r = r.clone();
         r.last_activity = Some(env.clock.now());

@@ -102,9 +102,9 @@ pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
 }
 
 /// Everything of a container, its record last (what destroy does).
-async fn remove_completely(env: &Env, r: &Record) -> Result<(), String> {
+async fn remove_completely(env: &Env, r: &Record) -> Result<(), super::SupervisorError> {
     steps::remove_everything(env, r, &Progress::none()).await?;
-    env.store.remove(&r.name).map_err(|e| e.to_string())
+    Ok(env.store.remove(&r.name)?)
 }
 
 /// Things of ours on the host that no record explains.

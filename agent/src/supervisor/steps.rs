@@ -3,7 +3,7 @@
 //! everything a container left on the host. Each step is idempotent, so a
 //! retry after a crash finishes what was half done.
 
-use super::Env;
+use super::{Env, StepError};
 use crate::container::Record;
 use crate::net::compat;
 use crate::net::plan::{IpBatch, NetPlan};
@@ -30,21 +30,28 @@ pub fn net_plan(env: &Env, r: &Record) -> NetPlan {
     NetPlan::new(&env.cfg.network.netns_prefix, &r.name, r.addresses)
 }
 
-fn mkdir(p: &Path, mode: u32) -> Result<(), String> {
+fn mkdir(p: &Path, mode: u32) -> Result<(), StepError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
         .create(p)
-        .map_err(|e| format!("creating {}: {e}", p.display()))
+        .map_err(|source| StepError::Mkdir {
+            path: p.to_path_buf(),
+            source,
+        })
 }
 
 /// A directory only root may enter, whatever mode it had.
-fn private_dir(p: &Path) -> Result<(), String> {
+fn private_dir(p: &Path) -> Result<(), StepError> {
     use std::os::unix::fs::PermissionsExt;
     mkdir(p, 0o700)?;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("chmod 0700 {}: {e}", p.display()))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+        StepError::Chmod {
+            path: p.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// The nearly empty root NixOS containers start from, plus the files the old
@@ -55,7 +62,7 @@ fn private_dir(p: &Path) -> Result<(), String> {
 /// (the idmapped root and binds): its root may make set-user-ID files owned
 /// by uid 0 there. So the directories holding container roots, profiles and
 /// GC roots are kept at mode 0700: no host user can reach those files.
-pub fn prepare_root(env: &Env, r: &Record) -> Result<(), String> {
+pub fn prepare_root(env: &Env, r: &Record) -> Result<(), StepError> {
     let root = root_dir(env, r);
     for d in [
         &env.cfg.paths.containers_dir,
@@ -70,7 +77,7 @@ pub fn prepare_root(env: &Env, r: &Record) -> Result<(), String> {
     }
     mkdir(&root, 0o755)?;
     let write = |rel: &str, body: &[u8], mode: u32| {
-        write_in_root(&root, Path::new(rel), body, mode).map_err(|e| e.to_string())
+        write_in_root(&root, Path::new(rel), body, mode).map_err(StepError::Fs)
     };
     // Looked at without following the container's symlinks (which would
     // tell it whether a host path exists); only a missing file is made.
@@ -81,8 +88,7 @@ pub fn prepare_root(env: &Env, r: &Record) -> Result<(), String> {
     if missing {
         write("etc/os-release", b"", 0o644)?;
     }
-    crate::sys::fs::open_dir_in_root(&root, &[std::ffi::OsStr::new("usr")], 0o755)
-        .map_err(|e| e.to_string())?;
+    crate::sys::fs::open_dir_in_root(&root, &[std::ffi::OsStr::new("usr")], 0o755)?;
     write("etc/nixos/enc.json", compat::enc_json(r).as_bytes(), 0o644)?;
     write(
         "etc/nixos/local.nix",
@@ -141,41 +147,46 @@ pub fn disk_enforcement(on_btrfs: bool, root: &Path) -> (Option<String>, Option<
 }
 
 /// Refresh `enc.json` after the channel changed (container exists).
-pub fn write_enc_json(env: &Env, r: &Record) -> Result<(), String> {
-    write_in_root(
+pub fn write_enc_json(env: &Env, r: &Record) -> Result<(), StepError> {
+    Ok(write_in_root(
         &root_dir(env, r),
         Path::new("etc/nixos/enc.json"),
         compat::enc_json(r).as_bytes(),
         0o644,
-    )
-    .map_err(|e| e.to_string())
+    )?)
 }
 
 /// (Re)create the container's network from nothing. Only called while the
 /// container does not run, so a stale namespace can be replaced.
-pub async fn net_up(env: &Env, r: &Record) -> Result<(), String> {
+pub async fn net_up(env: &Env, r: &Record) -> Result<(), StepError> {
     let plan = net_plan(env, r);
     net_down(env, r).await?;
     let result = match env.netlink.run(&plan.setup()).await {
         Ok(()) => env.netlink.set_sysctls(&plan.netns, &plan.sysctls()).await,
         Err(e) => Err(e),
     };
-    if let Err(e) = result {
+    if let Err(source) = result {
         let _ = net_down(env, r).await;
-        return Err(format!("setting up the network of {}: {e}", r.name));
+        return Err(StepError::NetUp {
+            name: r.name.clone(),
+            source,
+        });
     }
     Ok(())
 }
 
 /// Remove the namespace (and with it the veth pair); a host-side veth left
 /// without its namespace is deleted too. Nothing there is fine.
-pub async fn net_down(env: &Env, r: &Record) -> Result<(), String> {
+pub async fn net_down(env: &Env, r: &Record) -> Result<(), StepError> {
     let plan = net_plan(env, r);
     if env.netlink.netns_exists(&plan.netns) {
         env.netlink
             .run(&plan.teardown())
             .await
-            .map_err(|e| format!("removing the network of {}: {e}", r.name))?;
+            .map_err(|source| StepError::NetDown {
+                name: r.name.clone(),
+                source,
+            })?;
     }
     // The kernel removes the veth pair with the namespace, but not at once.
     for _ in 0..100 {
@@ -185,9 +196,12 @@ pub async fn net_down(env: &Env, r: &Record) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delete = IpBatch::host(vec![format!("link delete {}", plan.host_if)]);
-    if let Err(e) = env.netlink.run(&[delete]).await {
+    if let Err(source) = env.netlink.run(&[delete]).await {
         if env.netlink.link_exists(&plan.host_if) {
-            return Err(format!("removing {}: {e}", plan.host_if));
+            return Err(StepError::Link {
+                link: plan.host_if.clone(),
+                source,
+            });
         }
     }
     Ok(())
@@ -197,11 +211,11 @@ pub async fn start_container(
     env: &Env,
     r: &Record,
     progress: &Progress,
-) -> Result<Running, String> {
+) -> Result<Running, StepError> {
     let system = r
         .system_path
         .as_deref()
-        .ok_or_else(|| format!("container {} has no built system", r.name))?;
+        .ok_or_else(|| StepError::NoSystem(r.name.clone()))?;
     let ro_binds: Vec<PathBuf> = env
         .cfg
         .nspawn
@@ -236,35 +250,41 @@ pub async fn start_container(
         address: r.addresses.local,
         limits: r.limits.clone(),
     };
-    env.backend
-        .start(&req, progress)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(env.backend.start(&req, progress).await?)
 }
 
-pub async fn stop_container(env: &Env, r: &Record, progress: &Progress) -> Result<(), String> {
+pub async fn stop_container(env: &Env, r: &Record, progress: &Progress) -> Result<(), StepError> {
     let timeout = Duration::from_secs(env.cfg.nspawn.stop_timeout_secs);
-    env.backend
-        .stop(&r.name, timeout, progress)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(env.backend.stop(&r.name, timeout, progress).await?)
 }
 
 /// Everything a container has on the host except its record: process,
 /// network, root directory (never crossing into another filesystem),
 /// profile and GC roots. Idempotent.
-pub async fn remove_everything(env: &Env, r: &Record, progress: &Progress) -> Result<(), String> {
+pub async fn remove_everything(
+    env: &Env,
+    r: &Record,
+    progress: &Progress,
+) -> Result<(), StepError> {
     stop_container(env, r, progress).await?;
     net_down(env, r).await?;
     let root = root_dir(env, r);
-    remove_tree_one_fs(&root).map_err(|e| format!("removing root {}: {e}", root.display()))?;
+    remove_tree_one_fs(&root).map_err(|source| StepError::Remove {
+        what: "root ",
+        path: root.clone(),
+        source,
+    })?;
     let link = crate::nix::plan::system_link(&env.cfg.paths.profiles_dir, &r.name);
     let _ = std::fs::remove_file(crate::nix::reuse::auto_root(
         &env.cfg.nix.gcroots_auto_dir,
         &link,
     ));
     for d in [profile_dir(env, r), gcroots_dir(env, r)] {
-        remove_tree_one_fs(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
+        remove_tree_one_fs(&d).map_err(|source| StepError::Remove {
+            what: "",
+            path: d.clone(),
+            source,
+        })?;
     }
     Ok(())
 }

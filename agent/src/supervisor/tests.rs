@@ -6,7 +6,6 @@
 
 use super::fakes::{Call, Fakes, Fault, Step};
 use super::*;
-use crate::api::types::ErrorKind;
 use std::time::Duration;
 
 const CHANNEL: &str = "https://example.org/nixexprs.tar.xz";
@@ -133,7 +132,7 @@ fn ensure() -> Op {
     })
 }
 
-async fn run(h: &Handle, name: &str, op: Op) -> Result<Outcome, ApiError> {
+async fn run(h: &Handle, name: &str, op: Op) -> Result<Outcome, SupervisorError> {
     h.run(name.parse().unwrap(), op, Caller::root(), Progress::none())
         .await
 }
@@ -189,8 +188,11 @@ async fn a_failure_at_any_step_of_a_creation_leaves_nothing() {
         let sup = h.start().await;
         h.fakes.plant(step, 1, Fault::Fail);
         let e = run(&sup, "web01", ensure()).await.unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Failed, "{step:?}: {e}");
-        assert!(e.message.contains("failed as planted"), "{step:?}: {e}");
+        assert!(
+            matches!(e, SupervisorError::Build { .. } | SupervisorError::Step(_)),
+            "{step:?}: {e:?}"
+        );
+        assert!(e.to_string().contains("failed as planted"), "{step:?}: {e}");
         assert_eq!(h.traces("web01"), Vec::<String>::new(), "after {step:?}");
         // A retry starts clean and succeeds.
         run(&sup, "web01", ensure()).await.unwrap();
@@ -302,7 +304,10 @@ async fn too_many_waiting_operations_on_one_name_are_refused() {
         .await
         .expect("refused at once, not queued")
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Busy, "{e}");
+    assert!(
+        matches!(e, SupervisorError::QueueFull { max: 8, .. }),
+        "{e:?}"
+    );
     h.fakes.release.notify_one();
     first.await.unwrap().unwrap();
     for w in waiting {
@@ -371,7 +376,10 @@ async fn only_the_owner_or_an_admin_manages_a_container() {
             .run("web01".parse().unwrap(), op, user(1001), Progress::none())
             .await
             .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Forbidden, "{e}");
+        assert!(
+            matches!(e, SupervisorError::NotOwner { owner: 1000, .. }),
+            "{e:?}"
+        );
     }
     assert_eq!(h.fakes.calls().len(), before, "nothing was done");
     sup.run("web01".parse().unwrap(), Op::Stop, alice, Progress::none())
@@ -386,10 +394,11 @@ async fn an_operation_on_no_container_is_refused_unless_it_may_be() {
     for op in [Op::Start, Op::Stop, Op::Pin(true), Op::Extend { days: 1 }] {
         assert_eq!(op.admits(), op::Admits::Existing);
         let e = run(&sup, "nope", op).await.unwrap_err();
-        assert_eq!(
-            (e.kind, e.message.as_str()),
-            (ErrorKind::NotFound, "no container named nope")
+        assert!(
+            matches!(&e, SupervisorError::NoSuchContainer(n) if n.as_str() == "nope"),
+            "{e:?}"
         );
+        assert_eq!(e.to_string(), "no container named nope");
     }
     for op in [
         Op::Destroy,
@@ -459,7 +468,7 @@ async fn a_failure_at_any_step_of_a_start_leaves_it_stopped_for_a_retry() {
             let sup = with_stopped(&h).await;
             h.fakes.plant(step, 1, Fault::Fail);
             let e = run(&sup, "web01", op.clone()).await.unwrap_err();
-            assert!(e.message.contains("failed as planted"), "{step:?}: {e}");
+            assert!(e.to_string().contains("failed as planted"), "{step:?}: {e}");
             let r = h
                 .record("web01")
                 .expect("a failed start keeps the container");
@@ -506,7 +515,7 @@ async fn a_failed_stop_is_reported_and_a_retry_stops_it() {
     run(&sup, "web01", ensure()).await.unwrap();
     h.fakes.plant(Step::Stop, 1, Fault::Fail);
     let e = run(&sup, "web01", Op::Stop).await.unwrap_err();
-    assert!(e.message.contains("failed as planted"), "{e}");
+    assert!(e.to_string().contains("failed as planted"), "{e}");
     assert!(h.running("web01"));
     run(&sup, "web01", Op::Stop).await.unwrap();
     assert_eq!(h.record("web01").unwrap().phase, Phase::Stopped);
@@ -544,7 +553,7 @@ async fn a_failure_at_any_step_of_a_destroy_keeps_the_record_for_a_retry() {
         run(&sup, "web01", ensure()).await.unwrap();
         h.fakes.plant(step, 1, Fault::Fail);
         let e = run(&sup, "web01", Op::Destroy).await.unwrap_err();
-        assert!(e.message.contains("failed as planted"), "{step:?}: {e}");
+        assert!(e.to_string().contains("failed as planted"), "{step:?}: {e}");
         let r = h
             .record("web01")
             .expect("the record outlives a failed destroy");
@@ -608,12 +617,10 @@ async fn provisioning_a_stopped_container_is_refused() {
     let e = run(&sup, "web01", Op::Provision(Arc::new(plan)))
         .await
         .unwrap_err();
+    assert!(matches!(e, SupervisorError::NotRunning(_)), "{e:?}");
     assert_eq!(
-        (e.kind, e.message.as_str()),
-        (
-            ErrorKind::Failed,
-            "container web01 is not running; start it first"
-        )
+        e.to_string(),
+        "container web01 is not running; start it first"
     );
     assert_eq!(h.fakes.calls(), calls);
 }
@@ -655,7 +662,7 @@ async fn a_container_disabled_by_cleanup_starts_again_only_once_extended() {
     h.clock.advance(chrono::TimeDelta::days(8));
     sweep(&sup).await;
     let e = run(&sup, "web01", Op::Start).await.unwrap_err();
-    assert!(e.message.contains("was disabled by cleanup"), "{e}");
+    assert!(matches!(e, SupervisorError::Disabled { .. }), "{e:?}");
     assert!(!h.running("web01"));
     run(&sup, "web01", Op::Extend { days: 3 }).await.unwrap();
     run(&sup, "web01", Op::Start).await.unwrap();

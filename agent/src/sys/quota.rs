@@ -8,6 +8,17 @@
 use std::path::Path;
 use std::process::Command;
 
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    #[error("cannot run btrfs: {0}")]
+    Run(#[source] std::io::Error),
+    /// `btrfs ARGS` failed; its last line of error output.
+    #[error("btrfs {args}: {message}")]
+    Failed { args: String, message: String },
+    #[error("no quota group in: {0}")]
+    NoQuotaGroup(String),
+}
+
 /// Is the filesystem holding `path` btrfs (the mount with the longest
 /// mount point above it)?
 pub fn on_btrfs(mountinfo: &str, path: &Path) -> bool {
@@ -45,35 +56,36 @@ pub fn is_subvolume(dir: &Path) -> bool {
     std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.ino() == 256)
 }
 
-fn btrfs(args: &[&str], path: &Path) -> Result<String, String> {
+fn btrfs(args: &[&str], path: &Path) -> Result<String, QuotaError> {
     let out = Command::new("btrfs")
         .args(args)
         .arg(path)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .output()
-        .map_err(|e| format!("cannot run btrfs: {e}"))?;
+        .map_err(QuotaError::Run)?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "btrfs {}: {}",
-            args.join(" "),
-            err.lines()
+        return Err(QuotaError::Failed {
+            args: args.join(" "),
+            message: err
+                .lines()
                 .rfind(|l| !l.trim().is_empty())
                 .unwrap_or("failed")
                 .trim()
-        ));
+                .to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Make `dir` (which must not exist) a subvolume.
-pub fn create_subvolume(dir: &Path) -> Result<(), String> {
+pub fn create_subvolume(dir: &Path) -> Result<(), QuotaError> {
     btrfs(&["subvolume", "create"], dir).map(|_| ())
 }
 
 /// Limit the subvolume `dir` to `bytes` (`None`: no limit).
-pub fn set_limit(dir: &Path, bytes: Option<u64>) -> Result<(), String> {
+pub fn set_limit(dir: &Path, bytes: Option<u64>) -> Result<(), QuotaError> {
     let size = bytes
         .map(|b| b.to_string())
         .unwrap_or_else(|| "none".into());
@@ -81,9 +93,9 @@ pub fn set_limit(dir: &Path, bytes: Option<u64>) -> Result<(), String> {
 }
 
 /// The bytes the subvolume `dir` references; an error when quotas are off.
-pub fn usage(dir: &Path) -> Result<u64, String> {
+pub fn usage(dir: &Path) -> Result<u64, QuotaError> {
     let out = btrfs(&["qgroup", "show", "--raw", "-f"], dir)?;
-    referenced(&out).ok_or_else(|| format!("no quota group in: {out}"))
+    referenced(&out).ok_or(QuotaError::NoQuotaGroup(out))
 }
 
 #[cfg(test)]

@@ -83,15 +83,67 @@ pub struct ProvisionFile {
     pub data: Option<String>,
 }
 
+/// What a container is doing: its phase, except that a container recorded
+/// as running without a process is `dead` (and one recorded as stopped
+/// that runs is `running`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Creating,
+    Building,
+    Networking,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Destroying,
+    Dead,
+}
+
+impl State {
+    pub fn of(phase: Phase, running: bool) -> State {
+        match (phase, running) {
+            (Phase::Running | Phase::Stopped, true) => State::Running,
+            (Phase::Running, false) => State::Dead,
+            (Phase::Stopped, false) => State::Stopped,
+            (Phase::Creating, _) => State::Creating,
+            (Phase::Building, _) => State::Building,
+            (Phase::Networking, _) => State::Networking,
+            (Phase::Starting, _) => State::Starting,
+            (Phase::Stopping, _) => State::Stopping,
+            (Phase::Destroying, _) => State::Destroying,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Dead => "dead",
+            State::Creating => Phase::Creating.as_str(),
+            State::Building => Phase::Building.as_str(),
+            State::Networking => Phase::Networking.as_str(),
+            State::Starting => Phase::Starting.as_str(),
+            State::Running => Phase::Running.as_str(),
+            State::Stopping => Phase::Stopping.as_str(),
+            State::Stopped => Phase::Stopped.as_str(),
+            State::Destroying => Phase::Destroying.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`: tables give it a width.
+        f.pad(self.as_str())
+    }
+}
+
 /// What a user sees of a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerInfo {
     pub name: String,
     /// The recorded phase.
     pub phase: Phase,
-    /// `running`, `stopped`, or a transitional phase; `dead` when the record
-    /// says running but no process is there.
-    pub state: String,
+    pub state: State,
     pub running: bool,
     pub pid: Option<u32>,
     pub owner_uid: u32,
@@ -146,13 +198,7 @@ pub struct ContainerInfo {
 impl ContainerInfo {
     pub fn new(r: &Record, pid: Option<u32>) -> ContainerInfo {
         let running = pid.is_some();
-        let state = match (r.phase, running) {
-            (Phase::Running, true) => "running".to_string(),
-            (Phase::Running, false) => "dead".to_string(),
-            (Phase::Stopped, false) => "stopped".to_string(),
-            (Phase::Stopped, true) => "running".to_string(),
-            (p, _) => p.as_str().to_string(),
-        };
+        let state = State::of(r.phase, running);
         ContainerInfo {
             name: r.name.to_string(),
             phase: r.phase,
@@ -303,6 +349,33 @@ mod tests {
         assert!(e.to_string().contains("unknown field `alias`"), "{e}");
         let b: EnsureBody = serde_json::from_str(r#"{"channel":"/x"}"#).unwrap();
         assert_eq!(b.aliases, Vec::<String>::new());
+    }
+
+    #[test]
+    fn states_serialize_as_phase_names_and_dead() {
+        let phases = [
+            Phase::Creating,
+            Phase::Building,
+            Phase::Networking,
+            Phase::Starting,
+            Phase::Running,
+            Phase::Stopping,
+            Phase::Stopped,
+            Phase::Destroying,
+        ];
+        for p in phases {
+            let s = State::of(p, p != Phase::Running);
+            let expected = match p {
+                Phase::Running => "dead",
+                Phase::Stopped => "running",
+                _ => p.as_str(),
+            };
+            assert_eq!(serde_json::to_value(s).unwrap(), expected);
+            assert_eq!(s.to_string(), expected);
+            assert_eq!(format!("{s:<11}|"), format!("{expected:<11}|"));
+        }
+        assert_eq!(State::of(Phase::Stopped, false), State::Stopped);
+        assert_eq!(State::of(Phase::Running, true), State::Running);
     }
 
     #[test]

@@ -108,8 +108,46 @@ pub struct CleanupEntry {
     pub reason: String,
     /// Whole days unused (what the log and the table show).
     pub unused_days: i64,
-    /// `done`, `dry run`, `failed: …`, or `` for a kept container.
-    pub result: String,
+    pub result: SweepResult,
+}
+
+/// What came of the sweep's decision on one container; serialized as
+/// `` (kept), `done`, `dry run`, `failed: WHY`, or what the operation said
+/// when it found nothing to do (the container was destroyed meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum SweepResult {
+    Kept,
+    Done,
+    DryRun,
+    Failed(String),
+    Nothing(String),
+}
+
+impl From<SweepResult> for String {
+    fn from(r: SweepResult) -> String {
+        match r {
+            SweepResult::Kept => String::new(),
+            SweepResult::Done => "done".into(),
+            SweepResult::DryRun => "dry run".into(),
+            SweepResult::Failed(why) => format!("failed: {why}"),
+            SweepResult::Nothing(what) => what,
+        }
+    }
+}
+
+impl From<String> for SweepResult {
+    fn from(s: String) -> SweepResult {
+        match s.as_str() {
+            "" => SweepResult::Kept,
+            "done" => SweepResult::Done,
+            "dry run" => SweepResult::DryRun,
+            _ => match s.strip_prefix("failed: ") {
+                Some(why) => SweepResult::Failed(why.to_string()),
+                None => SweepResult::Nothing(s),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +165,7 @@ impl CleanupReport {
     pub fn failures(&self) -> usize {
         self.containers
             .iter()
-            .filter(|c| c.result.starts_with("failed"))
+            .filter(|c| matches!(c.result, SweepResult::Failed(_)))
             .count()
     }
 }
@@ -135,6 +173,24 @@ impl CleanupReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_results_serialize_as_before() {
+        for (r, s) in [
+            (SweepResult::Kept, ""),
+            (SweepResult::Done, "done"),
+            (SweepResult::DryRun, "dry run"),
+            (SweepResult::Failed("boom".into()), "failed: boom"),
+            (
+                SweepResult::Nothing("container x no longer exists".into()),
+                "container x no longer exists",
+            ),
+        ] {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, serde_json::to_string(s).unwrap());
+            assert_eq!(serde_json::from_str::<SweepResult>(&json).unwrap(), r);
+        }
+    }
 
     #[test]
     fn defaults_are_the_old_roles() {

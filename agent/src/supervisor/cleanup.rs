@@ -8,7 +8,9 @@
 use super::ops::{destroy, JobCtx};
 use super::{steps, Env, Handle, Op, Outcome, SupervisorError};
 use crate::access::Caller;
-use crate::cleanup::{decide, stamp, Action, CleanupBody, CleanupEntry, CleanupReport, Decision};
+use crate::cleanup::{
+    decide, stamp, Action, CleanupBody, CleanupEntry, CleanupReport, Decision, SweepResult,
+};
 use crate::container::{ContainerName, Phase, Record};
 use crate::progress::Progress;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -83,8 +85,8 @@ pub(super) async fn sweep(
             if dry_run {
                 let d = decision(&env, &r, now).await;
                 let result = match d.action {
-                    Action::Keep => String::new(),
-                    _ => "dry run".to_string(),
+                    Action::Keep => SweepResult::Kept,
+                    _ => SweepResult::DryRun,
                 };
                 return entry(&name, d, result);
             }
@@ -97,16 +99,16 @@ pub(super) async fn sweep(
                     cleanup: Some(d), ..
                 }) => {
                     let result = match d.action {
-                        Action::Keep => String::new(),
-                        _ => "done".to_string(),
+                        Action::Keep => SweepResult::Kept,
+                        _ => SweepResult::Done,
                     };
                     entry(&name, d, result)
                 }
-                Ok(o) => entry(&name, Decision::gone(), o.message),
+                Ok(o) => entry(&name, Decision::gone(), SweepResult::Nothing(o.message)),
                 Err(e) => {
                     let d = decision(&env, &r, now).await;
                     tracing::warn!(container = %name, "cleanup: {} failed: {e}", d.action.as_str());
-                    entry(&name, d, format!("failed: {e}"))
+                    entry(&name, d, SweepResult::Failed(e.to_string()))
                 }
             }
         }
@@ -127,7 +129,7 @@ pub(super) async fn sweep(
     }
 }
 
-fn entry(name: &ContainerName, d: Decision, result: String) -> CleanupEntry {
+fn entry(name: &ContainerName, d: Decision, result: SweepResult) -> CleanupEntry {
     CleanupEntry {
         name: name.to_string(),
         action: d.action,

@@ -353,7 +353,7 @@ fn a_container_that_died_is_found_stopped_at_the_next_start() {
     rt.block_on(async {
         let sup = h.start().await;
         let info = sup.get("web01".parse().unwrap()).await.unwrap();
-        assert_eq!(info.state, "stopped");
+        assert_eq!(info.state, crate::api::types::State::Stopped);
     });
 }
 

@@ -3,7 +3,7 @@
 //! `cleanup.delete_after_days`; what the daily timer runs. Prints one line
 //! per container; exits 1 when any container could not be cleaned up.
 
-use crate::cleanup::{Action, CleanupBody, CleanupReport};
+use crate::cleanup::{Action, CleanupBody, CleanupReport, SweepResult};
 use std::path::Path;
 
 pub fn run(sock: Option<&Path>, json: bool, dry_run: bool, now: Option<String>) -> i32 {
@@ -49,9 +49,9 @@ pub fn table(r: &CleanupReport) -> String {
             (Action::Disable, false) => "disable",
             (Action::Delete, false) => "delete",
         };
-        let result = match c.result.as_str() {
-            "" | "dry run" => String::new(),
-            other => format!(" [{other}]"),
+        let result = match &c.result {
+            SweepResult::Kept | SweepResult::DryRun => String::new(),
+            other => format!(" [{}]", String::from(other.clone())),
         };
         out.push_str(&format!(
             "{:width$}  {verb:13}  {}{result}\n",
@@ -79,21 +79,21 @@ mod tests {
                     action: Action::Delete,
                     reason: "last deploy 31 days ago".into(),
                     unused_days: 31,
-                    result: "done".into(),
+                    result: SweepResult::Done,
                 },
                 CleanupEntry {
                     name: "bbb".into(),
                     action: Action::Disable,
                     reason: "last deploy 8 days ago".into(),
                     unused_days: 8,
-                    result: "failed: boom".into(),
+                    result: SweepResult::Failed("boom".into()),
                 },
                 CleanupEntry {
                     name: "cc".into(),
                     action: Action::Keep,
                     reason: "pinned".into(),
                     unused_days: 0,
-                    result: String::new(),
+                    result: SweepResult::Kept,
                 },
             ],
         };

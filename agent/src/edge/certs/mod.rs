@@ -69,13 +69,37 @@ pub enum Work {
     HeldBack { why: String, until: i64 },
 }
 
+/// Where a container's certificate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertState {
+    Valid,
+    Expired,
+    Ordering,
+    Failed,
+    HeldBack,
+    /// Nothing held, nothing under way yet.
+    None,
+}
+
+impl CertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertState::Valid => "valid",
+            CertState::Expired => "expired",
+            CertState::Ordering => "ordering",
+            CertState::Failed => "failed",
+            CertState::HeldBack => "held-back",
+            CertState::None => "none",
+        }
+    }
+}
+
 /// A container's certificate as `devhost status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertInfo {
-    /// `valid`, `expired`, `ordering`, `failed`, `held-back`, or `none`
-    /// (nothing held, nothing under way yet).
-    pub state: String,
+    pub state: CertState,
     /// Names the held certificate covers.
     pub names: Vec<String>,
     pub issuer: Option<String>,
@@ -95,22 +119,22 @@ impl CertInfo {
     pub fn new(held: Option<&Meta>, work: Option<&Work>) -> CertInfo {
         let now = chrono::Utc::now().timestamp();
         let held_state = match held {
-            Some(m) if m.not_after > now => "valid",
-            Some(_) => "expired",
-            None => "none",
+            Some(m) if m.not_after > now => CertState::Valid,
+            Some(_) => CertState::Expired,
+            None => CertState::None,
         };
         let (state, detail, next_try) = match work {
             None => (held_state, None, None),
-            Some(Work::Ordering { .. }) => ("ordering", None, None),
+            Some(Work::Ordering { .. }) => (CertState::Ordering, None, None),
             Some(Work::Failed { why, retry_at }) => {
-                ("failed", Some(why.clone()), rfc3339(*retry_at))
+                (CertState::Failed, Some(why.clone()), rfc3339(*retry_at))
             }
             Some(Work::HeldBack { why, until }) => {
-                ("held-back", Some(why.clone()), rfc3339(*until))
+                (CertState::HeldBack, Some(why.clone()), rfc3339(*until))
             }
         };
         CertInfo {
-            state: state.to_string(),
+            state,
             names: held.map(|m| m.names.clone()).unwrap_or_default(),
             issuer: held.map(|m| m.issuer.clone()),
             valid_until: held.and_then(|m| rfc3339(m.not_after)),

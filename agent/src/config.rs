@@ -418,10 +418,9 @@ impl RawConfig {
         if self.nspawn.ready_timeout_secs == 0 || self.nspawn.stop_timeout_secs == 0 {
             return Err(invalid("nspawn", "timeouts must be at least one second"));
         }
-        let mut edge =
+        let edge =
             crate::edge::config::validate(self.edge, self.certs, self.dns, &self.paths.state_dir)?;
         let cleanup = self.cleanup.validate()?;
-        edge.count_activity = cleanup.policy.count_activity;
         self.limits
             .validate()
             .map_err(|e| invalid("limits", e.to_string()))?;

@@ -10,6 +10,7 @@ use crate::nspawn::backend::Backend;
 use crate::nspawn::direct::DirectBackend;
 use crate::nspawn::ready::ReadyCheck;
 use crate::nspawn::systemd::SystemdBackend;
+use crate::shared::Shared;
 use crate::state::Store;
 use crate::supervisor::{Env, Supervisor};
 use std::os::unix::fs::PermissionsExt;
@@ -139,16 +140,48 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     // The edge binds its ports before anything else is served: a port in use
     // fails the start with the address named.
     let edge = if cfg.edge.enable {
-        let (edge, problems) = crate::edge::Edge::new(cfg.edge.clone())?;
+        let label = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "devhost".into());
+        let (certs, problems) = crate::certs::Certificates::open(
+            &cfg.edge.certs.dir,
+            &label,
+            cfg.edge.certs.local_ca_days,
+        )
+        .map_err(crate::edge::EdgeError::from)?;
         for p in problems {
             tracing::warn!("edge: stored certificate not served: {p}");
         }
+        let certs = Arc::new(certs);
+        // The zone is served beside the proxy: the DNS server reads it,
+        // the edge names the routed containers in it, the responder puts
+        // DNS-01 answers there.
+        let zone = cfg
+            .edge
+            .dns
+            .as_ref()
+            .map(|d| Arc::new(Shared::new(crate::dns::Zone::new(d.zone.clone()))));
+        if let (Some(d), Some(zone)) = (&cfg.edge.dns, &zone) {
+            crate::dns::server::start(zone.clone(), &d.listen)
+                .await
+                .map_err(crate::edge::EdgeError::from)?;
+        }
+        let responder = Arc::new(crate::certs::responder::Responder::new(zone.clone()));
+        let edge = crate::edge::Edge::new(
+            cfg.edge.clone(),
+            crate::edge::Shares {
+                certs: certs.clone(),
+                responder,
+                zone,
+                count_activity: cfg.cleanup.policy.count_activity,
+            },
+        );
         edge.start().await?;
         let certs = match cfg.edge.certs.issuer {
-            crate::edge::certs::config::Issuer::LocalCa => {
-                format!("local CA, root {}", edge.root_path().display())
+            crate::certs::config::Issuer::LocalCa => {
+                format!("local CA, root {}", certs.root_path().display())
             }
-            crate::edge::certs::config::Issuer::Acme(c) => {
+            crate::certs::config::Issuer::Acme(c) => {
                 format!("ACME {} at {}", c.as_str(), cfg.edge.certs.acme.directory)
             }
         };

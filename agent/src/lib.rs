@@ -26,12 +26,14 @@
 
 pub mod access;
 pub mod api;
+pub mod certs;
 pub mod cleanup;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod container;
 pub mod daemon;
+pub mod dns;
 pub mod edge;
 pub mod enter;
 pub mod environment;
@@ -41,6 +43,7 @@ pub mod nix;
 pub mod nspawn;
 pub mod progress;
 pub mod provision;
+pub mod shared;
 pub mod state;
 pub mod supervisor;
 pub mod sys;

@@ -157,7 +157,7 @@ fn module_settings_are_the_agents_config() {
         c.cleanup.policy,
         devhost::cleanup::Policy::days(10, 40, true)
     );
-    assert!(c.edge.count_activity);
+    assert!(c.cleanup.policy.count_activity);
     assert_eq!(c.access.admin_group, "admins");
     assert_eq!(c.access.user_group, "developers");
     // `settings` adds keys and overrides rendered ones, section by section.

@@ -162,7 +162,7 @@ pub struct ContainerInfo {
     /// The proxy's certificate for it (none when the edge is off or the
     /// container is not served).
     #[serde(default)]
-    pub certificate: Option<crate::edge::certs::CertInfo>,
+    pub certificate: Option<crate::certs::CertInfo>,
     /// Never disabled or deleted by cleanup.
     #[serde(default)]
     pub pinned: bool,

@@ -4,20 +4,21 @@
 //! so the proxy's worker threads do not contend on it; the sweep copies the
 //! moments into the records, which is what survives a restart.
 
+use crate::shared::Shared;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct Activity {
-    last: RwLock<HashMap<String, Arc<AtomicI64>>>,
+    last: Shared<HashMap<String, Arc<AtomicI64>>>,
 }
 
 impl Activity {
     /// A request for `container` at `unix_secs`.
     pub fn touch(&self, container: &str, unix_secs: i64) {
-        if let Some(a) = self.last.read().expect("not poisoned").get(container) {
+        if let Some(a) = self.last.read().get(container) {
             if a.load(Ordering::Relaxed) < unix_secs {
                 a.store(unix_secs, Ordering::Relaxed);
             }
@@ -25,7 +26,6 @@ impl Activity {
         }
         self.last
             .write()
-            .expect("not poisoned")
             .entry(container.to_string())
             .or_default()
             .fetch_max(unix_secs, Ordering::Relaxed);
@@ -33,12 +33,7 @@ impl Activity {
 
     /// The last request for `container` since the agent started.
     pub fn last(&self, container: &str) -> Option<DateTime<Utc>> {
-        let secs = self
-            .last
-            .read()
-            .expect("not poisoned")
-            .get(container)?
-            .load(Ordering::Relaxed);
+        let secs = self.last.read().get(container)?.load(Ordering::Relaxed);
         DateTime::from_timestamp(secs, 0)
     }
 }

@@ -4,9 +4,9 @@
 //! checked in `certs/config.rs`. Raw serde structs (unknown keys refused)
 //! are checked into [`EdgeConfig`].
 
-pub use super::certs::config::Certs;
-use super::certs::config::CertsConfig;
 use super::routes::{Scheme, Upstream};
+pub use crate::certs::config::Certs;
+use crate::certs::config::CertsConfig;
 use crate::config::{invalid, ConfigError};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -89,7 +89,7 @@ impl Default for Dns {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsConfig {
     pub listen: Vec<SocketAddr>,
-    pub zone: super::dns::Zone,
+    pub zone: crate::dns::ZoneSpec,
 }
 
 /// The validated edge configuration.
@@ -110,8 +110,6 @@ pub struct EdgeConfig {
     pub certs: CertsConfig,
     /// The authoritative zone, when served.
     pub dns: Option<DnsConfig>,
-    /// Remember each container's last proxied request (`cleanup.count_activity`).
-    pub count_activity: bool,
 }
 
 /// A DNS name as a zone may hold it: lowercase labels of letters, digits
@@ -165,16 +163,13 @@ fn validate_dns(dns: Dns, domain: &str) -> Result<Option<DnsConfig>, ConfigError
         return Ok(None);
     }
     let listen = addrs("dns.listen", &dns.listen)?;
-    let mut zone = super::dns::Zone {
+    let mut zone = crate::dns::ZoneSpec {
         domain: domain.to_string(),
         v4: Vec::new(),
         v6: Vec::new(),
         nameservers: Vec::new(),
         hostmaster: String::new(),
         ttl: dns.ttl,
-        serial: 1,
-        containers: Default::default(),
-        challenges: Default::default(),
     };
     for a in &dns.addresses {
         match a.parse::<std::net::IpAddr>() {
@@ -267,7 +262,7 @@ pub fn validate(
             .chain(z.v6.iter().map(|a| IpAddr::V6(*a)))
             .collect()
     });
-    let certs = super::certs::config::validate(certs, zone_addresses, state_dir)?;
+    let certs = crate::certs::config::validate(certs, zone_addresses, state_dir)?;
     Ok(EdgeConfig {
         enable: edge.enable,
         domain,
@@ -285,7 +280,6 @@ pub fn validate(
         max_header_bytes: edge.max_header_bytes,
         certs,
         dns,
-        count_activity: false,
     })
 }
 

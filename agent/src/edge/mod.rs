@@ -1,15 +1,15 @@
 //! The edge: what the outside world reaches of the containers. An HTTPS
-//! reverse proxy (`ALIAS.NAME.PUBLIC` → the container), its certificates,
-//! and the redirect from HTTP. It reads the container records (the derived
-//! state task hands it every new snapshot), never writes them: routes and
-//! certificates follow the records live, with no restart and without
-//! touching other routes' connections.
+//! reverse proxy (`ALIAS.NAME.PUBLIC` → the container) and the redirect
+//! from HTTP. It reads the container records (the derived state task hands
+//! it every new snapshot), never writes them: routes follow the records
+//! live, with no restart and without touching other routes' connections.
+//! What it shares with the rest of the agent is handed to it: the
+//! certificate store (it reads keys; the local CA path writes), the ACME
+//! responder (http-01 and tls-alpn-01 answers), and the DNS zone (it names
+//! the routed containers there; the DNS server beside it answers).
 
 pub mod activity;
-pub mod certs;
 pub mod config;
-pub mod dns;
-mod dns_server;
 pub mod headers;
 mod idle;
 mod pages;
@@ -18,29 +18,28 @@ pub mod routes;
 mod tls;
 mod upstream;
 
+use crate::certs::config::Issuer;
+use crate::certs::responder::Responder;
+use crate::certs::{CertInfo, Certificates, Wanted};
 use crate::container::Record;
-use certs::config::Issuer;
-use certs::local_ca::LocalCa;
-use certs::responder::Responder;
-use certs::{CertInfo, Issued, Loaded, Meta, Store, Work};
+use crate::dns::Zone;
+use crate::shared::Shared;
 use config::EdgeConfig;
 use routes::RouteTable;
-use rustls::sign::CertifiedKey;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
-    #[error("edge: cannot listen on {addr}: {why}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        why: String,
-    },
     #[error("edge: {0}")]
-    Certs(#[from] certs::CertError),
-    #[error("edge: starting proxy worker thread {index}: {why}")]
-    Worker { index: usize, why: String },
+    Listen(#[from] crate::sys::listen::ListenError),
+    #[error("edge: {0}")]
+    Certs(#[from] crate::certs::CertError),
+    #[error("edge: starting proxy worker thread {index}: {source}")]
+    Worker {
+        index: usize,
+        source: std::io::Error,
+    },
 }
 
 impl std::fmt::Debug for Edge {
@@ -51,74 +50,47 @@ impl std::fmt::Debug for Edge {
     }
 }
 
-/// Which names each routed container's certificate must cover.
-pub type Wanted = BTreeMap<String, Vec<String>>;
+/// What the edge shares with the rest of the agent (built by the daemon).
+pub struct Shares {
+    pub certs: Arc<Certificates>,
+    pub responder: Arc<Responder>,
+    /// The public zone, when `[dns]` has the agent serve it.
+    pub zone: Option<Arc<Shared<Zone>>>,
+    /// Remember each container's last proxied request
+    /// (`cleanup.count_activity`).
+    pub count_activity: bool,
+}
 
 pub struct Edge {
     pub cfg: EdgeConfig,
-    routes: RwLock<Arc<RouteTable>>,
-    certs: RwLock<HashMap<String, Loaded>>,
-    /// Issuance under way, failed or held back, per container.
-    work: RwLock<BTreeMap<String, Work>>,
-    store: Store,
-    ca: LocalCa,
+    routes: Shared<Arc<RouteTable>>,
+    certs: Arc<Certificates>,
+    responder: Arc<Responder>,
+    zone: Option<Arc<Shared<Zone>>>,
     /// What the certificate worker works towards; `None` until the first
     /// records are applied (certificates loaded at start are not dropped
     /// for want of routes not yet built).
     wanted: watch::Sender<Option<Wanted>>,
-    /// The public zone, when `[dns]` has the agent serve it.
-    pub zone: Option<Arc<RwLock<dns::Zone>>>,
-    /// Answers to pending ACME challenges.
-    pub responder: Arc<Responder>,
-    /// Last proxied request per container (filled only when counted).
-    pub activity: activity::Activity,
+    /// Last proxied request per container (`None`: not counted).
+    activity: Option<activity::Activity>,
 }
 
 impl Edge {
-    /// Load what is stored (certificates, the local CA); serves nothing yet.
-    pub fn new(cfg: EdgeConfig) -> Result<(Arc<Edge>, Vec<String>), EdgeError> {
-        let store = Store {
-            dir: cfg.certs.dir.clone(),
-        };
-        let label = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "devhost".into());
-        let ca = LocalCa::load_or_create(&cfg.certs.dir.join("local-ca"), &label)?;
-        let (loaded, problems) = store.load_all();
-        let zone = cfg
-            .dns
-            .as_ref()
-            .map(|d| Arc::new(RwLock::new(d.zone.clone())));
-        let edge = Edge {
-            routes: RwLock::new(Arc::new(RouteTable::build(&cfg.domain, cfg.upstream, &[]))),
-            certs: RwLock::new(loaded.into_iter().collect()),
-            work: RwLock::new(BTreeMap::new()),
-            store,
-            ca,
+    /// An edge with no routes yet; serves nothing until [`Edge::start`].
+    pub fn new(cfg: EdgeConfig, shares: Shares) -> Arc<Edge> {
+        Arc::new(Edge {
+            routes: Shared::new(Arc::new(RouteTable::build(&cfg.domain, cfg.upstream, &[]))),
+            certs: shares.certs,
+            responder: shares.responder,
+            zone: shares.zone,
             wanted: watch::Sender::new(None),
-            responder: Arc::new(Responder::new(zone.clone())),
-            zone,
-            activity: activity::Activity::default(),
+            activity: shares.count_activity.then(activity::Activity::default),
             cfg,
-        };
-        Ok((Arc::new(edge), problems))
-    }
-
-    /// The local CA's root certificate (what clients trust).
-    pub fn root_path(&self) -> &std::path::Path {
-        &self.ca.root_path
+        })
     }
 
     pub fn routes(&self) -> Arc<RouteTable> {
-        self.routes.read().expect("not poisoned").clone()
-    }
-
-    pub fn cert_for(&self, container: &str) -> Option<Arc<CertifiedKey>> {
-        self.certs
-            .read()
-            .expect("not poisoned")
-            .get(container)
-            .map(|l| l.key.clone())
+        self.routes.read().clone()
     }
 
     /// Wait until the first records are applied: until then no name has a
@@ -131,29 +103,25 @@ impl Edge {
     /// What a user sees of a container's certificate (`None`: the edge
     /// does not serve it).
     pub fn cert_info(&self, container: &str) -> Option<CertInfo> {
-        let held = self
-            .certs
-            .read()
-            .expect("not poisoned")
-            .get(container)
-            .map(|l| l.meta.clone());
-        let work = self
-            .work
-            .read()
-            .expect("not poisoned")
-            .get(container)
-            .cloned();
-        if held.is_none()
-            && work.is_none()
-            && !self
-                .wanted
-                .borrow()
-                .as_ref()
-                .is_some_and(|w| w.contains_key(container))
-        {
-            return None;
+        let wanted = self
+            .wanted
+            .borrow()
+            .as_ref()
+            .is_some_and(|w| w.contains_key(container));
+        self.certs.info(container, wanted)
+    }
+
+    /// The last proxied request for `container` since the agent started
+    /// (when counted).
+    pub fn last_activity(&self, container: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.activity.as_ref()?.last(container)
+    }
+
+    /// A request for `container` now (kept when activity is counted).
+    fn touch(&self, container: &str) {
+        if let Some(a) = &self.activity {
+            a.touch(container, chrono::Utc::now().timestamp());
         }
-        Some(CertInfo::new(held.as_ref(), work.as_ref()))
     }
 
     /// Bring routes, zone names and certificates in line with `records`:
@@ -166,19 +134,23 @@ impl Edge {
         let wanted = table.certificate_names(self.cfg.certs.issuer.wildcard());
         let mut first_error = None;
         if self.cfg.certs.issuer == Issuer::LocalCa {
-            let held = self.held();
+            let held = self.certs.held();
             let now = chrono::Utc::now().timestamp();
-            let plan =
-                certs::manager::plan(&wanted, &held, now, self.cfg.certs.renew_after_fraction);
+            let plan = crate::certs::manager::plan(
+                &wanted,
+                &held,
+                now,
+                self.cfg.certs.renew_after_fraction,
+            );
             for (container, names, why) in plan.issue {
-                if let Err(e) = self.issue_local(&container, &names, &why) {
+                if let Err(e) = self.certs.issue_local(&container, &names, &why) {
                     tracing::error!("{e}");
                     first_error.get_or_insert(EdgeError::from(e));
                 }
             }
         }
         if let Some(zone) = &self.zone {
-            let mut z = zone.write().expect("not poisoned");
+            let mut z = zone.write();
             let containers = wanted.keys().cloned().collect();
             if z.containers != containers {
                 z.containers = containers;
@@ -186,80 +158,24 @@ impl Edge {
             }
         }
         // Routes after certificates: a new name is served with its certificate.
-        *self.routes.write().expect("not poisoned") = Arc::new(table);
+        *self.routes.write() = Arc::new(table);
         self.wanted.send_replace(Some(wanted));
         first_error.map_or(Ok(()), Err)
-    }
-
-    /// Every held certificate's names and validity.
-    pub(crate) fn held(&self) -> BTreeMap<String, Meta> {
-        self.certs
-            .read()
-            .expect("not poisoned")
-            .iter()
-            .map(|(c, l)| (c.clone(), l.meta.clone()))
-            .collect()
-    }
-
-    /// Issue a certificate from the local CA, keep it and serve it.
-    pub(crate) fn issue_local(
-        &self,
-        container: &str,
-        names: &[String],
-        why: &certs::manager::Why,
-    ) -> Result<(), certs::CertError> {
-        let issued = self.ca.issue(names, self.cfg.certs.local_ca_days)?;
-        self.install(container, &issued, "local-ca", names)?;
-        tracing::info!(
-            "certificate for {container} ({}) issued by the local CA ({why:?})",
-            names.join(", ")
-        );
-        Ok(())
-    }
-
-    /// Keep a fresh certificate (on disk first) and serve it.
-    pub(crate) fn install(
-        &self,
-        container: &str,
-        issued: &Issued,
-        issuer: &str,
-        names: &[String],
-    ) -> Result<(), certs::CertError> {
-        let loaded = certs::load(container, issued, issuer, names)?;
-        self.store.save(container, issued, &loaded.meta)?;
-        self.certs
-            .write()
-            .expect("not poisoned")
-            .insert(container.to_string(), loaded);
-        Ok(())
-    }
-
-    /// Stop serving a container's certificate and delete it.
-    pub(crate) fn remove_cert(&self, container: &str) -> Result<(), certs::CertError> {
-        self.certs.write().expect("not poisoned").remove(container);
-        self.work.write().expect("not poisoned").remove(container);
-        self.store.remove(container)
-    }
-
-    pub(crate) fn set_work(&self, container: &str, work: Option<Work>) {
-        let mut w = self.work.write().expect("not poisoned");
-        match work {
-            Some(x) => w.insert(container.to_string(), x),
-            None => w.remove(container),
-        };
     }
 
     /// Bind every listener (an error names the address), then serve them
     /// and keep certificates issued and renewed in the background.
     pub async fn start(self: &Arc<Self>) -> Result<(), EdgeError> {
-        if let (Some(dns), Some(zone)) = (&self.cfg.dns, &self.zone) {
-            dns_server::start(zone.clone(), &dns.listen).await?;
-        }
         if !self.cfg.enable {
             return Ok(());
         }
         proxy::start(self.clone()).await?;
-        tokio::spawn(certs::worker::run(self.clone(), self.wanted.subscribe()));
+        tokio::spawn(crate::certs::worker::run(
+            self.certs.clone(),
+            self.cfg.certs.clone(),
+            self.responder.clone(),
+            self.wanted.subscribe(),
+        ));
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The proxy's own answers (unknown host, stopped container, container not
 //! answering, redirects): small HTML pages that say what happened and never
-//! show another container's content.
+//! show another container's content. Every refusal is a [`ProxyError`],
+//! turned into its status and page here and nowhere else.
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
@@ -19,8 +20,50 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Why the proxy answers itself instead of forwarding.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("No such challenge.")]
+    NoChallenge,
+    #[error("The request names no valid host.")]
+    NoHost,
+    /// The TLS connection was made for another container's name.
+    #[error("This connection is for {sni}, not {host}.")]
+    Misdirected { sni: String, host: String },
+    #[error("No container answers to {0}.")]
+    UnknownHost(String),
+    #[error("Container {0} is not running.")]
+    NotRunning(String),
+    #[error("The request path is not valid.")]
+    BadPath,
+    #[error("Container {container} does not answer on {upstream}: {source}")]
+    Upstream {
+        container: String,
+        upstream: super::routes::Upstream,
+        source: hyper_util::client::legacy::Error,
+    },
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoChallenge | ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
+            ProxyError::NoHost | ProxyError::BadPath => StatusCode::BAD_REQUEST,
+            ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::NotRunning(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl From<ProxyError> for Response<Body> {
+    fn from(e: ProxyError) -> Response<Body> {
+        page(e.status(), &e.to_string())
+    }
+}
+
 /// An error page: status, one line of explanation.
-pub fn page(status: StatusCode, detail: &str) -> Response<Body> {
+fn page(status: StatusCode, detail: &str) -> Response<Body> {
     let reason = status.canonical_reason().unwrap_or("");
     let html = format!(
         "<!doctype html>\n<html><head><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\n<p>{detail}</p>\n<hr><p>devhost</p></body></html>\n",
@@ -51,8 +94,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refusals_have_their_status() {
+        let cases = [
+            (ProxyError::NoChallenge, 404),
+            (ProxyError::UnknownHost("x.dev.test".into()), 404),
+            (ProxyError::NoHost, 400),
+            (ProxyError::BadPath, 400),
+            (
+                ProxyError::Misdirected {
+                    sni: "a".into(),
+                    host: "b".into(),
+                },
+                421,
+            ),
+            (ProxyError::NotRunning("c1".into()), 503),
+        ];
+        for (e, status) in cases {
+            let r: Response<Body> = e.into();
+            assert_eq!(r.status(), status);
+        }
+    }
+
+    #[test]
     fn pages_escape_what_they_echo() {
-        let r = page(StatusCode::NOT_FOUND, "no container answers to <x>");
+        let r: Response<Body> = ProxyError::UnknownHost("<x>".into()).into();
         assert_eq!(r.status(), 404);
         assert_eq!(
             r.headers()[header::CONTENT_TYPE],

@@ -8,10 +8,11 @@
 
 use super::headers::{https_location, strip_hop_by_hop, to_upstream, upgrade_of};
 use super::idle::Idle;
-use super::pages::{full, page, redirect, Body};
+use super::pages::{full, redirect, Body, ProxyError};
 use super::routes::{normalize_host, Scheme};
 use super::upstream::{client, UpstreamClient};
 use super::{Edge, EdgeError};
+use crate::sys::listen;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::HOST;
@@ -26,40 +27,6 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
-
-pub(super) fn bind(addr: SocketAddr) -> Result<TcpListener, EdgeError> {
-    let err = |e: std::io::Error| EdgeError::Listen {
-        addr,
-        why: e.to_string(),
-    };
-    let domain = socket2::Domain::for_address(addr);
-    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(err)?;
-    if addr.is_ipv6() {
-        // [::]:443 next to 0.0.0.0:443: each family on its own socket.
-        s.set_only_v6(true).map_err(err)?;
-    }
-    s.set_reuse_address(true).map_err(err)?;
-    s.set_nonblocking(true).map_err(err)?;
-    s.bind(&addr.into()).map_err(err)?;
-    s.listen(1024).map_err(err)?;
-    TcpListener::from_std(s.into()).map_err(err)
-}
-
-/// A UDP socket on `addr`; IPv6 ones only for IPv6 (as [`bind`]).
-pub(super) fn bind_udp(addr: SocketAddr) -> Result<tokio::net::UdpSocket, EdgeError> {
-    let err = |e: std::io::Error| EdgeError::Listen {
-        addr,
-        why: e.to_string(),
-    };
-    let domain = socket2::Domain::for_address(addr);
-    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, None).map_err(err)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true).map_err(err)?;
-    }
-    s.set_nonblocking(true).map_err(err)?;
-    s.bind(&addr.into()).map_err(err)?;
-    tokio::net::UdpSocket::from_std(s.into()).map_err(err)
-}
 
 const ACME_HTTP_PREFIX: &str = "/.well-known/acme-challenge/";
 
@@ -89,11 +56,11 @@ pub async fn start(edge: Arc<Edge>) -> Result<(), EdgeError> {
     let cfg = &edge.cfg;
     let mut http = Vec::new();
     for a in &cfg.http {
-        http.push(bind(*a)?);
+        http.push(listen::tcp(*a)?);
     }
     let mut https = Vec::new();
     for a in &cfg.https {
-        https.push(bind(*a)?);
+        https.push(listen::tcp(*a)?);
     }
     let tls = TlsAcceptor::from(super::tls::server_config(edge.clone()));
     let mut workers = Vec::new();
@@ -108,14 +75,7 @@ pub async fn start(edge: Arc<Edge>) -> Result<(), EdgeError> {
         std::thread::Builder::new()
             .name(format!("edge-{i}"))
             .spawn(move || worker(Arc::new(shared), rx))
-            .map_err(|e| EdgeError::Listen {
-                addr: cfg
-                    .https
-                    .first()
-                    .copied()
-                    .unwrap_or(([0, 0, 0, 0], 443).into()),
-                why: format!("starting a proxy worker thread: {e}"),
-            })?;
+            .map_err(|source| EdgeError::Worker { index: i, source })?;
         workers.push(tx);
     }
     let workers = Arc::new(Workers {
@@ -277,69 +237,69 @@ fn path_and_query(req: &Request<Incoming>) -> &str {
 }
 
 fn plain_http(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+    answer_plain(shared, req).unwrap_or_else(Response::from)
+}
+
+fn answer_plain(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
     if let Some(token) = req.uri().path().strip_prefix(ACME_HTTP_PREFIX) {
         // ACME http-01: the answer while the order is pending, else 404.
-        return match shared.edge.responder.http_answer(token) {
-            Some(key_auth) => Response::builder()
-                .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-                .body(full(key_auth))
-                .expect("valid response"),
-            None => page(StatusCode::NOT_FOUND, "No such challenge."),
-        };
+        let key_auth = shared
+            .edge
+            .responder
+            .http_answer(token)
+            .ok_or(ProxyError::NoChallenge)?;
+        return Ok(Response::builder()
+            .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+            .body(full(key_auth))
+            .expect("valid response"));
     }
-    let Some((_, host)) = request_host(&req) else {
-        return page(StatusCode::BAD_REQUEST, "The request names no valid host.");
-    };
+    let (_, host) = request_host(&req).ok_or(ProxyError::NoHost)?;
     let pq = path_and_query(&req);
-    redirect(&https_location(&host, shared.https_port, pq))
+    Ok(redirect(&https_location(&host, shared.https_port, pq)))
 }
 
 async fn proxy(
     shared: &Shared,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     client_ip: IpAddr,
     sni: Option<&str>,
 ) -> Response<Body> {
-    let Some((raw_host, host)) = request_host(&req) else {
-        return page(StatusCode::BAD_REQUEST, "The request names no valid host.");
-    };
+    forward(shared, req, client_ip, sni)
+        .await
+        .unwrap_or_else(Response::from)
+}
+
+async fn forward(
+    shared: &Shared,
+    mut req: Request<Incoming>,
+    client_ip: IpAddr,
+    sni: Option<&str>,
+) -> Result<Response<Body>, ProxyError> {
+    let (raw_host, host) = request_host(&req).ok_or(ProxyError::NoHost)?;
     let table = shared.edge.routes();
     if let Some(sni) = sni {
         if table.container_of(sni) != table.container_of(&host) {
-            return page(
-                StatusCode::MISDIRECTED_REQUEST,
-                &format!("This connection is for {sni}, not {host}."),
-            );
+            return Err(ProxyError::Misdirected {
+                sni: sni.to_string(),
+                host,
+            });
         }
     }
-    let Some(route) = table.lookup(&host) else {
-        return page(
-            StatusCode::NOT_FOUND,
-            &format!("No container answers to {host}."),
-        );
-    };
-    if shared.edge.cfg.count_activity {
-        shared
-            .edge
-            .activity
-            .touch(&route.container, chrono::Utc::now().timestamp());
-    }
+    let route = table
+        .lookup(&host)
+        .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
+    shared.edge.touch(&route.container);
     if !route.running {
-        return page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("Container {} is not running.", route.container),
-        );
+        return Err(ProxyError::NotRunning(route.container.clone()));
     }
     let scheme = match route.upstream.scheme {
         Scheme::Http => "http",
         Scheme::Https => "https",
     };
     let pq = path_and_query(&req);
-    let uri: Uri = match format!("{scheme}://{}:{}{pq}", route.address, route.upstream.port).parse()
-    {
-        Ok(u) => u,
-        Err(_) => return page(StatusCode::BAD_REQUEST, "The request path is not valid."),
-    };
+    let uri: Uri = format!("{scheme}://{}:{}{pq}", route.address, route.upstream.port)
+        .parse()
+        .map_err(|_| ProxyError::BadPath)?;
     let upgrade = upgrade_of(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
@@ -348,18 +308,15 @@ async fn proxy(
     *up.uri_mut() = uri;
     *up.version_mut() = Version::HTTP_11;
     *up.headers_mut() = to_upstream(parts.headers, &raw_host, client_ip, "https");
-    let mut resp = match shared.client.request(up).await {
-        Ok(r) => r,
-        Err(e) => {
-            return page(
-                StatusCode::BAD_GATEWAY,
-                &format!(
-                    "Container {} does not answer on {}: {e}",
-                    route.container, route.upstream
-                ),
-            )
-        }
-    };
+    let mut resp = shared
+        .client
+        .request(up)
+        .await
+        .map_err(|source| ProxyError::Upstream {
+            container: route.container.clone(),
+            upstream: route.upstream,
+            source,
+        })?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let theirs = hyper::upgrade::on(&mut resp);
@@ -374,9 +331,9 @@ async fn proxy(
         let keep = upgrade_of(resp.headers());
         strip_hop_by_hop(resp.headers_mut(), keep);
         let (parts, body) = resp.into_parts();
-        return Response::from_parts(parts, body.boxed());
+        return Ok(Response::from_parts(parts, body.boxed()));
     }
     strip_hop_by_hop(resp.headers_mut(), None);
     let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, body.boxed())
+    Ok(Response::from_parts(parts, body.boxed()))
 }

@@ -27,16 +27,12 @@ impl ResolvesServerCert for BySni {
         }
         let table = self.0.routes();
         let container = table.container_of(&host)?;
-        self.0.cert_for(container)
+        self.0.certs.key_for(container)
     }
 }
 
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 pub fn server_config(edge: Arc<Edge>) -> Arc<rustls::ServerConfig> {
-    let mut c = rustls::ServerConfig::builder_with_provider(provider())
+    let mut c = rustls::ServerConfig::builder_with_provider(crate::certs::crypto_provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")
         .with_no_client_auth()

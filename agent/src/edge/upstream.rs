@@ -67,7 +67,7 @@ impl ServerCertVerifier for Unverified {
 }
 
 pub fn client() -> UpstreamClient {
-    let provider = super::tls::provider();
+    let provider = crate::certs::crypto_provider();
     let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")

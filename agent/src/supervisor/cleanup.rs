@@ -28,7 +28,7 @@ fn with_activity(env: &Env, mut r: Record) -> (Record, bool) {
     let seen = env
         .edge
         .as_ref()
-        .and_then(|e| e.activity.last(r.name.as_str()));
+        .and_then(|e| e.last_activity(r.name.as_str()));
     match seen {
         Some(t) if r.last_activity.is_none_or(|a| a < t) => {
             r.last_activity = Some(t);

@@ -5,6 +5,7 @@
 
 pub mod creds;
 pub mod fs;
+pub mod listen;
 pub mod ns;
 pub mod proc;
 pub mod quota;

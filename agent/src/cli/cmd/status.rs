@@ -84,7 +84,7 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
 }
 
 /// One line on a certificate: what is held, then what is under way.
-fn describe(c: &crate::edge::certs::CertInfo) -> String {
+fn describe(c: &crate::certs::CertInfo) -> String {
     let mut s = c.state.as_str().to_string();
     if !c.names.is_empty() {
         s += &format!(

@@ -8,11 +8,14 @@
 pub mod acme;
 pub mod budget;
 pub mod config;
+mod held;
 pub mod local_ca;
 pub mod manager;
 pub mod precheck;
 pub mod responder;
 pub mod worker;
+
+pub use held::Certificates;
 
 use crate::sys::fs::atomic_write;
 use rustls::sign::CertifiedKey;
@@ -21,6 +24,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The one crypto provider (ring) for every TLS client and server here.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Which names each routed container's certificate must cover.
+pub type Wanted = std::collections::BTreeMap<String, Vec<String>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -192,13 +203,13 @@ pub fn load(
     })
 }
 
-/// The certificate directory below the state dir.
+/// The certificates on disk, below the state dir.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct CertFiles {
     pub dir: PathBuf,
 }
 
-impl Store {
+impl CertFiles {
     fn live(&self, container: &str) -> PathBuf {
         self.dir.join("live").join(container)
     }

@@ -85,7 +85,7 @@ fn http_client(roots: &[PathBuf]) -> Result<Box<dyn instant_acme::HttpClient>, C
             why: "no trusted roots (install ca-certificates or set certs.acme_roots)".into(),
         });
     }
-    let tls = rustls::ClientConfig::builder_with_provider(crate::edge::tls::provider())
+    let tls = rustls::ClientConfig::builder_with_provider(super::crypto_provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")
         .with_root_certificates(store)

@@ -5,13 +5,19 @@
 //! `_acme-challenge` names while a DNS-01 challenge is pending (several
 //! values at one name at once); NODATA with the SOA for other types,
 //! NXDOMAIN for names of no container, REFUSED outside the zone. The
-//! hickory server (`dns_server.rs`) only translates.
+//! hickory server (`server.rs`) only translates. The server runs beside the
+//! proxy, not inside it: the daemon builds the zone from its [`ZoneSpec`]
+//! and hands it to the server (reads), the edge (which containers have
+//! names) and the ACME responder (challenge values).
+
+pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// What the configuration says of the zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Zone {
+pub struct ZoneSpec {
     /// The apex, lowercase, without a trailing dot.
     pub domain: String,
     pub v4: Vec<Ipv4Addr>,
@@ -21,6 +27,12 @@ pub struct Zone {
     /// `hostmaster.example.org` style mailbox.
     pub hostmaster: String,
     pub ttl: u32,
+}
+
+/// The zone as served: its spec and what changes while the agent runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    pub spec: ZoneSpec,
     pub serial: u32,
     /// The containers with names in the zone (the proxy's routed ones).
     pub containers: BTreeSet<String>,
@@ -68,7 +80,7 @@ pub enum Rcode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub struct Response {
     pub rcode: Rcode,
     pub authoritative: bool,
     pub answers: Vec<Rr>,
@@ -77,24 +89,33 @@ pub struct Answer {
 }
 
 impl Zone {
+    pub fn new(spec: ZoneSpec) -> Zone {
+        Zone {
+            spec,
+            serial: 1,
+            containers: BTreeSet::new(),
+            challenges: BTreeMap::new(),
+        }
+    }
+
     /// Whether `name` (lowercase, no trailing dot) is in the zone.
     pub fn contains(&self, name: &str) -> bool {
-        name == self.domain
+        name == self.spec.domain
             || name
-                .strip_suffix(self.domain.as_str())
+                .strip_suffix(self.spec.domain.as_str())
                 .is_some_and(|p| p.ends_with('.'))
     }
 
     /// Whether `name` (in the zone, lowercase) exists: the apex, a name
     /// server, a pending challenge, a container's name or one below it.
     pub fn exists(&self, name: &str) -> bool {
-        if name == self.domain
-            || self.nameservers.iter().any(|n| n == name)
+        if name == self.spec.domain
+            || self.spec.nameservers.iter().any(|n| n == name)
             || self.challenges.contains_key(name)
         {
             return true;
         }
-        let Some(rest) = name.strip_suffix(self.domain.as_str()) else {
+        let Some(rest) = name.strip_suffix(self.spec.domain.as_str()) else {
             return false;
         };
         let label = rest.trim_end_matches('.').rsplit('.').next().unwrap_or("");
@@ -110,41 +131,43 @@ impl Zone {
 
     fn soa(&self) -> Rr {
         Rr {
-            name: self.domain.clone(),
-            ttl: self.ttl,
+            name: self.spec.domain.clone(),
+            ttl: self.spec.ttl,
             data: Data::Soa {
                 mname: self
+                    .spec
                     .nameservers
                     .first()
                     .cloned()
-                    .unwrap_or_else(|| self.domain.clone()),
-                rname: self.hostmaster.clone(),
+                    .unwrap_or_else(|| self.spec.domain.clone()),
+                rname: self.spec.hostmaster.clone(),
                 serial: self.serial,
-                minimum: self.ttl,
+                minimum: self.spec.ttl,
             },
         }
     }
 
     fn addresses(&self, name: &str) -> Vec<Rr> {
         let mut v: Vec<Rr> = self
+            .spec
             .v4
             .iter()
             .map(|a| Rr {
                 name: name.to_string(),
-                ttl: self.ttl,
+                ttl: self.spec.ttl,
                 data: Data::A(*a),
             })
             .collect();
-        v.extend(self.v6.iter().map(|a| Rr {
+        v.extend(self.spec.v6.iter().map(|a| Rr {
             name: name.to_string(),
-            ttl: self.ttl,
+            ttl: self.spec.ttl,
             data: Data::Aaaa(*a),
         }));
         v
     }
 
-    pub fn answer(&self, qname: &str, qtype: QType) -> Answer {
-        let mut a = Answer {
+    pub fn answer(&self, qname: &str, qtype: QType) -> Response {
+        let mut a = Response {
             rcode: Rcode::NoError,
             authoritative: true,
             answers: Vec::new(),
@@ -162,10 +185,10 @@ impl Zone {
             a.authority.push(self.soa());
             return a;
         }
-        let apex = qname == self.domain;
+        let apex = qname == self.spec.domain;
         let rr = |data| Rr {
             name: qname.clone(),
-            ttl: self.ttl,
+            ttl: self.spec.ttl,
             data,
         };
         match qtype {
@@ -197,11 +220,12 @@ impl Zone {
             }
             QType::Ns if apex => {
                 a.answers = self
+                    .spec
                     .nameservers
                     .iter()
                     .map(|n| rr(Data::Ns(n.clone())))
                     .collect();
-                for n in &self.nameservers {
+                for n in &self.spec.nameservers {
                     if self.contains(n) {
                         a.additional.extend(self.addresses(n));
                     }
@@ -223,12 +247,14 @@ mod tests {
 
     fn zone() -> Zone {
         Zone {
-            domain: "dev.test".into(),
-            v4: vec!["192.0.2.10".parse().unwrap()],
-            v6: vec!["2001:db8::10".parse().unwrap()],
-            nameservers: vec!["ns.dev.test".into()],
-            hostmaster: "hostmaster.dev.test".into(),
-            ttl: 60,
+            spec: ZoneSpec {
+                domain: "dev.test".into(),
+                v4: vec!["192.0.2.10".parse().unwrap()],
+                v6: vec!["2001:db8::10".parse().unwrap()],
+                nameservers: vec!["ns.dev.test".into()],
+                hostmaster: "hostmaster.dev.test".into(),
+                ttl: 60,
+            },
             serial: 7,
             containers: BTreeSet::from(["c1".to_string()]),
             challenges: BTreeMap::from([(
@@ -265,7 +291,7 @@ mod tests {
         let a = z.answer("WWW.C1.Dev.Test.", QType::A);
         assert_eq!(
             a,
-            Answer {
+            Response {
                 rcode: Rcode::NoError,
                 authoritative: true,
                 answers: vec![rr(

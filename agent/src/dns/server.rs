@@ -2,7 +2,9 @@
 //! UDP and TCP on the configured addresses, answering every query from the
 //! pure [`Zone`] (`dns.rs`). Updates (pending challenges) swap the zone.
 
-use super::dns::{Answer, Data, QType, Rcode, Rr, Zone};
+use super::{Data, QType, Rcode, Response, Rr, Zone};
+use crate::shared::Shared;
+use crate::sys::listen::{self, ListenError};
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Metadata, ResponseCode};
 use hickory_server::proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
@@ -10,11 +12,11 @@ use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct ZoneHandler {
-    pub zone: Arc<RwLock<Zone>>,
+    pub zone: Arc<Shared<Zone>>,
 }
 
 fn fqdn(n: &str) -> Option<Name> {
@@ -84,11 +86,7 @@ impl RequestHandler for ZoneHandler {
             }
         };
         let name = query.name().to_string();
-        let answer: Answer = self
-            .zone
-            .read()
-            .expect("not poisoned")
-            .answer(&name, qtype(query.query_type()));
+        let answer: Response = self.zone.read().answer(&name, qtype(query.query_type()));
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = answer.authoritative;
         metadata.response_code = match answer.rcode {
@@ -120,11 +118,11 @@ impl RequestHandler for ZoneHandler {
 }
 
 /// Bind UDP and TCP on every address (errors name it), then serve.
-pub async fn start(zone: Arc<RwLock<Zone>>, listen: &[SocketAddr]) -> Result<(), super::EdgeError> {
+pub async fn start(zone: Arc<Shared<Zone>>, listen: &[SocketAddr]) -> Result<(), ListenError> {
     let mut server = hickory_server::Server::new(ZoneHandler { zone });
     for addr in listen {
-        let udp = super::proxy::bind_udp(*addr)?;
-        let tcp = super::proxy::bind(*addr)?;
+        let udp = listen::udp(*addr)?;
+        let tcp = listen::tcp(*addr)?;
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
     }

@@ -167,14 +167,20 @@ impl Budget {
     }
 
     pub fn check(&self, names: &[String], renewal: bool, now: i64) -> Result<(), HeldBack> {
-        let mut l = self.ledger.lock().expect("not poisoned");
+        let mut l = self
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         l.prune(now);
         l.check(names, renewal, now, &self.limits)
     }
 
     /// Check, and if the order may go out, count it.
     pub fn admit(&self, names: &[String], renewal: bool, now: i64) -> Result<(), HeldBack> {
-        let mut l = self.ledger.lock().expect("not poisoned");
+        let mut l = self
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         l.prune(now);
         l.check(names, renewal, now, &self.limits)?;
         l.record_order(now);
@@ -183,7 +189,10 @@ impl Budget {
     }
 
     pub fn issued(&self, names: &[String], renewal: bool, now: i64) {
-        let mut l = self.ledger.lock().expect("not poisoned");
+        let mut l = self
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         l.record_cert(names, renewal, now);
         self.save(&l);
     }

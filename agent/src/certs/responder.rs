@@ -7,12 +7,13 @@
 //! withdraws it.
 
 use super::CertError;
-use crate::edge::dns::Zone;
+use crate::dns::Zone;
+use crate::shared::Shared;
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// One challenge's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +29,9 @@ pub enum Answer {
 
 #[derive(Default)]
 pub struct Responder {
-    http: RwLock<HashMap<String, String>>,
-    alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
-    zone: Option<Arc<RwLock<Zone>>>,
+    http: Shared<HashMap<String, String>>,
+    alpn: Shared<HashMap<String, Arc<CertifiedKey>>>,
+    zone: Option<Arc<Shared<Zone>>>,
 }
 
 impl std::fmt::Debug for Responder {
@@ -73,7 +74,7 @@ fn alpn_cert(domain: &str, digest: &[u8]) -> Result<CertifiedKey, String> {
 }
 
 impl Responder {
-    pub fn new(zone: Option<Arc<RwLock<Zone>>>) -> Responder {
+    pub fn new(zone: Option<Arc<Shared<Zone>>>) -> Responder {
         Responder {
             zone,
             ..Default::default()
@@ -82,12 +83,12 @@ impl Responder {
 
     /// The key authorization for an `http-01` token, while pending.
     pub fn http_answer(&self, token: &str) -> Option<String> {
-        self.http.read().expect("not poisoned").get(token).cloned()
+        self.http.read().get(token).cloned()
     }
 
     /// The `acme-tls/1` certificate for `domain`, while pending.
     pub fn alpn_cert(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
-        self.alpn.read().expect("not poisoned").get(domain).cloned()
+        self.alpn.read().get(domain).cloned()
     }
 
     pub fn publish(self: &Arc<Self>, answer: Answer) -> Result<Published, CertError> {
@@ -97,7 +98,7 @@ impl Responder {
                     names: domain.clone(),
                     why: "dns-01 needs the agent's own zone ([dns] enable = true)".into(),
                 })?;
-                let mut z = zone.write().expect("not poisoned");
+                let mut z = zone.write();
                 z.challenges
                     .entry(txt_name(domain))
                     .or_default()
@@ -105,20 +106,14 @@ impl Responder {
                 z.bump_serial();
             }
             Answer::Http { token, key_auth } => {
-                self.http
-                    .write()
-                    .expect("not poisoned")
-                    .insert(token.clone(), key_auth.clone());
+                self.http.write().insert(token.clone(), key_auth.clone());
             }
             Answer::Alpn { domain, digest } => {
                 let cert = alpn_cert(domain, digest).map_err(|why| CertError::Issue {
                     names: domain.clone(),
                     why: format!("tls-alpn-01 certificate: {why}"),
                 })?;
-                self.alpn
-                    .write()
-                    .expect("not poisoned")
-                    .insert(domain.clone(), Arc::new(cert));
+                self.alpn.write().insert(domain.clone(), Arc::new(cert));
             }
         }
         Ok(Published {
@@ -131,7 +126,7 @@ impl Responder {
         match answer {
             Answer::Dns { domain, value } => {
                 let Some(zone) = &self.zone else { return };
-                let mut z = zone.write().expect("not poisoned");
+                let mut z = zone.write();
                 let name = txt_name(domain);
                 if let Some(values) = z.challenges.get_mut(&name) {
                     if let Some(i) = values.iter().position(|v| v == value) {
@@ -144,10 +139,10 @@ impl Responder {
                 z.bump_serial();
             }
             Answer::Http { token, .. } => {
-                self.http.write().expect("not poisoned").remove(token);
+                self.http.write().remove(token);
             }
             Answer::Alpn { domain, .. } => {
-                self.alpn.write().expect("not poisoned").remove(domain);
+                self.alpn.write().remove(domain);
             }
         }
     }
@@ -156,19 +151,17 @@ impl Responder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::ZoneSpec;
 
-    fn zone() -> Arc<RwLock<Zone>> {
-        Arc::new(RwLock::new(Zone {
+    fn zone() -> Arc<Shared<Zone>> {
+        Arc::new(Shared::new(Zone::new(ZoneSpec {
             domain: "dev.test".into(),
             v4: vec![],
             v6: vec![],
             nameservers: vec!["ns.dev.test".into()],
             hostmaster: "hostmaster.dev.test".into(),
             ttl: 60,
-            serial: 1,
-            containers: Default::default(),
-            challenges: Default::default(),
-        }))
+        })))
     }
 
     #[test]
@@ -181,19 +174,19 @@ mod tests {
         };
         let base = r.publish(dns("base")).unwrap();
         let wild = r.publish(dns("wild")).unwrap();
-        let serial = z.read().unwrap().serial;
+        let serial = z.read().serial;
         assert_eq!(
-            z.read().unwrap().challenges["_acme-challenge.c1.dev.test"],
+            z.read().challenges["_acme-challenge.c1.dev.test"],
             vec!["base".to_string(), "wild".to_string()]
         );
         drop(base);
         assert_eq!(
-            z.read().unwrap().challenges["_acme-challenge.c1.dev.test"],
+            z.read().challenges["_acme-challenge.c1.dev.test"],
             vec!["wild".to_string()]
         );
-        assert!(z.read().unwrap().serial > serial, "the serial moves on");
+        assert!(z.read().serial > serial, "the serial moves on");
         drop(wild);
-        assert!(z.read().unwrap().challenges.is_empty());
+        assert!(z.read().challenges.is_empty());
 
         let h = r
             .publish(Answer::Http {

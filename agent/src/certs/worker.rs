@@ -1,6 +1,7 @@
 //! The certificate worker: one task that keeps every routed container's
 //! certificate issued and renewed, apart from the records' update path (an
-//! ACME order takes seconds; `Edge::apply` never waits for one). It works
+//! ACME order takes seconds; `Edge::apply` never waits for one). It knows
+//! only the certificate store, the challenge responder and its config. It works
 //! towards the newest wanted set, plans with `manager::plan`, runs up to
 //! `max_parallel_orders` orders at once, retries failures with doubling
 //! backoff while the last good certificate stays served, asks the rate
@@ -9,10 +10,10 @@
 
 use super::acme::Acme;
 use super::budget::{Budget, HeldBack};
-use super::config::{AcmeConfig, Challenge, Issuer};
+use super::config::{AcmeConfig, CertsConfig, Challenge, Issuer};
 use super::manager::{self, Why};
-use super::{CertError, Issued, Work};
-use crate::edge::{Edge, Wanted};
+use super::responder::Responder;
+use super::{CertError, Certificates, Issued, Wanted, Work};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +47,7 @@ enum Ended {
     Failed(CertError),
 }
 
-type Outcome = (String, Vec<String>, Why, Ended);
+type OrderDone = (String, Vec<String>, Why, Ended);
 
 /// One order: the DNS pre-check, the budget's admission, the order.
 async fn order(acme: Arc<Acme>, budget: Arc<Budget>, names: &[String], renewal: bool) -> Ended {
@@ -67,12 +68,14 @@ async fn order(acme: Arc<Acme>, budget: Arc<Budget>, names: &[String], renewal: 
 }
 
 struct State {
-    edge: Arc<Edge>,
+    certs: Arc<Certificates>,
+    cfg: CertsConfig,
+    responder: Arc<Responder>,
     acme: Option<Arc<Acme>>,
     budget: Arc<Budget>,
     retries: HashMap<String, Retry>,
     in_flight: HashMap<String, Vec<String>>,
-    jobs: JoinSet<Outcome>,
+    jobs: JoinSet<OrderDone>,
     /// Which container each job orders for (to clean up after a panic).
     job_of: HashMap<tokio::task::Id, String>,
     /// Held-back reasons already logged (once per container and reason).
@@ -81,7 +84,7 @@ struct State {
 
 impl State {
     fn acme_cfg(&self) -> &AcmeConfig {
-        &self.edge.cfg.certs.acme
+        &self.cfg.acme
     }
 
     /// Say (once per reason) that the budget holds `container` back.
@@ -96,7 +99,7 @@ impl State {
             );
             self.told.insert(container.to_string(), why.clone());
         }
-        self.edge.set_work(
+        self.certs.set_work(
             container,
             Some(Work::HeldBack {
                 why,
@@ -126,7 +129,7 @@ impl State {
                 at,
             },
         );
-        self.edge
+        self.certs
             .set_work(container, Some(Work::Failed { why, retry_at: at }));
     }
 
@@ -134,18 +137,17 @@ impl State {
         if let Some(a) = &self.acme {
             return Ok(a.clone());
         }
-        let edge = &self.edge;
         let open = Acme::open(
-            &edge.cfg.certs.acme,
+            &self.cfg.acme,
             challenge,
-            &edge.cfg.certs.dir,
-            edge.responder.clone(),
+            &self.cfg.dir,
+            self.responder.clone(),
         );
         let acme = match tokio::time::timeout(Duration::from_secs(60), open).await {
             Ok(r) => Arc::new(r?),
             Err(_) => {
                 return Err(CertError::Io {
-                    what: format!("ACME directory {}", edge.cfg.certs.acme.directory),
+                    what: format!("ACME directory {}", self.cfg.acme.directory),
                     why: "no answer within 60 s".into(),
                 })
             }
@@ -157,11 +159,10 @@ impl State {
     /// Start what the plan wants and may start now; the earliest moment
     /// something held back or waiting may start.
     async fn start_due(&mut self, wanted: &Wanted) -> Option<i64> {
-        let edge = self.edge.clone();
-        let certs = &edge.cfg.certs;
-        let plan = manager::plan(wanted, &edge.held(), now(), certs.renew_after_fraction);
+        let store = self.certs.clone();
+        let plan = manager::plan(wanted, &store.held(), now(), self.cfg.renew_after_fraction);
         for container in &plan.drop {
-            if let Err(e) = edge.remove_cert(container) {
+            if let Err(e) = store.remove(container) {
                 tracing::error!("{e}");
             } else {
                 tracing::info!("certificate for {container} removed");
@@ -180,12 +181,12 @@ impl State {
                     continue;
                 }
             }
-            let challenge = match certs.issuer {
+            let challenge = match self.cfg.issuer {
                 Issuer::LocalCa => {
-                    match edge.issue_local(&container, &names, &why) {
+                    match store.issue_local(&container, &names, &why) {
                         Ok(()) => {
                             self.retries.remove(&container);
-                            edge.set_work(&container, None);
+                            store.set_work(&container, None);
                         }
                         Err(e) => self.failed(&container, &names, e.to_string()),
                     }
@@ -211,7 +212,7 @@ impl State {
                     continue;
                 }
             };
-            edge.set_work(&container, Some(Work::Ordering { since: t }));
+            store.set_work(&container, Some(Work::Ordering { since: t }));
             tracing::info!(
                 "certificate for {container}: ordering {} from {} ({why:?}, {})",
                 names.join(", "),
@@ -234,18 +235,18 @@ impl State {
         wake
     }
 
-    fn finished(&mut self, wanted: &Wanted, (container, names, why, ended): Outcome) {
+    fn finished(&mut self, wanted: &Wanted, (container, names, why, ended): OrderDone) {
         self.in_flight.remove(&container);
         if wanted.get(&container) != Some(&names) {
             tracing::info!(
                 "certificate for {container}: names changed while ordering; result dropped"
             );
-            self.edge.set_work(&container, None);
+            self.certs.set_work(&container, None);
             return;
         }
         let directory = self.acme_cfg().directory.clone();
         let result = match ended {
-            Ended::Issued(issued) => self.edge.install(&container, &issued, &directory, &names),
+            Ended::Issued(issued) => self.certs.install(&container, &issued, &directory, &names),
             Ended::Held(h) => {
                 self.held_back(&container, h);
                 return;
@@ -257,7 +258,7 @@ impl State {
                 self.budget.issued(&names, why == Why::Renewal, now());
                 self.told.remove(&container);
                 self.retries.remove(&container);
-                self.edge.set_work(&container, None);
+                self.certs.set_work(&container, None);
                 tracing::info!(
                     "certificate for {container} ({}) issued by {directory} ({why:?})",
                     names.join(", ")
@@ -268,14 +269,21 @@ impl State {
     }
 }
 
-/// Run until the edge's wanted set goes away.
-pub async fn run(edge: Arc<Edge>, mut wanted: watch::Receiver<Option<Wanted>>) {
+/// Run until the wanted set's sender (the edge) goes away.
+pub async fn run(
+    certs: Arc<Certificates>,
+    cfg: CertsConfig,
+    responder: Arc<Responder>,
+    mut wanted: watch::Receiver<Option<Wanted>>,
+) {
     let budget = Arc::new(Budget::load(
-        edge.cfg.certs.dir.join("acme").join("ledger.json"),
-        edge.cfg.certs.acme.limits,
+        cfg.dir.join("acme").join("ledger.json"),
+        cfg.acme.limits,
     ));
     let mut st = State {
-        edge,
+        certs,
+        cfg,
+        responder,
         acme: None,
         budget,
         retries: HashMap::new(),

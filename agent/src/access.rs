@@ -3,7 +3,7 @@
 //! the admin group may do anything; the user group may create containers and
 //! manage its own; everybody may list and read status.
 
-use crate::config::Access;
+use crate::config::AccessConfig;
 use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 use std::ffi::CString;
 
@@ -17,7 +17,7 @@ pub struct Caller {
 
 impl Caller {
     /// Resolve the peer's groups against the configured admin and user groups.
-    pub fn resolve(uid: u32, gid: u32, cfg: &Access) -> Caller {
+    pub fn resolve(uid: u32, gid: u32, cfg: &AccessConfig) -> Caller {
         if uid == 0 {
             return Caller {
                 uid,
@@ -121,6 +121,6 @@ mod tests {
         assert_eq!(owner.owner_for(Some(0)), 1000);
         assert_eq!(admin.owner_for(Some(1000)), 1000);
         assert_eq!(Caller::root().owner_for(None), 0);
-        assert!(Caller::resolve(0, 0, &Access::default()).admin);
+        assert!(Caller::resolve(0, 0, &crate::config::Access::default().validate().unwrap()).admin);
     }
 }

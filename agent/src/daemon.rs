@@ -3,19 +3,17 @@
 //! *without* stopping containers (they run on; the next agent adopts them).
 
 use crate::api::server::serve;
-use crate::config::{BackendKind, Config, Readiness};
+use crate::config::{BackendKind, Config};
 use crate::net::exec::{IpCommand, NftCommand};
 use crate::nix::runner::NixBuild;
 use crate::nspawn::backend::Backend;
 use crate::nspawn::direct::DirectBackend;
-use crate::nspawn::ready::ReadyCheck;
 use crate::nspawn::systemd::SystemdBackend;
 use crate::shared::Shared;
 use crate::state::Store;
 use crate::supervisor::{Env, Supervisor};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -102,11 +100,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let ready = match cfg.nspawn.readiness {
-        Readiness::Notify => ReadyCheck::Notify,
-        Readiness::Tcp => ReadyCheck::Tcp(cfg.nspawn.ready_tcp_port),
-        Readiness::Delay => ReadyCheck::Delay(Duration::from_millis(cfg.nspawn.ready_delay_ms)),
-    };
+    let ready = cfg.nspawn.ready;
     let mut cfg = cfg;
     cfg.nspawn.program = resolve_program(&cfg.nspawn.program)
         .ok_or_else(|| DaemonError::NoNspawn(cfg.nspawn.program.clone()))?;
@@ -116,9 +110,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         BackendKind::Direct => false,
         BackendKind::Systemd => true,
     };
-    let ready_timeout = Duration::from_secs(cfg.nspawn.ready_timeout_secs);
+    let ready_timeout = cfg.nspawn.ready_timeout;
     let backend: Arc<dyn Backend> = if use_systemd {
-        let stop_timeout = Duration::from_secs(cfg.nspawn.stop_timeout_secs);
+        let stop_timeout = cfg.nspawn.stop_timeout;
         Arc::new(SystemdBackend::connect(ready, ready_timeout, stop_timeout).await?)
     } else {
         Arc::new(DirectBackend::new(
@@ -178,10 +172,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         );
         edge.start().await?;
         let certs = match cfg.edge.certs.issuer {
-            crate::certs::config::Issuer::LocalCa => {
+            crate::config::certs::Issuer::LocalCa => {
                 format!("local CA, root {}", certs.root_path().display())
             }
-            crate::certs::config::Issuer::Acme(c) => {
+            crate::config::certs::Issuer::Acme(c) => {
                 format!("ACME {} at {}", c.as_str(), cfg.edge.certs.acme.directory)
             }
         };

@@ -142,7 +142,7 @@ fn module_settings_are_the_agents_config() {
         dns.zone.v4,
         vec!["192.0.2.10".parse::<std::net::Ipv4Addr>().unwrap()]
     );
-    assert_eq!(c.pool.to_string(), "10.50.0.0/16");
+    assert_eq!(c.network.pool.to_string(), "10.50.0.0/16");
     assert_eq!(c.network.nat_interface, "ethsrv");
     assert_eq!(
         c.nix.base_imports,

@@ -136,7 +136,7 @@ pub async fn serve(listener: UnixListener, handle: Handle, cfg: Arc<Config>) {
             continue;
         };
         let shared = shared.clone();
-        let header_timeout = Duration::from_secs(shared.cfg.access.header_timeout_secs);
+        let header_timeout = shared.cfg.access.header_timeout;
         tokio::spawn(async move {
             let _counted = counted;
             let access = shared.cfg.access.clone();
@@ -444,7 +444,7 @@ async fn read_provision_body(
 }
 
 fn body_timeout(cfg: &Config) -> Duration {
-    Duration::from_secs(cfg.access.body_timeout_secs)
+    cfg.access.body_timeout
 }
 
 fn provision_op(body: &[u8]) -> Result<Op, ApiError> {
@@ -518,7 +518,7 @@ fn ensure_op(body: &[u8], cfg: &Config) -> Result<Op, ApiError> {
                         "upstream for {key:?}: not one of the container's aliases"
                     )));
                 }
-                let up = crate::edge::config::parse_upstream(&value)
+                let up = crate::config::edge::parse_upstream(&value)
                     .map_err(|e| ApiError::bad_request(format!("upstream for {key:?}: {e}")))?;
                 out.insert(key, up);
             }

@@ -6,10 +6,10 @@
 //! fresh key made here. The HTTP client trusts the system's roots plus
 //! the configured ones, with the tree's one crypto provider (ring).
 
-use super::config::{AcmeConfig, Challenge};
 use super::precheck::Precheck;
 use super::responder::{Answer, Published, Responder};
 use super::{CertError, Issued};
+use crate::config::certs::{AcmeConfig, Challenge};
 use crate::sys::fs::atomic_write;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType, Identifier,

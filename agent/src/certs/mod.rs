@@ -7,7 +7,6 @@
 
 pub mod acme;
 pub mod budget;
-pub mod config;
 mod held;
 pub mod local_ca;
 pub mod manager;

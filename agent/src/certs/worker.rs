@@ -10,10 +10,10 @@
 
 use super::acme::Acme;
 use super::budget::{Budget, HeldBack};
-use super::config::{AcmeConfig, CertsConfig, Challenge, Issuer};
 use super::manager::{self, Why};
 use super::responder::Responder;
 use super::{CertError, Certificates, Issued, Wanted, Work};
+use crate::config::certs::{AcmeConfig, CertsConfig, Challenge, Issuer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

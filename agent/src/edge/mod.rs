@@ -9,7 +9,6 @@
 //! the routed containers there; the DNS server beside it answers).
 
 pub mod activity;
-pub mod config;
 pub mod headers;
 mod idle;
 mod pages;
@@ -18,13 +17,13 @@ pub mod routes;
 mod tls;
 mod upstream;
 
-use crate::certs::config::Issuer;
 use crate::certs::responder::Responder;
 use crate::certs::{CertInfo, Certificates, Wanted};
+use crate::config::certs::Issuer;
+use crate::config::edge::EdgeConfig;
 use crate::container::Record;
 use crate::dns::Zone;
 use crate::shared::Shared;
-use config::EdgeConfig;
 use routes::RouteTable;
 use std::sync::Arc;
 use tokio::sync::watch;

@@ -164,7 +164,7 @@ fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(cfg.header_read_timeout_secs))
+        .header_read_timeout(cfg.header_read_timeout)
         .max_buf_size(cfg.max_header_bytes)
         // Head and body in one buffer: one TLS record per write, not one
         // per slice.
@@ -180,7 +180,7 @@ fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
 async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, tls: bool) {
     let _ = stream.set_nodelay(true);
     let cfg = &shared.edge.cfg;
-    let io = Idle::new(stream, Duration::from_secs(cfg.idle_timeout_secs));
+    let io = Idle::new(stream, cfg.idle_timeout);
     let client_ip = peer.ip();
     if !tls {
         let s = shared.clone();
@@ -193,7 +193,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, tl
             .await;
         return;
     }
-    let handshake = Duration::from_secs(cfg.handshake_timeout_secs);
+    let handshake = cfg.handshake_timeout;
     let stream = match tokio::time::timeout(handshake, shared.tls.accept(io)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {

@@ -31,17 +31,17 @@ pub fn lookup(
     channel: &ChannelUrl,
     configuration: &str,
     now: DateTime<Utc>,
-    ttl_secs: u64,
+    ttl: std::time::Duration,
     in_store: impl Fn(&str) -> bool,
 ) -> Option<String> {
-    if ttl_secs == 0
+    if ttl.is_zero()
         || !(channel.as_str().starts_with("https://") || channel.as_str().starts_with("http://"))
     {
         return None;
     }
     let b: Built =
         serde_json::from_slice(&std::fs::read(cache_path(state_dir, name)).ok()?).ok()?;
-    let fresh = now.signed_duration_since(b.built).num_seconds() < ttl_secs as i64;
+    let fresh = now.signed_duration_since(b.built).num_seconds() < ttl.as_secs() as i64;
     let same = b.channel == channel.as_str() && b.configuration == configuration;
     (fresh && same && b.system.starts_with("/nix/store/") && in_store(&b.system))
         .then_some(b.system)
@@ -83,6 +83,8 @@ pub fn link_system(link: &Path, system: &str, gcroots_auto: &Path) -> std::io::R
 mod tests {
     use super::*;
 
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
     #[test]
     fn reuse_rules() {
         let d = tempfile::tempdir().unwrap();
@@ -101,33 +103,41 @@ mod tests {
         remember(d.path(), &name, &b).unwrap();
         let there = |p: &str| p == sys;
         assert_eq!(
-            lookup(d.path(), &name, &url, "conf", now, 3600, there).as_deref(),
+            lookup(d.path(), &name, &url, "conf", now, HOUR, there).as_deref(),
             Some(sys)
         );
         assert_eq!(
-            lookup(d.path(), &name, &url, "conf", now, 3600, |_| false),
+            lookup(d.path(), &name, &url, "conf", now, HOUR, |_| false),
             None,
             "collected: rebuild"
         );
         assert_eq!(
-            lookup(d.path(), &name, &url, "other conf", now, 3600, there),
+            lookup(d.path(), &name, &url, "other conf", now, HOUR, there),
             None
         );
         let other: ChannelUrl = "https://hydra.example/build/2/nixexprs.tar.xz"
             .parse()
             .unwrap();
         assert_eq!(
-            lookup(d.path(), &name, &other, "conf", now, 3600, there),
+            lookup(d.path(), &name, &other, "conf", now, HOUR, there),
             None
         );
         let later = now + chrono::Duration::seconds(3601);
         assert_eq!(
-            lookup(d.path(), &name, &url, "conf", later, 3600, there),
+            lookup(d.path(), &name, &url, "conf", later, HOUR, there),
             None,
             "expired"
         );
         assert_eq!(
-            lookup(d.path(), &name, &url, "conf", now, 0, there),
+            lookup(
+                d.path(),
+                &name,
+                &url,
+                "conf",
+                now,
+                std::time::Duration::ZERO,
+                there
+            ),
             None,
             "disabled"
         );
@@ -138,7 +148,7 @@ mod tests {
         };
         remember(d.path(), &name, &bl).unwrap();
         assert_eq!(
-            lookup(d.path(), &name, &local, "conf", now, 3600, there),
+            lookup(d.path(), &name, &local, "conf", now, HOUR, there),
             None,
             "local channels are always evaluated"
         );

@@ -40,7 +40,7 @@ impl Supervisor {
                         admin_group: self.env.cfg.access.admin_group.clone(),
                     });
                 }
-                let pool = AddressPool::new(self.env.cfg.pool);
+                let pool = AddressPool::new(self.env.cfg.network.pool);
                 let used: BTreeSet<u32> =
                     self.records.values().map(|r| r.addresses.index).collect();
                 let addresses = pool.allocate(&used).map_err(SupervisorError::Addresses)?;

@@ -166,7 +166,7 @@ impl Derived {
         if force || self.nat.as_ref() != Some(&addrs) {
             let script = nft::ruleset(&nft::NatSpec {
                 table: &cfg.network.nft_table,
-                pool: cfg.pool,
+                pool: cfg.network.pool,
                 out_interface: &cfg.network.nat_interface,
                 containers: addrs.clone(),
             });

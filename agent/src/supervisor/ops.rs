@@ -11,7 +11,7 @@ use crate::nix::reuse;
 use crate::progress::Progress;
 use crate::sys::fs::atomic_write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub struct JobCtx {
     pub env: Arc<Env>,
@@ -219,7 +219,7 @@ async fn build(
         &r.channel,
         &conf,
         now,
-        cfg.nix.reuse_secs,
+        cfg.nix.reuse_for,
         |p| std::path::Path::new(p).exists(),
     );
     if let Some(system) = found {
@@ -257,7 +257,7 @@ async fn build(
             &program,
             &args,
             &env.store.build_log(&r.name),
-            Duration::from_secs(cfg.nix.build_timeout_secs),
+            cfg.nix.build_timeout,
             &ctx.progress,
         )
         .await

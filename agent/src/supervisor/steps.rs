@@ -236,7 +236,7 @@ pub async fn start_container(
         profile_dir: &profile,
         gcroots_dir: &gcroots,
         ro_binds: &ro_binds,
-        notify_ready: env.cfg.nspawn.readiness == crate::config::Readiness::Notify,
+        notify_ready: env.cfg.nspawn.ready == crate::nspawn::ready::ReadyCheck::Notify,
         // machined registration is what the systemd backend is for.
         register: env.backend.kind() == "systemd",
         extra_args: &env.cfg.nspawn.extra_args,
@@ -254,8 +254,10 @@ pub async fn start_container(
 }
 
 pub async fn stop_container(env: &Env, r: &Record, progress: &Progress) -> Result<(), StepError> {
-    let timeout = Duration::from_secs(env.cfg.nspawn.stop_timeout_secs);
-    Ok(env.backend.stop(&r.name, timeout, progress).await?)
+    Ok(env
+        .backend
+        .stop(&r.name, env.cfg.nspawn.stop_timeout, progress)
+        .await?)
 }
 
 /// Everything a container has on the host except its record: process,

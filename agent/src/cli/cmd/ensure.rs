@@ -62,7 +62,7 @@ impl EnsureArgs {
                 Some((k, v)) => (k.to_string(), v.to_string()),
                 None => (String::new(), u.clone()),
             };
-            crate::edge::config::parse_upstream(&value)
+            crate::config::edge::parse_upstream(&value)
                 .map_err(|e| format!("--upstream {u:?}: {e}"))?;
             out.insert(key, value);
         }

@@ -4,12 +4,13 @@
 //! checked in `certs/config.rs`. Raw serde structs (unknown keys refused)
 //! are checked into [`EdgeConfig`].
 
-use super::routes::{Scheme, Upstream};
-pub use crate::certs::config::Certs;
-use crate::certs::config::CertsConfig;
-use crate::config::{invalid, ConfigError};
+use super::error::{invalid, ConfigError};
+pub use crate::config::certs::Certs;
+use crate::config::certs::CertsConfig;
+use crate::edge::routes::{Scheme, Upstream};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -103,9 +104,9 @@ pub struct EdgeConfig {
     pub max_connections: usize,
     /// Proxy worker threads (resolved: at least 1).
     pub workers: usize,
-    pub header_read_timeout_secs: u64,
-    pub handshake_timeout_secs: u64,
-    pub idle_timeout_secs: u64,
+    pub header_read_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub certs: CertsConfig,
     /// The authoritative zone, when served.
@@ -262,7 +263,7 @@ pub fn validate(
             .chain(z.v6.iter().map(|a| IpAddr::V6(*a)))
             .collect()
     });
-    let certs = crate::certs::config::validate(certs, zone_addresses, state_dir)?;
+    let certs = crate::config::certs::validate(certs, zone_addresses, state_dir)?;
     Ok(EdgeConfig {
         enable: edge.enable,
         domain,
@@ -274,9 +275,9 @@ pub fn validate(
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         },
-        header_read_timeout_secs: edge.header_read_timeout_secs,
-        handshake_timeout_secs: edge.handshake_timeout_secs,
-        idle_timeout_secs: edge.idle_timeout_secs,
+        header_read_timeout: Duration::from_secs(edge.header_read_timeout_secs),
+        handshake_timeout: Duration::from_secs(edge.handshake_timeout_secs),
+        idle_timeout: Duration::from_secs(edge.idle_timeout_secs),
         max_header_bytes: edge.max_header_bytes,
         certs,
         dns,

@@ -1,29 +1,14 @@
-//! The agent's configuration: one TOML file, every path configurable so tests
-//! and the demo run the agent isolated in temporary directories. Raw serde
-//! structs (unknown keys refused) are checked into a validated [`Config`];
-//! every default lives here and is documented in `docs/configuration.md`.
+//! The sections about the agent on its host: `[paths]`, `[access]`,
+//! `[network]`, `[nix]` and `[nspawn]`, as written (serde, unknown keys
+//! refused, defaults here) and as validated (durations as `Duration`, the
+//! pool as `Ipv4Net`, readiness as the check the backends run).
 
+use super::error::{invalid, ConfigError};
+use crate::nspawn::ready::ReadyCheck;
 use ipnet::Ipv4Net;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {0}: {1}")]
-    Read(PathBuf, std::io::Error),
-    #[error("config file {0}: {1}")]
-    Parse(PathBuf, String),
-    #[error("config key {key}: {why}")]
-    Invalid { key: &'static str, why: String },
-}
-
-/// A `ConfigError::Invalid` naming `key` (used by every section's checks).
-pub(crate) fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        why: why.into(),
-    }
-}
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,64 +212,7 @@ impl Default for Nspawn {
     }
 }
 
-/// The whole file, as written.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawConfig {
-    pub paths: Paths,
-    pub access: Access,
-    pub network: Network,
-    pub nix: Nix,
-    pub nspawn: Nspawn,
-    pub edge: crate::edge::config::Edge,
-    pub certs: crate::edge::config::Certs,
-    pub dns: crate::edge::config::Dns,
-    pub cleanup: crate::cleanup::Cleanup,
-    /// Limits of a new container where its ensure gives none.
-    pub limits: crate::container::Limits,
-    pub fc_devhost: crate::fcdevhost::FcDevhost,
-}
-
-/// The validated configuration the agent runs with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub paths: Paths,
-    pub access: Access,
-    pub network: Network,
-    pub pool: Ipv4Net,
-    pub nix: Nix,
-    pub nspawn: Nspawn,
-    pub edge: crate::edge::config::EdgeConfig,
-    pub cleanup: crate::cleanup::CleanupConfig,
-    pub default_limits: crate::container::Limits,
-    pub fc_devhost: crate::fcdevhost::FcDevhost,
-}
-
-impl Config {
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-        Config::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse(_, m) => ConfigError::Parse(path.to_path_buf(), m),
-            other => other,
-        })
-    }
-
-    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
-        raw.validate()
-    }
-
-    /// The embedded defaults (what runs without a config file).
-    pub fn defaults() -> Config {
-        RawConfig::default()
-            .validate()
-            .expect("embedded defaults are valid")
-    }
-}
-
-fn is_identifier(s: &str) -> bool {
+pub(super) fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -292,31 +220,97 @@ fn is_identifier(s: &str) -> bool {
         && !s.starts_with('-')
 }
 
-impl RawConfig {
-    pub fn validate(self) -> Result<Config, ConfigError> {
-        let p = &self.paths;
+impl Paths {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, path) in [
-            ("paths.state_dir", &p.state_dir),
-            ("paths.run_dir", &p.run_dir),
-            ("paths.socket", &p.socket),
-            ("paths.containers_dir", &p.containers_dir),
-            ("paths.profiles_dir", &p.profiles_dir),
-            ("paths.gcroots_dir", &p.gcroots_dir),
-            ("paths.hosts_file", &p.hosts_file),
-            ("paths.compat_dir", &p.compat_dir),
-            ("nix.gcroots_auto_dir", &self.nix.gcroots_auto_dir),
+            ("paths.state_dir", &self.state_dir),
+            ("paths.run_dir", &self.run_dir),
+            ("paths.socket", &self.socket),
+            ("paths.containers_dir", &self.containers_dir),
+            ("paths.profiles_dir", &self.profiles_dir),
+            ("paths.gcroots_dir", &self.gcroots_dir),
+            ("paths.hosts_file", &self.hosts_file),
+            ("paths.compat_dir", &self.compat_dir),
         ] {
-            if !path.is_absolute() {
-                return Err(invalid(
-                    key,
-                    format!("{} is not an absolute path", path.display()),
-                ));
+            absolute(key, path)?;
+        }
+        Ok(())
+    }
+}
+
+fn absolute(key: &'static str, path: &std::path::Path) -> Result<(), ConfigError> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("{} is not an absolute path", path.display()),
+        ))
+    }
+}
+
+/// The validated `[access]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessConfig {
+    pub admin_group: String,
+    pub user_group: String,
+    pub socket_mode: u32,
+    pub max_connections_per_uid: u32,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+impl Access {
+    pub fn validate(self) -> Result<AccessConfig, ConfigError> {
+        for g in [&self.admin_group, &self.user_group] {
+            if !is_identifier(g) {
+                return Err(invalid("access", format!("group name {g:?} is not valid")));
             }
         }
-        let pool: Ipv4Net = self.network.pool.parse().map_err(|e| {
+        if self.header_timeout_secs == 0 || self.body_timeout_secs == 0 {
+            return Err(invalid(
+                "access",
+                "header_timeout_secs and body_timeout_secs must be at least 1",
+            ));
+        }
+        if self.max_connections_per_uid == 0 {
+            return Err(invalid(
+                "access.max_connections_per_uid",
+                "must be at least 1",
+            ));
+        }
+        if self.socket_mode > 0o777 {
+            return Err(invalid(
+                "access.socket_mode",
+                "must be a permission mode (0o000–0o777)",
+            ));
+        }
+        Ok(AccessConfig {
+            admin_group: self.admin_group,
+            user_group: self.user_group,
+            socket_mode: self.socket_mode,
+            max_connections_per_uid: self.max_connections_per_uid,
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+        })
+    }
+}
+
+/// The validated `[network]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkConfig {
+    pub pool: Ipv4Net,
+    pub nat_interface: String,
+    pub nft_table: String,
+    pub netns_prefix: String,
+}
+
+impl Network {
+    pub fn validate(self) -> Result<NetworkConfig, ConfigError> {
+        let pool: Ipv4Net = self.pool.parse().map_err(|e| {
             invalid(
                 "network.pool",
-                format!("{:?} is not an IPv4 CIDR: {e}", self.network.pool),
+                format!("{:?} is not an IPv4 CIDR: {e}", self.pool),
             )
         })?;
         if pool.prefix_len() > 29 {
@@ -331,50 +325,55 @@ impl RawConfig {
                 format!("{pool} has host bits set; did you mean {}?", pool.trunc()),
             ));
         }
-        if !is_identifier(&self.network.nft_table) {
+        if !is_identifier(&self.nft_table) {
             return Err(invalid(
                 "network.nft_table",
                 "use letters, digits, '_' and '-'",
             ));
         }
-        let nat = &self.network.nat_interface;
+        let nat = &self.nat_interface;
         if !nat.is_empty() && (nat.len() > 15 || !is_identifier(nat)) {
             return Err(invalid(
                 "network.nat_interface",
                 format!("{nat:?} is not an interface name"),
             ));
         }
-        let prefix = &self.network.netns_prefix;
+        let prefix = &self.netns_prefix;
         if prefix.len() > 20 || !(prefix.is_empty() || is_identifier(prefix)) {
             return Err(invalid(
                 "network.netns_prefix",
                 "use at most 20 letters, digits, '_' and '-'",
             ));
         }
-        for g in [&self.access.admin_group, &self.access.user_group] {
-            if !is_identifier(g) {
-                return Err(invalid("access", format!("group name {g:?} is not valid")));
-            }
-        }
-        if self.access.header_timeout_secs == 0 || self.access.body_timeout_secs == 0 {
-            return Err(invalid(
-                "access",
-                "header_timeout_secs and body_timeout_secs must be at least 1",
-            ));
-        }
-        if self.access.max_connections_per_uid == 0 {
-            return Err(invalid(
-                "access.max_connections_per_uid",
-                "must be at least 1",
-            ));
-        }
-        if self.access.socket_mode > 0o777 {
-            return Err(invalid(
-                "access.socket_mode",
-                "must be a permission mode (0o000–0o777)",
-            ));
-        }
-        for imp in &self.nix.base_imports {
+        Ok(NetworkConfig {
+            pool,
+            nat_interface: self.nat_interface,
+            nft_table: self.nft_table,
+            netns_prefix: self.netns_prefix,
+        })
+    }
+}
+
+/// The validated `[nix]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NixConfig {
+    pub nix_build: String,
+    pub extra_args: Vec<String>,
+    pub base_imports: Vec<String>,
+    pub extra_config: String,
+    pub build_timeout: Duration,
+    /// Zero: never reuse.
+    pub reuse_for: Duration,
+    pub gcroots_auto_dir: PathBuf,
+    pub allowed_paths: Vec<PathBuf>,
+    pub allowed_uris: Vec<String>,
+    pub max_local_channel_bytes: u64,
+}
+
+impl Nix {
+    pub fn validate(self) -> Result<NixConfig, ConfigError> {
+        absolute("nix.gcroots_auto_dir", &self.gcroots_auto_dir)?;
+        for imp in &self.base_imports {
             let lookup = imp.starts_with('<')
                 && imp.ends_with('>')
                 && imp[1..imp.len() - 1]
@@ -389,10 +388,10 @@ impl RawConfig {
                 ));
             }
         }
-        if self.nix.nix_build.is_empty() {
+        if self.nix_build.is_empty() {
             return Err(invalid("nix.nix_build", "must name a program"));
         }
-        for p in &self.nix.allowed_paths {
+        for p in &self.allowed_paths {
             let s = p.to_string_lossy();
             if !p.is_absolute() || s.contains(|c: char| c.is_whitespace() || c == '=') {
                 return Err(invalid(
@@ -401,7 +400,7 @@ impl RawConfig {
                 ));
             }
         }
-        for u in &self.nix.allowed_uris {
+        for u in &self.allowed_uris {
             if u.is_empty() || u.contains(char::is_whitespace) {
                 return Err(invalid(
                     "nix.allowed_uris",
@@ -409,115 +408,59 @@ impl RawConfig {
                 ));
             }
         }
-        if self.nix.max_local_channel_bytes == 0 {
+        if self.max_local_channel_bytes == 0 {
             return Err(invalid("nix.max_local_channel_bytes", "must be at least 1"));
         }
-        if self.nspawn.boot_concurrency == 0 {
-            return Err(invalid("nspawn.boot_concurrency", "must be at least 1"));
-        }
-        if self.nspawn.ready_timeout_secs == 0 || self.nspawn.stop_timeout_secs == 0 {
-            return Err(invalid("nspawn", "timeouts must be at least one second"));
-        }
-        let edge =
-            crate::edge::config::validate(self.edge, self.certs, self.dns, &self.paths.state_dir)?;
-        let cleanup = self.cleanup.validate()?;
-        self.limits
-            .validate()
-            .map_err(|e| invalid("limits", e.to_string()))?;
-        self.fc_devhost
-            .validate()
-            .map_err(|e| invalid("fc_devhost.hydra_channel_url", e))?;
-        Ok(Config {
-            edge,
-            cleanup,
-            default_limits: self.limits,
-            fc_devhost: self.fc_devhost,
-            paths: self.paths,
-            access: self.access,
-            network: self.network,
-            pool,
-            nix: self.nix,
-            nspawn: self.nspawn,
+        Ok(NixConfig {
+            nix_build: self.nix_build,
+            extra_args: self.extra_args,
+            base_imports: self.base_imports,
+            extra_config: self.extra_config,
+            build_timeout: Duration::from_secs(self.build_timeout_secs),
+            reuse_for: Duration::from_secs(self.reuse_secs),
+            gcroots_auto_dir: self.gcroots_auto_dir,
+            allowed_paths: self.allowed_paths,
+            allowed_uris: self.allowed_uris,
+            max_local_channel_bytes: self.max_local_channel_bytes,
         })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The validated `[nspawn]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NspawnConfig {
+    pub backend: BackendKind,
+    pub program: String,
+    /// When a started container counts as up.
+    pub ready: ReadyCheck,
+    pub ready_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub optional_ro_binds: Vec<PathBuf>,
+    pub extra_args: Vec<String>,
+    pub boot_concurrency: usize,
+}
 
-    #[test]
-    fn empty_file_gives_defaults() {
-        let c = Config::from_toml("").unwrap();
-        assert_eq!(c, Config::defaults());
-        assert_eq!(c.pool.to_string(), "10.233.0.0/16");
-        assert_eq!(c.paths.socket, PathBuf::from("/run/devhost/agent.sock"));
-        assert_eq!(c.nspawn.readiness, Readiness::Notify);
-    }
-
-    #[test]
-    fn overrides() {
-        let c = Config::from_toml(
-            r#"
-            [paths]
-            state_dir = "/tmp/x/state"
-            [network]
-            pool = "10.99.0.0/24"
-            nat_interface = "eth0"
-            [nix]
-            base_imports = ["<fc/nixos>", "/etc/devhost/base.nix"]
-            [nspawn]
-            readiness = "tcp"
-            ready_tcp_port = 80
-            "#,
-        )
-        .unwrap();
-        assert_eq!(c.paths.state_dir, PathBuf::from("/tmp/x/state"));
-        assert_eq!(c.paths.run_dir, PathBuf::from("/run/devhost"));
-        assert_eq!(c.pool.to_string(), "10.99.0.0/24");
-        assert_eq!(c.nspawn.readiness, Readiness::Tcp);
-        assert_eq!(c.nix.base_imports.len(), 2);
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let cases = [
-            (
-                "[paths]\nstate_dir = \"rel\"",
-                "paths.state_dir: rel is not an absolute path",
-            ),
-            (
-                "[network]\npool = \"10.0.0.1/16\"",
-                "network.pool: 10.0.0.1/16 has host bits set; did you mean 10.0.0.0/16?",
-            ),
-            (
-                "[network]\npool = \"10.0.0.0/30\"",
-                "network.pool: needs room",
-            ),
-            (
-                "[network]\npool = \"nope\"",
-                "network.pool: \"nope\" is not an IPv4 CIDR",
-            ),
-            ("[network]\nnft_table = \"a b\"", "network.nft_table"),
-            (
-                "[nix]\nbase_imports = [\"x; rm\"]",
-                "nix.base_imports: \"x; rm\" is neither",
-            ),
-            ("[access]\nsocket_mode = 4095", "access.socket_mode"),
-        ];
-        for (toml, want) in cases {
-            let e = Config::from_toml(toml).unwrap_err().to_string();
-            assert!(e.contains(want), "{toml}: {e}");
+impl Nspawn {
+    pub fn validate(self) -> Result<NspawnConfig, ConfigError> {
+        if self.boot_concurrency == 0 {
+            return Err(invalid("nspawn.boot_concurrency", "must be at least 1"));
         }
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        let e = Config::from_toml("[paths]\nstate_dri = \"/x\"")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown field `state_dri`"), "{e}");
-        let e = Config::from_toml("[bogus]").unwrap_err().to_string();
-        assert!(e.contains("unknown field `bogus`"), "{e}");
+        if self.ready_timeout_secs == 0 || self.stop_timeout_secs == 0 {
+            return Err(invalid("nspawn", "timeouts must be at least one second"));
+        }
+        Ok(NspawnConfig {
+            backend: self.backend,
+            program: self.program,
+            ready: match self.readiness {
+                Readiness::Notify => ReadyCheck::Notify,
+                Readiness::Tcp => ReadyCheck::Tcp(self.ready_tcp_port),
+                Readiness::Delay => ReadyCheck::Delay(Duration::from_millis(self.ready_delay_ms)),
+            },
+            ready_timeout: Duration::from_secs(self.ready_timeout_secs),
+            stop_timeout: Duration::from_secs(self.stop_timeout_secs),
+            optional_ro_binds: self.optional_ro_binds,
+            extra_args: self.extra_args,
+            boot_concurrency: self.boot_concurrency,
+        })
     }
 }

@@ -3,8 +3,8 @@
 //! limits that keep an ACME account under the CA's rate limits. Raw serde
 //! struct (unknown keys refused) checked into [`CertsConfig`].
 
-use super::budget::Limits;
-use crate::config::{invalid, ConfigError};
+use super::error::{invalid, ConfigError};
+use crate::certs::budget::Limits;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -5,6 +5,11 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::{Arc, Mutex};
 
+/// A moment as every user-facing text shows it: RFC 3339, seconds, `Z`.
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// Where "now" comes from: the system clock, or one a test moves.
 #[derive(Clone)]
 pub struct Clock(Source);

@@ -456,7 +456,7 @@ fn provision_op(body: &[u8]) -> Result<Op, ApiError> {
 }
 
 fn extend_op(body: &[u8]) -> Result<Op, ApiError> {
-    let b: crate::cleanup::ExtendBody = serde_json::from_slice(body)
+    let b: crate::api::types::ExtendBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid extend request: {e}")))?;
     // The range (1 to cleanup.max_extend_days) is the job's to check.
     Ok(Op::Extend { days: b.days })
@@ -508,23 +508,11 @@ fn ensure_op(body: &[u8], cfg: &Config) -> Result<Op, ApiError> {
     limits
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let upstreams = match b.upstreams {
-        None => None,
-        Some(map) => {
-            let mut out = std::collections::BTreeMap::new();
-            for (key, value) in map {
-                if !key.is_empty() && !aliases.iter().any(|a| a.as_str() == key) {
-                    return Err(ApiError::bad_request(format!(
-                        "upstream for {key:?}: not one of the container's aliases"
-                    )));
-                }
-                let up = crate::config::edge::parse_upstream(&value)
-                    .map_err(|e| ApiError::bad_request(format!("upstream for {key:?}: {e}")))?;
-                out.insert(key, up);
-            }
-            Some(out)
-        }
-    };
+    let upstreams = b
+        .upstreams
+        .map(|map| crate::container::Upstreams::parse(&map, &aliases))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     Ok(Op::Ensure(crate::supervisor::EnsureSpec {
         channel,
         aliases,

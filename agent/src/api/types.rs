@@ -1,7 +1,8 @@
 //! Request bodies (unknown fields refused), responses, streamed events and
 //! the typed error every failure comes back as.
 
-use crate::cleanup::stamp;
+use crate::cleanup::Action;
+use crate::clock::stamp;
 use crate::container::{Limits, Phase, Record};
 use serde::{Deserialize, Serialize};
 
@@ -215,11 +216,7 @@ impl ContainerInfo {
             last_deploy: stamp(r.last_deploy),
             enabled: r.enabled,
             limits: r.limits.clone(),
-            upstreams: r
-                .upstreams
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string()))
-                .collect(),
+            upstreams: r.upstreams.shown(),
             certificate: None,
             pinned: r.pinned,
             keep_until: r.keep_until.map(stamp),
@@ -338,6 +335,96 @@ impl From<crate::container::NameError> for ApiError {
     }
 }
 
+/// `POST /v1/cleanup`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupBody {
+    /// Decide and report, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Decide as of this moment (RFC 3339) instead of the agent's clock:
+    /// "what would happen on that date", and the tests' clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<String>,
+}
+
+/// `POST /v1/containers/NAME/extend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    pub days: u32,
+}
+
+/// What the sweep did with one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupEntry {
+    pub name: String,
+    pub action: Action,
+    pub reason: String,
+    /// Whole days unused (what the log and the table show).
+    pub unused_days: i64,
+    pub result: SweepResult,
+}
+
+/// What came of the sweep's decision on one container; serialized as
+/// `` (kept), `done`, `dry run`, `failed: WHY`, or what the operation said
+/// when it found nothing to do (the container was destroyed meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum SweepResult {
+    Kept,
+    Done,
+    DryRun,
+    Failed(String),
+    Nothing(String),
+}
+
+impl From<SweepResult> for String {
+    fn from(r: SweepResult) -> String {
+        match r {
+            SweepResult::Kept => String::new(),
+            SweepResult::Done => "done".into(),
+            SweepResult::DryRun => "dry run".into(),
+            SweepResult::Failed(why) => format!("failed: {why}"),
+            SweepResult::Nothing(what) => what,
+        }
+    }
+}
+
+impl From<String> for SweepResult {
+    fn from(s: String) -> SweepResult {
+        match s.as_str() {
+            "" => SweepResult::Kept,
+            "done" => SweepResult::Done,
+            "dry run" => SweepResult::DryRun,
+            _ => match s.strip_prefix("failed: ") {
+                Some(why) => SweepResult::Failed(why.to_string()),
+                None => SweepResult::Nothing(s),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    /// The moment decided against (RFC 3339).
+    pub now: String,
+    pub dry_run: bool,
+    pub disable_after_days: u32,
+    pub delete_after_days: u32,
+    pub containers: Vec<CleanupEntry>,
+}
+
+impl CleanupReport {
+    /// Containers the sweep tried to change and could not.
+    pub fn failures(&self) -> usize {
+        self.containers
+            .iter()
+            .filter(|c| matches!(c.result, SweepResult::Failed(_)))
+            .count()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +463,24 @@ mod tests {
         }
         assert_eq!(State::of(Phase::Stopped, false), State::Stopped);
         assert_eq!(State::of(Phase::Running, true), State::Running);
+    }
+
+    #[test]
+    fn sweep_results_serialize_as_before() {
+        for (r, s) in [
+            (SweepResult::Kept, ""),
+            (SweepResult::Done, "done"),
+            (SweepResult::DryRun, "dry run"),
+            (SweepResult::Failed("boom".into()), "failed: boom"),
+            (
+                SweepResult::Nothing("container x no longer exists".into()),
+                "container x no longer exists",
+            ),
+        ] {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, serde_json::to_string(s).unwrap());
+            assert_eq!(serde_json::from_str::<SweepResult>(&json).unwrap(), r);
+        }
     }
 
     #[test]

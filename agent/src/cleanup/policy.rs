@@ -4,6 +4,7 @@
 //! of its own, so every case is tested by exact equality and the sweep can be
 //! run "as of" any moment.
 
+use crate::clock::stamp;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -114,11 +115,6 @@ pub fn human(d: TimeDelta) -> String {
         (d, 0) => unit(d, "day"),
         (d, h) => format!("{} {}", unit(d, "day"), unit(h, "hour")),
     }
-}
-
-/// A moment as every user-facing text shows it: RFC 3339, seconds, `Z`.
-pub fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// What the sweep does with one container at `now`.

@@ -7,7 +7,7 @@
 use super::error::{invalid, ConfigError};
 pub use crate::config::certs::Certs;
 use crate::config::certs::CertsConfig;
-use crate::edge::routes::{Scheme, Upstream};
+use crate::container::Upstream;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -128,24 +128,6 @@ pub fn valid_domain(d: &str) -> bool {
         })
 }
 
-/// `SCHEME:PORT` as the config and the CLI write an upstream.
-pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
-    let (scheme, port) = s
-        .split_once(':')
-        .ok_or_else(|| format!("{s:?} is not SCHEME:PORT (e.g. https:443, http:8080)"))?;
-    let scheme = match scheme {
-        "http" => Scheme::Http,
-        "https" => Scheme::Https,
-        other => return Err(format!("scheme {other:?} is not http or https")),
-    };
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("port {port:?} is not a port number"))?;
-    Ok(Upstream { scheme, port })
-}
-
 fn addrs(key: &'static str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
     list.iter()
         .map(|a| {
@@ -230,7 +212,10 @@ pub fn validate(
             format!("{:?} is not a lowercase DNS name", edge.public_domain),
         ));
     }
-    let upstream = parse_upstream(&edge.upstream).map_err(|e| invalid("edge.upstream", e))?;
+    let upstream: Upstream = edge
+        .upstream
+        .parse()
+        .map_err(|e: String| invalid("edge.upstream", e))?;
     if edge.workers > 1024 {
         return Err(invalid("edge.workers", "at most 1024 (0: one per CPU)"));
     }
@@ -287,36 +272,6 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn upstreams() {
-        assert_eq!(
-            parse_upstream("https:443"),
-            Ok(Upstream {
-                scheme: Scheme::Https,
-                port: 443
-            })
-        );
-        assert_eq!(
-            parse_upstream("http:8080"),
-            Ok(Upstream {
-                scheme: Scheme::Http,
-                port: 8080
-            })
-        );
-        assert_eq!(
-            parse_upstream("ftp:21").unwrap_err(),
-            "scheme \"ftp\" is not http or https"
-        );
-        assert_eq!(
-            parse_upstream("http:0").unwrap_err(),
-            "port \"0\" is not a port number"
-        );
-        assert_eq!(
-            parse_upstream("8080").unwrap_err(),
-            "\"8080\" is not SCHEME:PORT (e.g. https:443, http:8080)"
-        );
-    }
 
     #[test]
     fn domains() {

@@ -4,7 +4,9 @@
 pub mod limits;
 pub mod names;
 pub mod record;
+pub mod upstream;
 
 pub use limits::Limits;
 pub use names::{Alias, ChannelUrl, ContainerName, NameError};
 pub use record::{Addresses, Phase, Record};
+pub use upstream::{Scheme, Upstream, Upstreams};

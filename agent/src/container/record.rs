@@ -4,10 +4,9 @@
 
 use super::limits::Limits;
 use super::names::{Alias, ChannelUrl, ContainerName};
-use crate::edge::routes::Upstream;
+use super::Upstreams;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// Where a container is in its life. The phase is written *before* the side
@@ -88,10 +87,10 @@ pub struct Record {
     /// Resource limits (enforced by the systemd backend).
     #[serde(default)]
     pub limits: Limits,
-    /// Where the proxy sends requests, per alias (`""`: the container's
-    /// default); absent ones use the agent's `edge.upstream`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub upstreams: BTreeMap<String, Upstream>,
+    /// Where the proxy sends requests (for the container and per alias);
+    /// what is not set uses the agent's `edge.upstream`.
+    #[serde(default, skip_serializing_if = "Upstreams::is_empty")]
+    pub upstreams: Upstreams,
     /// The disk size asked for (`fc-devhost ensure --disk-size`), bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_size: Option<u64>,
@@ -128,7 +127,7 @@ impl Record {
             established: false,
             want_running: true,
             limits: Limits::default(),
-            upstreams: BTreeMap::new(),
+            upstreams: Upstreams::default(),
             disk_size: None,
             image_url: None,
         }

@@ -88,7 +88,9 @@ pub fn to_upstream(
     set(&mut headers, "x-forwarded-proto", proto);
     set(&mut headers, "x-forwarded-host", host);
     // As the old role's nginx sent it ($host: the name, no port).
-    let server = super::routes::normalize_host(host).unwrap_or_else(|| host.to_string());
+    let server = super::routes::HostName::parse(host)
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| host.to_string());
     set(&mut headers, "x-forwarded-server", &server);
     if let Ok(h) = HeaderValue::from_str(host) {
         headers.insert(HOST, h);

@@ -3,6 +3,8 @@
 //! show another container's content. Every refusal is a [`ProxyError`],
 //! turned into its status and page here and nowhere else.
 
+use super::routes::HostName;
+use crate::container::ContainerName;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::{header, Response, StatusCode};
@@ -29,17 +31,17 @@ pub enum ProxyError {
     NoHost,
     /// The TLS connection was made for another container's name.
     #[error("This connection is for {sni}, not {host}.")]
-    Misdirected { sni: String, host: String },
+    Misdirected { sni: HostName, host: HostName },
     #[error("No container answers to {0}.")]
-    UnknownHost(String),
+    UnknownHost(HostName),
     #[error("Container {0} is not running.")]
-    NotRunning(String),
+    NotRunning(ContainerName),
     #[error("The request path is not valid.")]
     BadPath,
     #[error("Container {container} does not answer on {upstream}: {source}")]
     Upstream {
-        container: String,
-        upstream: super::routes::Upstream,
+        container: ContainerName,
+        upstream: crate::container::Upstream,
         source: hyper_util::client::legacy::Error,
     },
 }
@@ -97,17 +99,20 @@ mod tests {
     fn refusals_have_their_status() {
         let cases = [
             (ProxyError::NoChallenge, 404),
-            (ProxyError::UnknownHost("x.dev.test".into()), 404),
+            (
+                ProxyError::UnknownHost(HostName::parse("x.dev.test").unwrap()),
+                404,
+            ),
             (ProxyError::NoHost, 400),
             (ProxyError::BadPath, 400),
             (
                 ProxyError::Misdirected {
-                    sni: "a".into(),
-                    host: "b".into(),
+                    sni: HostName::parse("a.dev.test").unwrap(),
+                    host: HostName::parse("b.dev.test").unwrap(),
                 },
                 421,
             ),
-            (ProxyError::NotRunning("c1".into()), 503),
+            (ProxyError::NotRunning("c1".parse().unwrap()), 503),
         ];
         for (e, status) in cases {
             let r: Response<Body> = e.into();
@@ -117,7 +122,7 @@ mod tests {
 
     #[test]
     fn pages_escape_what_they_echo() {
-        let r: Response<Body> = ProxyError::UnknownHost("<x>".into()).into();
+        let r = page(StatusCode::NOT_FOUND, "no container answers to <x>");
         assert_eq!(r.status(), 404);
         assert_eq!(
             r.headers()[header::CONTENT_TYPE],

@@ -9,7 +9,7 @@
 use super::headers::{https_location, strip_hop_by_hop, to_upstream, upgrade_of};
 use super::idle::Idle;
 use super::pages::{full, redirect, Body, ProxyError};
-use super::routes::{normalize_host, Scheme};
+use super::routes::HostName;
 use super::upstream::{client, UpstreamClient};
 use super::{Edge, EdgeError};
 use crate::sys::listen;
@@ -206,12 +206,12 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, tl
         // ACME tls-alpn-01: the handshake was the answer; nothing follows.
         return;
     }
-    let sni = stream.get_ref().1.server_name().and_then(normalize_host);
+    let sni = stream.get_ref().1.server_name().and_then(HostName::parse);
     let s = shared.clone();
     let svc = hyper::service::service_fn(move |req| {
         let s = s.clone();
         let sni = sni.clone();
-        async move { Ok::<_, Infallible>(proxy(&s, req, client_ip, sni.as_deref()).await) }
+        async move { Ok::<_, Infallible>(proxy(&s, req, client_ip, sni.as_ref()).await) }
     });
     let _ = builder(&shared)
         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -220,12 +220,12 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, tl
 
 /// The host a request names (HTTP/2's authority or HTTP/1's Host header):
 /// as sent, and normalized for lookups.
-fn request_host(req: &Request<Incoming>) -> Option<(String, String)> {
+fn request_host(req: &Request<Incoming>) -> Option<(String, HostName)> {
     let raw = match req.uri().authority() {
         Some(a) => a.as_str().to_string(),
         None => req.headers().get(HOST)?.to_str().ok()?.to_string(),
     };
-    let host = normalize_host(&raw)?;
+    let host = HostName::parse(&raw)?;
     Some((raw, host))
 }
 
@@ -255,14 +255,18 @@ fn answer_plain(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body
     }
     let (_, host) = request_host(&req).ok_or(ProxyError::NoHost)?;
     let pq = path_and_query(&req);
-    Ok(redirect(&https_location(&host, shared.https_port, pq)))
+    Ok(redirect(&https_location(
+        host.as_str(),
+        shared.https_port,
+        pq,
+    )))
 }
 
 async fn proxy(
     shared: &Shared,
     req: Request<Incoming>,
     client_ip: IpAddr,
-    sni: Option<&str>,
+    sni: Option<&HostName>,
 ) -> Response<Body> {
     forward(shared, req, client_ip, sni)
         .await
@@ -273,14 +277,14 @@ async fn forward(
     shared: &Shared,
     mut req: Request<Incoming>,
     client_ip: IpAddr,
-    sni: Option<&str>,
+    sni: Option<&HostName>,
 ) -> Result<Response<Body>, ProxyError> {
     let (raw_host, host) = request_host(&req).ok_or(ProxyError::NoHost)?;
     let table = shared.edge.routes();
     if let Some(sni) = sni {
         if table.container_of(sni) != table.container_of(&host) {
             return Err(ProxyError::Misdirected {
-                sni: sni.to_string(),
+                sni: sni.clone(),
                 host,
             });
         }
@@ -288,14 +292,11 @@ async fn forward(
     let route = table
         .lookup(&host)
         .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
-    shared.edge.touch(&route.container);
+    shared.edge.touch(route.container.as_str());
     if !route.running {
         return Err(ProxyError::NotRunning(route.container.clone()));
     }
-    let scheme = match route.upstream.scheme {
-        Scheme::Http => "http",
-        Scheme::Https => "https",
-    };
+    let scheme = route.upstream.scheme.as_str();
     let pq = path_and_query(&req);
     let uri: Uri = format!("{scheme}://{}:{}{pq}", route.address, route.upstream.port)
         .parse()

@@ -4,38 +4,13 @@
 //! table is rebuilt on every change of the records and swapped in whole, so
 //! a lookup never sees half an update.
 
-use crate::container::{Phase, Record};
-use serde::{Deserialize, Serialize};
+use crate::container::{ContainerName, Phase, Record, Upstream};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-/// Where requests go inside a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Upstream {
-    pub scheme: Scheme,
-    pub port: u16,
-}
-
-impl std::fmt::Display for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = match self.scheme {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        };
-        write!(f, "{s}:{}", self.port)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub container: String,
+    pub container: ContainerName,
     pub address: Ipv4Addr,
     pub upstream: Upstream,
     /// The container is running (otherwise the proxy answers 503).
@@ -46,28 +21,45 @@ pub struct Route {
 pub struct RouteTable {
     /// The public domain, without a trailing dot.
     pub domain: String,
-    hosts: HashMap<String, Route>,
+    hosts: HashMap<HostName, Route>,
 }
 
-/// A Host header or SNI name as the table knows names: lowercase, without
-/// port and trailing dot. `None` for anything that is not a host name.
-pub fn normalize_host(raw: &str) -> Option<String> {
-    let host = match raw.rsplit_once(':') {
-        // A port (IPv6 literals are not names we route).
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
-        Some(_) => return None,
-        None => raw,
-    };
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    ok.then_some(host)
+/// A name the proxy routes by, as a Host header or SNI gives it after
+/// [`HostName::parse`]: lowercase, without port and trailing dot (rpxy's
+/// `ServerName`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostName(String);
+
+impl HostName {
+    /// Normalize a Host header or SNI name; `None` for anything that is not
+    /// a host name (IPv6 literals included: they are not names we route).
+    pub fn parse(raw: &str) -> Option<HostName> {
+        let host = match raw.rsplit_once(':') {
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return None,
+            None => raw,
+        };
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        ok.then_some(HostName(host))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for HostName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Whether the records say the proxy serves this container at all.
@@ -79,17 +71,17 @@ impl RouteTable {
     pub fn build(domain: &str, default: Upstream, records: &[Record]) -> RouteTable {
         let mut hosts = HashMap::new();
         for r in records.iter().filter(|r| routed(r)) {
-            let base = r.upstreams.get("").copied().unwrap_or(default);
+            let base = r.upstreams.for_container(default);
             let route = |upstream| Route {
-                container: r.name.to_string(),
+                container: r.name.clone(),
                 address: r.addresses.local,
                 upstream,
                 running: r.phase == Phase::Running,
             };
-            hosts.insert(format!("{}.{domain}", r.name), route(base));
+            hosts.insert(HostName(format!("{}.{domain}", r.name)), route(base));
             for a in &r.aliases {
-                let up = r.upstreams.get(a.as_str()).copied().unwrap_or(base);
-                hosts.insert(format!("{a}.{}.{domain}", r.name), route(up));
+                let up = r.upstreams.for_alias(a, default);
+                hosts.insert(HostName(format!("{a}.{}.{domain}", r.name)), route(up));
             }
         }
         RouteTable {
@@ -98,16 +90,19 @@ impl RouteTable {
         }
     }
 
-    /// The route for a normalized host name.
-    pub fn lookup(&self, host: &str) -> Option<&Route> {
+    /// The route for a host name.
+    pub fn lookup(&self, host: &HostName) -> Option<&Route> {
         self.hosts.get(host)
     }
 
     /// The container a name under the public domain belongs to, whether or
     /// not it is routed (`a.c1.PUBLIC` and `c1.PUBLIC` → `c1`): which
     /// certificate an SNI name needs, and whether SNI and Host agree.
-    pub fn container_of<'a>(&self, host: &'a str) -> Option<&'a str> {
-        let rest = host.strip_suffix(self.domain.as_str())?.strip_suffix('.')?;
+    pub fn container_of<'a>(&self, host: &'a HostName) -> Option<&'a str> {
+        let rest = host
+            .0
+            .strip_suffix(self.domain.as_str())?
+            .strip_suffix('.')?;
         let c = rest.rsplit('.').next()?;
         (!c.is_empty() && rest.matches('.').count() <= 1).then_some(c)
     }
@@ -120,14 +115,14 @@ impl RouteTable {
         for (host, route) in &self.hosts {
             let base = format!("{}.{}", route.container, self.domain);
             let names = out
-                .entry(route.container.clone())
+                .entry(route.container.to_string())
                 .or_insert_with(|| vec![base.clone()]);
             if wildcard {
                 if names.len() == 1 {
                     names.push(format!("*.{base}"));
                 }
-            } else if *host != base {
-                names.push(host.clone());
+            } else if host.0 != base {
+                names.push(host.0.clone());
             }
         }
         for names in out.values_mut() {
@@ -140,7 +135,12 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn host(h: &str) -> HostName {
+        HostName::parse(h).unwrap()
+    }
     use crate::container::record::tests::record;
+    use crate::container::Scheme;
 
     const HTTPS: Upstream = Upstream {
         scheme: Scheme::Https,
@@ -150,22 +150,25 @@ mod tests {
     #[test]
     fn hosts_are_normalized() {
         assert_eq!(
-            normalize_host("WWW.C1.Dev.Test:443"),
-            Some("www.c1.dev.test".into())
+            HostName::parse("WWW.C1.Dev.Test:443"),
+            Some(HostName("www.c1.dev.test".into()))
         );
-        assert_eq!(normalize_host("c1.dev.test."), Some("c1.dev.test".into()));
-        assert_eq!(normalize_host("c1.dev.test:"), None);
-        assert_eq!(normalize_host("[::1]:443"), None);
-        assert_eq!(normalize_host("a..b"), None);
-        assert_eq!(normalize_host("a b"), None);
-        assert_eq!(normalize_host(""), None);
+        assert_eq!(
+            HostName::parse("c1.dev.test."),
+            Some(HostName("c1.dev.test".into()))
+        );
+        assert_eq!(HostName::parse("c1.dev.test:"), None);
+        assert_eq!(HostName::parse("[::1]:443"), None);
+        assert_eq!(HostName::parse("a..b"), None);
+        assert_eq!(HostName::parse("a b"), None);
+        assert_eq!(HostName::parse(""), None);
     }
 
     #[test]
     fn routes_for_names_and_aliases() {
         let mut web = record("web01", "10.233.0.6", &["www", "api"]);
-        web.upstreams.insert(
-            "api".into(),
+        web.upstreams.aliases.insert(
+            "api".parse().unwrap(),
             Upstream {
                 scheme: Scheme::Http,
                 port: 8080,
@@ -178,21 +181,21 @@ mod tests {
         building.phase = Phase::Building;
         let t = RouteTable::build("dev.test", HTTPS, &[web, stopped, building]);
         let r = |c: &str, a: &str, up: Upstream, running| Route {
-            container: c.into(),
+            container: c.parse().unwrap(),
             address: a.parse().unwrap(),
             upstream: up,
             running,
         };
         assert_eq!(
-            t.lookup("web01.dev.test"),
+            t.lookup(&host("web01.dev.test")),
             Some(&r("web01", "10.233.0.6", HTTPS, true))
         );
         assert_eq!(
-            t.lookup("www.web01.dev.test"),
+            t.lookup(&host("www.web01.dev.test")),
             Some(&r("web01", "10.233.0.6", HTTPS, true))
         );
         assert_eq!(
-            t.lookup("api.web01.dev.test"),
+            t.lookup(&host("api.web01.dev.test")),
             Some(&r(
                 "web01",
                 "10.233.0.6",
@@ -204,16 +207,20 @@ mod tests {
             ))
         );
         assert_eq!(
-            t.lookup("db.dev.test"),
+            t.lookup(&host("db.dev.test")),
             Some(&r("db", "10.233.0.10", HTTPS, false))
         );
-        assert_eq!(t.lookup("other.web01.dev.test"), None, "only its aliases");
         assert_eq!(
-            t.lookup("x.new.dev.test"),
+            t.lookup(&host("other.web01.dev.test")),
+            None,
+            "only its aliases"
+        );
+        assert_eq!(
+            t.lookup(&host("x.new.dev.test")),
             None,
             "not before its first start"
         );
-        assert_eq!(t.lookup("web01.dev.test.evil"), None);
+        assert_eq!(t.lookup(&host("web01.dev.test.evil")), None);
         assert_eq!(
             t.certificate_names(false),
             BTreeMap::from([
@@ -246,10 +253,10 @@ mod tests {
     #[test]
     fn containers_of_names() {
         let t = RouteTable::build("dev.test", HTTPS, &[]);
-        assert_eq!(t.container_of("www.c1.dev.test"), Some("c1"));
-        assert_eq!(t.container_of("c1.dev.test"), Some("c1"));
-        assert_eq!(t.container_of("a.b.c1.dev.test"), None);
-        assert_eq!(t.container_of("dev.test"), None);
-        assert_eq!(t.container_of("c1.xdev.test"), None);
+        assert_eq!(t.container_of(&host("www.c1.dev.test")), Some("c1"));
+        assert_eq!(t.container_of(&host("c1.dev.test")), Some("c1"));
+        assert_eq!(t.container_of(&host("a.b.c1.dev.test")), None);
+        assert_eq!(t.container_of(&host("dev.test")), None);
+        assert_eq!(t.container_of(&host("c1.xdev.test")), None);
     }
 }

@@ -5,7 +5,7 @@
 //! validators, who get the pending tls-alpn-01 certificate only. One
 //! crypto provider (ring) for the whole tree.
 
-use super::routes::normalize_host;
+use super::routes::HostName;
 use super::Edge;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -19,11 +19,11 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 impl ResolvesServerCert for BySni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let host = normalize_host(hello.server_name()?)?;
+        let host = HostName::parse(hello.server_name()?)?;
         let mut alpn = hello.alpn().into_iter().flatten();
         if let (Some(ACME_TLS_ALPN), None) = (alpn.next(), alpn.next()) {
             // A validator: only the pending challenge's certificate.
-            return self.0.responder.alpn_cert(&host);
+            return self.0.responder.alpn_cert(host.as_str());
         }
         let table = self.0.routes();
         let container = table.container_of(&host)?;

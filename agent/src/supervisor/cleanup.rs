@@ -8,9 +8,9 @@
 use super::ops::{destroy, JobCtx};
 use super::{steps, Env, Handle, Op, Outcome, SupervisorError};
 use crate::access::Caller;
-use crate::cleanup::{
-    decide, stamp, Action, CleanupBody, CleanupEntry, CleanupReport, Decision, SweepResult,
-};
+use crate::api::types::{CleanupBody, CleanupEntry, CleanupReport, SweepResult};
+use crate::cleanup::{decide, Action, Decision};
+use crate::clock::stamp;
 use crate::container::{ContainerName, Phase, Record};
 use crate::progress::Progress;
 use chrono::{DateTime, TimeDelta, Utc};

@@ -50,9 +50,9 @@ pub(super) enum Msg {
         text: String,
     },
     Cleanup {
-        body: crate::cleanup::CleanupBody,
+        body: crate::api::types::CleanupBody,
         caller: Caller,
-        reply: Reply<Result<crate::cleanup::CleanupReport, SupervisorError>>,
+        reply: Reply<Result<crate::api::types::CleanupReport, SupervisorError>>,
     },
     /// The current records version (for [`Handle::synced`]).
     Version {
@@ -121,9 +121,9 @@ impl Handle {
     /// Run (or with `dry_run`, only decide) the cleanup sweep; admin only.
     pub async fn cleanup(
         &self,
-        body: crate::cleanup::CleanupBody,
+        body: crate::api::types::CleanupBody,
         caller: Caller,
-    ) -> Result<crate::cleanup::CleanupReport, SupervisorError> {
+    ) -> Result<crate::api::types::CleanupReport, SupervisorError> {
         self.ask(|reply| Msg::Cleanup {
             body,
             caller,

@@ -4,9 +4,7 @@
 //! `VmmAction`s). [`Outcome`] is what a finished one reports.
 
 use crate::api::types::ContainerInfo;
-use crate::container::{Alias, ChannelUrl, Limits};
-use crate::edge::routes::Upstream;
-use std::collections::BTreeMap;
+use crate::container::{Alias, ChannelUrl, Limits, Upstreams};
 use std::sync::Arc;
 
 /// What an ensure asks for, validated.
@@ -19,7 +17,7 @@ pub struct EnsureSpec {
     /// Fields given replace the recorded ones.
     pub limits: Limits,
     /// Replaces the recorded upstreams when given.
-    pub upstreams: Option<BTreeMap<String, Upstream>>,
+    pub upstreams: Option<Upstreams>,
     /// Disk size asked for (bytes), recorded when given.
     pub disk_size: Option<u64>,
     /// VM image URL asked for, recorded when given.

@@ -413,9 +413,9 @@ async fn an_operation_on_no_container_is_refused_unless_it_may_be() {
 }
 
 /// A cleanup sweep as root, as of the clock's now.
-async fn sweep(sup: &Handle) -> crate::cleanup::CleanupReport {
+async fn sweep(sup: &Handle) -> crate::api::types::CleanupReport {
     sup.cleanup(
-        crate::cleanup::CleanupBody {
+        crate::api::types::CleanupBody {
             dry_run: false,
             now: None,
         },

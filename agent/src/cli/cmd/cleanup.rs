@@ -3,7 +3,8 @@
 //! `cleanup.delete_after_days`; what the daily timer runs. Prints one line
 //! per container; exits 1 when any container could not be cleaned up.
 
-use crate::cleanup::{Action, CleanupBody, CleanupReport, SweepResult};
+use crate::api::types::{CleanupBody, CleanupReport, SweepResult};
+use crate::cleanup::Action;
 use std::path::Path;
 
 pub fn run(sock: Option<&Path>, json: bool, dry_run: bool, now: Option<String>) -> i32 {
@@ -64,7 +65,7 @@ pub fn table(r: &CleanupReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cleanup::CleanupEntry;
+    use crate::api::types::CleanupEntry;
 
     #[test]
     fn table_shows_each_decision() {

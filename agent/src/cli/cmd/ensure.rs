@@ -62,7 +62,8 @@ impl EnsureArgs {
                 Some((k, v)) => (k.to_string(), v.to_string()),
                 None => (String::new(), u.clone()),
             };
-            crate::config::edge::parse_upstream(&value)
+            value
+                .parse::<crate::container::Upstream>()
                 .map_err(|e| format!("--upstream {u:?}: {e}"))?;
             out.insert(key, value);
         }

@@ -1,7 +1,7 @@
 //! `devhost extend NAME --days N`: cleanup does not disable the container
 //! before N days from now (deploying it resets the clock as well).
 
-use crate::cleanup::ExtendBody;
+use crate::api::types::ExtendBody;
 use std::path::Path;
 
 pub fn run(sock: Option<&Path>, json: bool, name: &str, days: u32) -> i32 {

@@ -17,6 +17,7 @@ pub mod status;
 pub mod stop;
 
 use crate::container::ContainerName;
+use std::path::Path;
 
 /// Validate a name before anything is sent, with the same message the agent gives.
 pub fn name_or_exit(name: &str) -> Result<ContainerName, i32> {
@@ -24,4 +25,26 @@ pub fn name_or_exit(name: &str) -> Result<ContainerName, i32> {
         eprintln!("error: {e}");
         super::EXIT_USAGE
     })
+}
+
+/// A request about one container that takes no body and streams its answer
+/// (`devhost start`, `stop`, `destroy`, `pin`, `unpin`): `verb` is what
+/// follows `/v1/containers/NAME/` in the path, or `None` for the container
+/// itself.
+pub fn container_action(
+    sock: Option<&Path>,
+    json: bool,
+    name: &str,
+    method: hyper::Method,
+    verb: Option<&str>,
+) -> i32 {
+    let name = match name_or_exit(name) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let path = match verb {
+        Some(verb) => format!("/v1/containers/{name}/{verb}"),
+        None => format!("/v1/containers/{name}"),
+    };
+    crate::cli::run_streamed(&crate::cli::client(sock), method, &path, None, json)
 }

@@ -3,66 +3,97 @@
 //! container's aliases (the fixture's busybox httpd, and a test server in
 //! the container's namespace that shows what it received, speaks TLS and
 //! echoes websockets); the redirect from HTTP; unknown names, a name for
-//! another container, a stopped and a destroyed container; and clients that
-//! stall or send too much, cut off while others are served.
+//! another container, a stopped and a destroyed container; clients that
+//! stall or send too much, cut off while others are served; and the
+//! agent's DNS zone. Each test has an agent of its own (containers take
+//! about a second).
 
 mod common;
 
 use common::*;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn root_ca(agent: &TestAgent) -> String {
-    agent
-        .dir
-        .join("state/certs/local-ca/root.pem")
-        .display()
-        .to_string()
+/// An agent serving container `name` with aliases `web` (the container's
+/// httpd on port 80) and `secure` (the test server's TLS on 8443); the
+/// container itself is the test server's plain HTTP on 8080.
+struct Served {
+    agent: TestAgent,
+    name: String,
+    /// The local CA's root: the only one curl trusts.
+    ca: PathBuf,
+    /// `NAME.dev.test`
+    base: String,
+    /// `web.NAME.dev.test`
+    web: String,
 }
 
-/// curl to `https://HOST:PORT/PATH` on the agent, trusting its local CA.
-fn curl_https(agent: &TestAgent, host: &str, path: &str, extra: &[&str]) -> Output {
-    curl_https_on(
-        agent.https_port,
-        std::path::Path::new(&root_ca(agent)),
-        host,
-        path,
-        extra,
-    )
+const UPSTREAMS: [&str; 3] = ["http:8080", "web=http:80", "secure=https:8443"];
+
+/// [`Served`], once `test`'s prerequisites are there.
+fn served(test: &str) -> Option<Served> {
+    prerequisites(test)?;
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("edge");
+    let mut args = vec!["ensure", &name, &channel().url, "web", "secure"];
+    for u in UPSTREAMS {
+        args.extend_from_slice(&["--upstream", u]);
+    }
+    assert_ok(&agent.devhost(&args), "ensure with upstreams");
+    upstream::start_in_netns(&format!("{}{name}", agent.netns_prefix));
+    Some(Served {
+        ca: agent.local_ca(),
+        base: format!("{name}.dev.test"),
+        web: format!("web.{name}.dev.test"),
+        agent,
+        name,
+    })
 }
 
-fn https(agent: &TestAgent, host: &str, path: &str, extra: &[&str]) -> Answer {
-    answer(&curl_https(agent, host, path, extra), host, path)
+impl Served {
+    #[track_caller]
+    fn https(&self, host: &str, path: &str, extra: &[&str]) -> Answer {
+        self.agent.https(&self.ca, host, path, extra)
+    }
+
+    /// What the test server got for `https://NAME.dev.test/PATH`.
+    #[track_caller]
+    fn received(&self, path: &str, extra: &[&str]) -> serde_json::Value {
+        let a = self.https(&self.base, path, extra);
+        assert_eq!(a.status, 200, "{}", a.body);
+        serde_json::from_str(&a.body).unwrap()
+    }
+
+    fn host_header(&self) -> String {
+        format!("{}:{}", self.base, self.agent.https_port)
+    }
 }
 
 #[test]
-fn edge_serves_aliases_over_https() {
-    let Some(()) = prerequisites("edge_serves_aliases_over_https") else {
+fn upstreams_are_recorded_per_alias() {
+    let Some(s) = served("upstreams_are_recorded_per_alias") else {
         return;
     };
-    let agent = TestAgent::start(Options::default());
-    let name = agent.name("edge");
-    let out = agent.devhost(&[
-        "ensure",
-        &name,
-        &channel().url,
-        "web",
-        "secure",
-        "--upstream",
-        "http:8080",
-        "--upstream",
-        "web=http:80",
-        "--upstream",
-        "secure=https:8443",
-    ]);
-    assert_ok(&out, "ensure with upstreams");
-    let s = agent.status_json(&name).unwrap();
-    assert_eq!(
-        s["upstreams"],
-        serde_json::json!({"": "http:8080", "web": "http:80", "secure": "https:8443"})
-    );
+    let want: BTreeMap<String, String> = [
+        ("", "http:8080"),
+        ("web", "http:80"),
+        ("secure", "https:8443"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(s.agent.status(&s.name).upstreams, want);
+}
+
+#[test]
+fn bad_upstreams_are_refused_and_change_nothing() {
+    let Some(s) = served("bad_upstreams_are_refused_and_change_nothing") else {
+        return;
+    };
+    let before = s.agent.status(&s.name).upstreams;
     for (bad, says) in [
         (
             "nope=http:80",
@@ -70,9 +101,9 @@ fn edge_serves_aliases_over_https() {
         ),
         ("web=gopher:70", "scheme \"gopher\" is not http or https"),
     ] {
-        let out = agent.devhost(&[
+        let out = s.agent.devhost(&[
             "ensure",
-            &name,
+            &s.name,
             &channel().url,
             "web",
             "secure",
@@ -83,27 +114,33 @@ fn edge_serves_aliases_over_https() {
         assert!(text(&out).contains(says), "{}", text(&out));
     }
     assert_eq!(
-        agent.status_json(&name).unwrap()["upstreams"],
-        s["upstreams"],
+        s.agent.status(&s.name).upstreams,
+        before,
         "bad input changes nothing"
     );
-    upstream::start_in_netns(&format!("{}{name}", agent.netns_prefix));
-    let web = format!("web.{name}.dev.test");
-    let base = format!("{name}.dev.test");
+}
 
-    // An alias to the container's own httpd, over HTTP/1.1 and HTTP/2.
-    let a = https(&agent, &web, "/", &["--http1.1"]);
+#[test]
+fn an_alias_is_served_over_http1_and_http2() {
+    let Some(s) = served("an_alias_is_served_over_http1_and_http2") else {
+        return;
+    };
+    let a = s.https(&s.web, "/", &["--http1.1"]);
     assert_eq!((a.status, a.version.as_str()), (200, "1.1"));
-    assert_eq!(a.body.trim(), format!("hello from fc {name}"));
-    let a = https(&agent, &web, "/", &["--http2"]);
+    assert_eq!(a.body.trim(), format!("hello from fc {}", s.name));
+    let a = s.https(&s.web, "/", &["--http2"]);
     assert_eq!((a.status, a.version.as_str()), (200, "2"), "{}", a.body);
-    assert_eq!(a.body.trim(), format!("hello from fc {name}"));
+    assert_eq!(a.body.trim(), format!("hello from fc {}", s.name));
+}
 
-    // What the container receives: Host kept, forwarding headers set,
-    // hop-by-hop headers gone.
-    let a = https(
-        &agent,
-        &base,
+#[test]
+fn the_container_gets_the_host_and_forwarding_headers_but_no_hop_by_hop_ones() {
+    let Some(s) =
+        served("the_container_gets_the_host_and_forwarding_headers_but_no_hop_by_hop_ones")
+    else {
+        return;
+    };
+    let got = s.received(
         "/headers?x=1&y=2",
         &[
             "--http1.1",
@@ -115,102 +152,194 @@ fn edge_serves_aliases_over_https() {
             "X-Hop: secret",
         ],
     );
-    assert_eq!(a.status, 200, "{}", a.body);
-    let got: serde_json::Value = serde_json::from_str(&a.body).unwrap();
     let h = &got["headers"];
     assert_eq!(got["path"], "/headers?x=1&y=2");
-    assert_eq!(h["host"], format!("{base}:{}", agent.https_port));
+    assert_eq!(h["host"], s.host_header());
     assert_eq!(h["x-forwarded-for"], "192.0.2.1, 127.0.0.1");
     assert_eq!(h["x-real-ip"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "https");
-    assert_eq!(
-        h["x-forwarded-host"],
-        format!("{base}:{}", agent.https_port)
-    );
-    assert_eq!(h["x-forwarded-server"], base.as_str());
+    assert_eq!(h["x-forwarded-host"], s.host_header());
+    assert_eq!(h["x-forwarded-server"], s.base.as_str());
     assert!(h.get("x-hop").is_none(), "hop-by-hop header removed: {h}");
-    // Over HTTP/2 the container gets HTTP/1.1 with a Host header.
-    let a = https(&agent, &base, "/headers", &["--http2"]);
-    let got: serde_json::Value = serde_json::from_str(&a.body).unwrap();
-    assert_eq!(got["version"], "HTTP/1.1");
-    assert_eq!(
-        got["headers"]["host"],
-        format!("{base}:{}", agent.https_port)
-    );
+}
 
-    // An alias whose upstream is TLS with a self-signed certificate.
-    let a = https(&agent, &format!("secure.{name}.dev.test"), "/headers", &[]);
+#[test]
+fn over_http2_the_container_gets_http1_with_a_host_header() {
+    let Some(s) = served("over_http2_the_container_gets_http1_with_a_host_header") else {
+        return;
+    };
+    let got = s.received("/headers", &["--http2"]);
+    assert_eq!(got["version"], "HTTP/1.1");
+    assert_eq!(got["headers"]["host"], s.host_header());
+}
+
+#[test]
+fn an_alias_with_a_tls_upstream_is_served() {
+    let Some(s) = served("an_alias_with_a_tls_upstream_is_served") else {
+        return;
+    };
+    // The test server's certificate is self-signed.
+    let a = s.https(&format!("secure.{}", s.base), "/headers", &[]);
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(
         a.body.contains("\"x-forwarded-proto\":\"https\""),
         "{}",
         a.body
     );
+}
 
-    // Port 80 redirects, path and query kept.
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
-        .args(["-w", "%{http_code} %{redirect_url}"])
-        .arg("--resolve")
-        .arg(format!("{web}:{}:127.0.0.1", agent.http_port))
-        .arg(format!("http://{web}:{}/a/b?c=1", agent.http_port))
-        .output()
-        .unwrap();
+#[test]
+fn port_80_redirects_to_https_keeping_path_and_query() {
+    let Some(s) = served("port_80_redirects_to_https_keeping_path_and_query") else {
+        return;
+    };
     assert_eq!(
-        text(&out),
-        format!("301 https://{web}:{}/a/b?c=1", agent.https_port)
+        s.agent.http(&s.web, "/a/b?c=1"),
+        (
+            301,
+            format!("https://{}:{}/a/b?c=1", s.web, s.agent.https_port)
+        )
     );
+}
 
-    // A websocket through the proxy.
-    let echoed = upstream::websocket_echo(
-        std::path::Path::new(&root_ca(&agent)),
-        agent.https_port,
-        &base,
-        "ping over the proxy",
-    );
+#[test]
+fn a_websocket_passes_through_the_proxy() {
+    let Some(s) = served("a_websocket_passes_through_the_proxy") else {
+        return;
+    };
+    let echoed =
+        upstream::websocket_echo(&s.ca, s.agent.https_port, &s.base, "ping over the proxy");
     assert_eq!(echoed, "ping over the proxy");
+}
 
-    // Names nobody serves.
-    let a = https(&agent, &format!("nope.{name}.dev.test"), "/", &[]);
+#[test]
+fn an_alias_nobody_serves_gets_404() {
+    let Some(s) = served("an_alias_nobody_serves_gets_404") else {
+        return;
+    };
+    let a = s.https(&format!("nope.{}", s.base), "/", &[]);
     assert_eq!(a.status, 404);
     assert!(a.body.contains("No container answers to"), "{}", a.body);
-    let out = curl_https(&agent, "ghost.dev.test", "/", &[]);
-    assert!(
-        !out.status.success(),
-        "no certificate for a container that does not exist: {}",
-        text(&out)
-    );
-    let a = https(&agent, &web, "/", &["-H", "Host: ghost.dev.test"]);
-    assert_eq!(a.status, 421, "SNI and Host name other containers");
+}
 
-    // Stopped: a clear answer; started again: served again, same certificate.
-    assert_ok(&agent.devhost(&["stop", &name]), "stop");
-    let a = https(&agent, &web, "/", &[]);
+#[test]
+fn no_certificate_is_offered_for_a_container_that_does_not_exist() {
+    let Some(s) = served("no_certificate_is_offered_for_a_container_that_does_not_exist") else {
+        return;
+    };
+    let e = s.agent.https_fails(&s.ca, "ghost.dev.test", "/", &[]);
+    assert_eq!(e.code, CurlFailure::TLS_HANDSHAKE, "handshake refused: {e}");
+}
+
+#[test]
+fn a_host_header_naming_another_container_gets_421() {
+    let Some(s) = served("a_host_header_naming_another_container_gets_421") else {
+        return;
+    };
+    let a = s.https(&s.web, "/", &["-H", "Host: ghost.dev.test"]);
+    assert_eq!(a.status, 421, "SNI and Host name other containers");
+}
+
+#[test]
+fn a_stopped_container_gets_503_until_it_is_started() {
+    let Some(s) = served("a_stopped_container_gets_503_until_it_is_started") else {
+        return;
+    };
+    assert_ok(&s.agent.devhost(&["stop", &s.name]), "stop");
+    let a = s.https(&s.web, "/", &[]);
     assert_eq!(a.status, 503);
     assert!(a.body.contains("is not running"), "{}", a.body);
-    assert_ok(&agent.devhost(&["start", &name]), "start");
-    assert_eq!(https(&agent, &web, "/", &[]).status, 200);
+    assert_ok(&s.agent.devhost(&["start", &s.name]), "start");
+    assert_eq!(s.https(&s.web, "/", &[]).status, 200);
+}
 
-    // Destroyed: route and certificate gone.
-    let live = agent.dir.join("state/certs/live").join(&name);
-    assert!(live.join("key.pem").exists());
+#[test]
+fn certificate_keys_are_0600() {
+    let Some(s) = served("certificate_keys_are_0600") else {
+        return;
+    };
     use std::os::unix::fs::PermissionsExt;
+    let key = s
+        .agent
+        .dir
+        .join("state/certs/live")
+        .join(&s.name)
+        .join("key.pem");
     assert_eq!(
-        std::fs::metadata(live.join("key.pem"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600,
         "private keys 0600"
     );
-    assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
-    assert!(!live.exists(), "certificate removed with the container");
-    let out = curl_https(&agent, &web, "/", &[]);
-    assert!(!out.status.success(), "{}", text(&out));
 }
 
-/// Read until EOF or error; how long it took.
+#[test]
+fn a_destroyed_containers_certificate_and_route_are_gone() {
+    let Some(s) = served("a_destroyed_containers_certificate_and_route_are_gone") else {
+        return;
+    };
+    let live = s.agent.dir.join("state/certs/live").join(&s.name);
+    assert!(live.join("key.pem").exists());
+    assert_ok(&s.agent.devhost(&["destroy", &s.name]), "destroy");
+    assert!(!live.exists(), "certificate removed with the container");
+    let e = s.agent.https_fails(&s.ca, &s.web, "/", &[]);
+    assert_eq!(e.code, CurlFailure::TLS_HANDSHAKE, "handshake refused: {e}");
+}
+
+/// An agent with tight limits for clients (header and handshake 1 s, idle
+/// 3 s, 6 connections, 8 KiB of header) serving `web.NAME.dev.test`.
+struct Limited {
+    agent: TestAgent,
+    ca: PathBuf,
+    web: String,
+}
+
+fn limited(test: &str) -> Option<Limited> {
+    prerequisites(test)?;
+    let agent = TestAgent::start(Options {
+        edge_toml: "header_read_timeout_secs = 1\nhandshake_timeout_secs = 1\nidle_timeout_secs = 3\nmax_connections = 6\nmax_header_bytes = 8192\n".into(),
+        ..Options::default()
+    });
+    let name = agent.name("lim");
+    assert_ok(
+        &agent.devhost(&[
+            "ensure",
+            &name,
+            &channel().url,
+            "web",
+            "--upstream",
+            "http:80",
+        ]),
+        "ensure",
+    );
+    Some(Limited {
+        ca: agent.local_ca(),
+        web: format!("web.{name}.dev.test"),
+        agent,
+    })
+}
+
+impl Limited {
+    /// `https://web.NAME.dev.test/`: its status.
+    fn get(&self) -> u16 {
+        self.agent.https(&self.ca, &self.web, "/", &[]).status
+    }
+
+    /// A connection to port 80 that the proxy has taken: it answered a
+    /// request on it (and keeps it open).
+    fn held_connection(&self) -> TcpStream {
+        let mut s = TcpStream::connect(("127.0.0.1", self.agent.http_port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf)
+            .expect("an answer on a held connection");
+        assert_eq!(&buf, b"HTTP/1.1 301", "{}", String::from_utf8_lossy(&buf));
+        s
+    }
+}
+
+/// How long the peer took to close `s`, reading whatever it sends; `None`
+/// if it did not within `limit`.
 fn until_closed(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     s.set_read_timeout(Some(limit)).unwrap();
@@ -231,143 +360,181 @@ fn until_closed(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 }
 
 #[test]
-fn edge_cuts_off_bad_clients() {
-    let Some(()) = prerequisites("edge_cuts_off_bad_clients") else {
+fn a_client_that_never_finishes_its_tls_handshake_is_cut_off() {
+    let Some(l) = limited("a_client_that_never_finishes_its_tls_handshake_is_cut_off") else {
         return;
     };
-    let agent = TestAgent::start(Options {
-        extra_toml: String::new(),
-        edge_toml: "header_read_timeout_secs = 1\nhandshake_timeout_secs = 1\nidle_timeout_secs = 3\nmax_connections = 6\nmax_header_bytes = 8192\n".into(),
-        ..Options::default()
-    });
-    let name = agent.name("lim");
-    assert_ok(
-        &agent.devhost(&[
-            "ensure",
-            &name,
-            &channel().url,
-            "web",
-            "--upstream",
-            "http:80",
-        ]),
-        "ensure",
-    );
-    let web = format!("web.{name}.dev.test");
-    let limit = Duration::from_secs(8);
-
-    // A client that never finishes its TLS handshake.
-    let mut silent = TcpStream::connect(("127.0.0.1", agent.https_port)).unwrap();
-    // A client that sends half a request header on port 80, then stalls.
-    let mut slow = TcpStream::connect(("127.0.0.1", agent.http_port)).unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .unwrap();
-    // Others are served meanwhile.
-    assert_eq!(https(&agent, &web, "/", &[]).status, 200);
-    let t = until_closed(&mut silent, limit).expect("handshake timeout closes it");
+    let mut silent = TcpStream::connect(("127.0.0.1", l.agent.https_port)).unwrap();
+    assert_eq!(l.get(), 200, "others are served meanwhile");
+    let t = until_closed(&mut silent, Duration::from_secs(8)).expect("handshake timeout closes it");
     assert!(t < Duration::from_secs(4), "{t:?}");
-    let t = until_closed(&mut slow, limit).expect("header timeout closes it");
-    assert!(t < Duration::from_secs(4), "{t:?}");
-
-    // Too large a header: refused, the next client is fine.
-    let big = format!("X-Big: {}", "a".repeat(20_000));
-    let out = curl_https(&agent, &web, "/", &["--http1.1", "-H", &big]);
-    let t = text(&out);
-    assert!(
-        t.contains("431") || !out.status.success(),
-        "oversized header refused: {t}"
-    );
-    assert_eq!(https(&agent, &web, "/", &[]).status, 200);
-
-    // Connections beyond the limit are closed at once; slots come back.
-    let mut held: Vec<TcpStream> = (0..6)
-        .map(|_| TcpStream::connect(("127.0.0.1", agent.http_port)).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let mut extra = TcpStream::connect(("127.0.0.1", agent.http_port)).unwrap();
-    let t = until_closed(&mut extra, limit).expect("over the limit: closed");
-    assert!(t < Duration::from_secs(1), "{t:?}");
-    held.clear();
-    // Slots come back as the proxy sees those connections close.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = curl_https(&agent, &web, "/", &[]);
-        if out.status.success() {
-            assert!(
-                text(&out).ends_with("200 1.1") || text(&out).ends_with("200 2"),
-                "{}",
-                text(&out)
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "slots not released: {}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn dig(agent: &TestAgent, args: &[&str]) -> String {
-    dig_at(agent.dns_port, args)
 }
 
 #[test]
-fn edge_answers_dns_for_the_zone() {
-    let Some(()) = prerequisites_and("edge_answers_dns_for_the_zone", &["dig"]) else {
+fn a_client_that_stalls_in_its_request_header_is_cut_off() {
+    let Some(l) = limited("a_client_that_stalls_in_its_request_header_is_cut_off") else {
         return;
     };
-    let agent = TestAgent::start(Options {
+    // Half a request header on port 80, then nothing.
+    let mut slow = TcpStream::connect(("127.0.0.1", l.agent.http_port)).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    assert_eq!(l.get(), 200, "others are served meanwhile");
+    let t = until_closed(&mut slow, Duration::from_secs(8)).expect("header timeout closes it");
+    assert!(t < Duration::from_secs(4), "{t:?}");
+}
+
+#[test]
+fn an_oversized_request_header_is_refused_with_431() {
+    let Some(l) = limited("an_oversized_request_header_is_refused_with_431") else {
+        return;
+    };
+    let big = format!("X-Big: {}", "a".repeat(20_000));
+    let a = l
+        .agent
+        .https(&l.ca, &l.web, "/", &["--http1.1", "-H", &big]);
+    assert_eq!(a.status, 431, "oversized header refused: {}", a.body);
+    assert_eq!(l.get(), 200, "the next client is served");
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_at_once() {
+    let Some(l) = limited("connections_beyond_the_limit_are_closed_at_once") else {
+        return;
+    };
+    let _held: Vec<TcpStream> = (0..6).map(|_| l.held_connection()).collect();
+    let mut extra = TcpStream::connect(("127.0.0.1", l.agent.http_port)).unwrap();
+    let t = until_closed(&mut extra, Duration::from_secs(8)).expect("over the limit: closed");
+    assert!(t < Duration::from_secs(1), "{t:?}");
+}
+
+#[test]
+fn closed_connections_give_their_slots_back() {
+    let Some(l) = limited("closed_connections_give_their_slots_back") else {
+        return;
+    };
+    let held: Vec<TcpStream> = (0..6).map(|_| l.held_connection()).collect();
+    drop(held);
+    // The proxy sees those connections close a moment later.
+    wait_until(Duration::from_secs(5), "a slot is free again", || {
+        let out = l.agent.curl_https(&l.ca, &l.web, "/", &[]);
+        let t = text(&out);
+        if out.status.success() && (t.ends_with("200 1.1") || t.ends_with("200 2")) {
+            Ok(())
+        } else {
+            Err(t)
+        }
+    });
+}
+
+/// An agent with its DNS zone on, saying the edge is at 192.0.2.10 and
+/// 2001:db8::10.
+fn zone(test: &str) -> Option<TestAgent> {
+    prerequisites_and(test, &["dig"])?;
+    Some(TestAgent::start(Options {
         extra_toml: "[dns]\nenable = true\nlisten = [\"127.0.0.1:@DNS_PORT@\"]\naddresses = [\"192.0.2.10\", \"2001:db8::10\"]\n[certs]\nmode = \"local-ca\"\n".into(),
         ..Options::default()
-    });
-    let short = |args: &[&str]| {
-        let mut a = vec!["+short"];
-        a.extend_from_slice(args);
-        dig(&agent, &a).trim().to_string()
-    };
+    }))
+}
+
+/// [`zone`] with container `dns` (alias `www`): the agent and the name.
+fn zone_with_container(test: &str) -> Option<(TestAgent, String)> {
+    let agent = zone(test)?;
     let name = agent.name("dns");
-    let (base, www) = (format!("{name}.dev.test"), format!("www.{name}.dev.test"));
-    let status = |q: &str| {
-        let full = dig(&agent, &[q, "A"]);
-        full.split("status: ")
-            .nth(1)
-            .and_then(|r| r.split(',').next())
-            .unwrap_or(&full)
-            .to_string()
-    };
-    assert_eq!(status(&www), "NXDOMAIN", "no container, no name");
     assert_ok(
         &agent.devhost(&["ensure", &name, &channel().url, "www"]),
         "ensure",
     );
-    assert_eq!(short(&[&www, "A"]), "192.0.2.10");
-    assert_eq!(short(&[&www.to_uppercase(), "AAAA"]), "2001:db8::10");
-    assert_eq!(short(&[&base, "A"]), "192.0.2.10");
-    assert_eq!(short(&["dev.test", "A"]), "192.0.2.10");
-    let soa = short(&["dev.test", "SOA"]);
+    Some((agent, name))
+}
+
+#[test]
+fn a_name_without_a_container_is_nxdomain() {
+    let Some(agent) = zone("a_name_without_a_container_is_nxdomain") else {
+        return;
+    };
+    let www = format!("www.{}.dev.test", agent.name("dns"));
+    assert_eq!(agent.dig_status(&www), "NXDOMAIN", "no container, no name");
+}
+
+#[test]
+fn a_containers_names_resolve_to_the_edge() {
+    let Some((agent, name)) = zone_with_container("a_containers_names_resolve_to_the_edge") else {
+        return;
+    };
+    let (base, www) = (format!("{name}.dev.test"), format!("www.{name}.dev.test"));
+    assert_eq!(agent.dig_short(&[&www, "A"]), "192.0.2.10");
+    assert_eq!(
+        agent.dig_short(&[&www.to_uppercase(), "AAAA"]),
+        "2001:db8::10"
+    );
+    assert_eq!(agent.dig_short(&[&base, "A"]), "192.0.2.10");
+    assert_eq!(agent.dig_short(&["dev.test", "A"]), "192.0.2.10");
+}
+
+#[test]
+fn the_zone_has_its_soa_ns_and_glue() {
+    let Some(agent) = zone("the_zone_has_its_soa_ns_and_glue") else {
+        return;
+    };
+    let soa = agent.dig_short(&["dev.test", "SOA"]);
     assert!(
         soa.starts_with("ns.dev.test. hostmaster.dev.test. ")
             && soa.ends_with(" 3600 600 604800 60"),
         "{soa}"
     );
-    assert_eq!(short(&["dev.test", "NS"]), "ns.dev.test.");
-    assert_eq!(short(&["ns.dev.test", "A"]), "192.0.2.10", "glue");
+    assert_eq!(agent.dig_short(&["dev.test", "NS"]), "ns.dev.test.");
+    assert_eq!(agent.dig_short(&["ns.dev.test", "A"]), "192.0.2.10", "glue");
+}
+
+#[test]
+fn names_resolve_over_tcp_too() {
+    let Some((agent, name)) = zone_with_container("names_resolve_over_tcp_too") else {
+        return;
+    };
     assert_eq!(
-        short(&["+tcp", &format!("api.{base}"), "A"]),
+        agent.dig_short(&["+tcp", &format!("api.{name}.dev.test"), "A"]),
         "192.0.2.10",
         "over TCP too"
     );
-    let full = dig(&agent, &[&format!("_acme-challenge.{base}"), "TXT"]);
+}
+
+#[test]
+fn the_zone_answers_authoritatively_with_no_challenge_pending() {
+    let Some((agent, name)) =
+        zone_with_container("the_zone_answers_authoritatively_with_no_challenge_pending")
+    else {
+        return;
+    };
+    let full = agent.dig(&[&format!("_acme-challenge.{name}.dev.test"), "TXT"]);
     assert!(full.contains("status: NOERROR"), "{full}");
     assert!(full.contains("flags: qr aa"), "authoritative: {full}");
     assert!(full.contains("ANSWER: 0"), "no challenge pending: {full}");
-    let other = dig(&agent, &["example.org", "A"]);
-    assert!(other.contains("status: REFUSED"), "{other}");
+}
 
-    // Destroyed: its names are gone, with a new serial for secondaries.
+#[test]
+fn names_outside_the_zone_are_refused() {
+    let Some(agent) = zone("names_outside_the_zone_are_refused") else {
+        return;
+    };
+    assert_eq!(agent.dig_status("example.org"), "REFUSED");
+}
+
+#[test]
+fn a_destroyed_containers_names_are_gone_with_a_new_serial() {
+    let Some((agent, name)) =
+        zone_with_container("a_destroyed_containers_names_are_gone_with_a_new_serial")
+    else {
+        return;
+    };
+    let www = format!("www.{name}.dev.test");
+    assert_eq!(agent.dig_status(&www), "NOERROR");
+    let soa = agent.dig_short(&["dev.test", "SOA"]);
     assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
-    assert_eq!(status(&www), "NXDOMAIN");
+    assert_eq!(agent.dig_status(&www), "NXDOMAIN");
     let serial = |s: &str| s.split(' ').nth(2).unwrap().parse::<u32>().unwrap();
-    assert!(serial(&short(&["dev.test", "SOA"])) > serial(&soa));
+    assert!(
+        serial(&agent.dig_short(&["dev.test", "SOA"])) > serial(&soa),
+        "a new serial for secondaries"
+    );
 }

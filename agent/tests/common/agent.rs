@@ -3,6 +3,7 @@
 //! it removes everything it and its containers made.
 
 use super::*;
+use devhost::api::types::ContainerInfo;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -352,12 +353,109 @@ https_listen = ["127.0.0.1:{https_port}"]
         Some(serde_json::from_slice(&out.stdout).expect("status --json is JSON"))
     }
 
+    /// `devhost --json status NAME` as the agent's own type; `None` when
+    /// the agent knows no such container.
+    pub fn try_status(&self, name: &str) -> Option<ContainerInfo> {
+        let out = self.devhost(&["--json", "status", name]);
+        if !out.status.success() {
+            assert!(
+                text(&out).contains("no container"),
+                "status {name}: {}",
+                text(&out)
+            );
+            return None;
+        }
+        Some(
+            serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("status --json of {name}: {e}: {}", text(&out))),
+        )
+    }
+
+    /// [`TestAgent::try_status`] of a container that exists.
+    #[track_caller]
+    pub fn status(&self, name: &str) -> ContainerInfo {
+        self.try_status(name)
+            .unwrap_or_else(|| panic!("the agent knows no container {name}"))
+    }
+
     pub fn address(&self, name: &str) -> Ipv4Addr {
-        self.status_json(name).expect("container exists")["address"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
+        self.status(name).address.parse().unwrap()
+    }
+
+    /// The root certificate of the agent's local CA (`[certs] mode =
+    /// "local-ca"`, the default).
+    pub fn local_ca(&self) -> PathBuf {
+        self.dir.join("state/certs/local-ca/root.pem")
+    }
+
+    /// curl `https://HOST/PATH` on the edge's port, HOST resolved to
+    /// loopback, trusting only `root` (see [`curl_https_on`]).
+    pub fn curl_https(&self, root: &Path, host: &str, path: &str, extra: &[&str]) -> Output {
+        curl_https_on(self.https_port, root, host, path, extra)
+    }
+
+    /// What the edge answered to [`TestAgent::curl_https`] (panics when
+    /// curl got no answer).
+    #[track_caller]
+    pub fn https(&self, root: &Path, host: &str, path: &str, extra: &[&str]) -> Answer {
+        answer(&self.curl_https(root, host, path, extra), host, path)
+    }
+
+    /// Why [`TestAgent::curl_https`] got no answer (panics when it got one).
+    #[track_caller]
+    pub fn https_fails(&self, root: &Path, host: &str, path: &str, extra: &[&str]) -> CurlFailure {
+        let out = self.curl_https(root, host, path, extra);
+        assert!(
+            !out.status.success(),
+            "curl https://{host}{path} got an answer: {}",
+            text(&out)
+        );
+        CurlFailure {
+            code: out.status.code().expect("curl exited"),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }
+    }
+
+    /// curl `http://HOST/PATH` on the edge's port 80: the status and where
+    /// a redirect points (empty if it is none).
+    pub fn http(&self, host: &str, path: &str) -> (u16, String) {
+        let port = self.http_port;
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
+            .args(["-w", "%{http_code} %{redirect_url}"])
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .arg(format!("http://{host}:{port}{path}"))
+            .output()
+            .unwrap();
+        assert_ok(&out, &format!("curl http://{host}{path}"));
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (code, location) = t.split_once(' ').unwrap_or((&t, ""));
+        (code.parse().unwrap(), location.to_string())
+    }
+
+    /// `dig @127.0.0.1 -p DNS_PORT ARGS…` against the agent's own DNS
+    /// server (one try, 2 s): what it printed.
+    pub fn dig(&self, args: &[&str]) -> String {
+        dig_at(self.dns_port, args)
+    }
+
+    /// [`TestAgent::dig`] `+short ARGS…`: the answers, trimmed.
+    pub fn dig_short(&self, args: &[&str]) -> String {
+        let mut a = vec!["+short"];
+        a.extend_from_slice(args);
+        self.dig(&a).trim().to_string()
+    }
+
+    /// The status of `dig NAME A`: `NOERROR`, `NXDOMAIN`, `REFUSED`, ….
+    #[track_caller]
+    pub fn dig_status(&self, name: &str) -> String {
+        let full = self.dig(&[name, "A"]);
+        full.split("status: ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .unwrap_or_else(|| panic!("dig {name}: no status in {full}"))
+            .to_string()
     }
 
     pub fn hosts(&self) -> String {

@@ -11,13 +11,19 @@ mod agent;
 pub mod batou;
 mod channel;
 pub mod pebble;
+mod shared;
 mod standin;
 pub mod upstream;
+mod wait;
 
 #[allow(unused_imports)] // not every test binary uses every helper
 pub use agent::{Kind, Options, TestAgent};
 #[allow(unused_imports)]
 pub use channel::channel;
+#[allow(unused_imports)]
+pub use shared::Shared;
+#[allow(unused_imports)]
+pub use wait::{poll_until, wait_until};
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -92,7 +98,7 @@ pub fn prerequisites_and(test: &str, extra: &[&str]) -> Option<()> {
         return Some(());
     }
     let msg = format!(
-        "{test}: needs {} (run .ci/install-deps as root)",
+        "{test}: needs {} (run scripts/install-deps as root)",
         missing.join(", ")
     );
     if in_ci() {
@@ -284,6 +290,27 @@ pub fn curl_https_on(port: u16, cacert: &Path, host: &str, path: &str, extra: &[
         .arg(format!("https://{host}:{port}{path}"))
         .output()
         .unwrap()
+}
+
+/// Why curl got no answer: its exit code (`man curl`, EXIT CODES) and what
+/// it said.
+#[derive(Debug)]
+pub struct CurlFailure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl CurlFailure {
+    /// Could not connect (nothing listens).
+    pub const COULD_NOT_CONNECT: i32 = 7;
+    /// The TLS handshake failed (the server refused it).
+    pub const TLS_HANDSHAKE: i32 = 35;
+}
+
+impl std::fmt::Display for CurlFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "curl exit {}: {}", self.code, self.message)
+    }
 }
 
 /// The [`Answer`] in a successful [`curl_https_on`] output.

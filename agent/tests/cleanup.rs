@@ -4,7 +4,8 @@
 //! kept, start refused), then deleted; pinned ones are kept, extended ones
 //! later; a deploy re-enables; a container that cannot be deleted fails
 //! alone while the sweep goes on; with activity counted, proxied requests
-//! and provisioning postpone disabling.
+//! and provisioning postpone disabling. A sweep covers every container of
+//! its agent, so each test has an agent of its own.
 
 mod common;
 
@@ -13,6 +14,10 @@ use common::*;
 use std::process::{Command, Output};
 
 const DNS: &str = "[dns]\nenable = true\nlisten = [\"127.0.0.1:@DNS_PORT@\"]\naddresses = [\"192.0.2.10\"]\n[certs]\nmode = \"local-ca\"\n";
+
+fn day() -> TimeDelta {
+    TimeDelta::days(1)
+}
 
 fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -36,63 +41,72 @@ fn sweep(agent: &TestAgent, now: DateTime<Utc>, dry_run: bool) -> (Output, serde
     (out, serde_json::Value::Object(by_name))
 }
 
+/// Whether `https://HOST/` gets a 200 through the edge.
 fn served(agent: &TestAgent, host: &str) -> bool {
-    let ca = agent.dir.join("state/certs/local-ca/root.pem");
-    let out = curl_https_on(agent.https_port, &ca, host, "/", &[]);
+    let out = agent.curl_https(&agent.local_ca(), host, "/", &[]);
     out.status.success() && answer(&out, host, "/").status == 200
 }
 
+/// Whether the agent's zone has `host`.
 fn in_zone(agent: &TestAgent, host: &str) -> bool {
-    let out = dig_at(agent.dns_port, &[host, "A"]);
+    let out = agent.dig(&[host, "A"]);
     assert!(out.contains("status: "), "dig {host}: {out}");
     out.contains("status: NOERROR") && out.contains("192.0.2.10")
 }
 
+fn www(name: &str) -> String {
+    format!("www.{name}.dev.test")
+}
+
 /// `devhost ensure NAME URL www`, served from the fixture's port 80.
-fn ensure_www(agent: &TestAgent, name: &str, url: &str) {
-    let out = agent.devhost(&["ensure", name, url, "www", "--upstream", "http:80"]);
+fn ensure_www(agent: &TestAgent, name: &str) {
+    let out = agent.devhost(&[
+        "ensure",
+        name,
+        &channel().url,
+        "www",
+        "--upstream",
+        "http:80",
+    ]);
     assert_ok(&out, &format!("ensure {name}"));
 }
 
 fn last_deploy(agent: &TestAgent, name: &str) -> DateTime<Utc> {
-    agent.status_json(name).unwrap()["last_deploy"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    agent.status(name).last_deploy.parse().unwrap()
 }
 
-#[test]
-fn cleanup_disables_deletes_pins_extends() {
-    let Some(()) = prerequisites_and(
-        "cleanup_disables_deletes_pins_extends",
-        &["dig", "curl", "chattr"],
-    ) else {
-        return;
-    };
+/// An agent with its zone and the local CA, and a container (alias `www`)
+/// for each suffix: the agent, the names, and a second after the last
+/// deploy (status shows seconds), from which the test's clock counts.
+fn deployed(test: &str, suffixes: &[&str]) -> Option<(TestAgent, Vec<String>, DateTime<Utc>)> {
+    prerequisites_and(test, &["dig", "curl"])?;
     let agent = TestAgent::start(Options {
         extra_toml: DNS.into(),
         ..Options::default()
     });
-    let ch = channel();
-    let (a, b, c) = (agent.name("a"), agent.name("b"), agent.name("c"));
-    for n in [&a, &b, &c] {
-        ensure_www(&agent, n, &ch.url);
+    let names: Vec<String> = suffixes.iter().map(|s| agent.name(s)).collect();
+    for n in &names {
+        ensure_www(&agent, n);
     }
-    let www_a = format!("www.{a}.dev.test");
-    assert!(served(&agent, &www_a) && in_zone(&agent, &www_a));
-    // The latest deploy, rounded up to the second (status shows seconds).
-    let t0 = last_deploy(&agent, &c) + TimeDelta::seconds(1);
-    let day = TimeDelta::days(1);
+    let t0 = match names.last() {
+        Some(n) => last_deploy(&agent, n) + TimeDelta::seconds(1),
+        None => Utc::now(),
+    };
+    Some((agent, names, t0))
+}
 
-    // Dry run 8 days on: all three would be disabled; nothing changes.
-    let before: Vec<_> = [&a, &b, &c]
-        .iter()
-        .map(|n| agent.status_json(n).unwrap())
-        .collect();
-    let (out, r) = sweep(&agent, t0 + day * 8, true);
+#[test]
+fn a_dry_run_says_what_it_would_do_and_changes_nothing() {
+    let Some((agent, names, t0)) = deployed(
+        "a_dry_run_says_what_it_would_do_and_changes_nothing",
+        &["a", "b", "c"],
+    ) else {
+        return;
+    };
+    let before: Vec<_> = names.iter().map(|n| agent.status(n)).collect();
+    let (out, r) = sweep(&agent, t0 + day() * 8, true);
     assert_ok(&out, "dry run");
-    for n in [&a, &b, &c] {
+    for n in &names {
         assert_eq!(r[n]["action"], "disable", "{r}");
         assert_eq!(r[n]["result"], "dry run", "{r}");
         assert_eq!(r[n]["unused_days"], 8, "{r}");
@@ -104,17 +118,22 @@ fn cleanup_disables_deletes_pins_extends() {
             "{r}"
         );
     }
-    let after: Vec<_> = [&a, &b, &c]
-        .iter()
-        .map(|n| agent.status_json(n).unwrap())
-        .collect();
+    let after: Vec<_> = names.iter().map(|n| agent.status(n)).collect();
     assert_eq!(before, after, "a dry run changes no record");
-    assert!(served(&agent, &www_a), "a dry run stops nothing");
-    let table = text(&agent.devhost(&["cleanup", "--dry-run", "--now", &stamp(t0 + day * 8)]));
+    assert!(served(&agent, &www(&names[0])), "a dry run stops nothing");
+    let table = text(&agent.devhost(&["cleanup", "--dry-run", "--now", &stamp(t0 + day() * 8)]));
     assert!(table.contains("(dry run, nothing changed)"), "{table}");
-    assert!(table.contains(&format!("{a}  would disable")), "{table}");
+    assert!(
+        table.contains(&format!("{}  would disable", names[0])),
+        "{table}"
+    );
+}
 
-    // Only root or the admin group may sweep.
+#[test]
+fn only_root_or_the_admin_group_may_sweep() {
+    let Some((agent, _, _)) = deployed("only_root_or_the_admin_group_may_sweep", &[]) else {
+        return;
+    };
     let out = agent.devhost_as(65534, 65534, &["cleanup", "--dry-run"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -122,69 +141,48 @@ fn cleanup_disables_deletes_pins_extends() {
         "{}",
         text(&out)
     );
-    // A bad moment is refused, naming the problem.
+}
+
+#[test]
+fn a_sweep_time_that_is_not_rfc3339_is_refused() {
+    let Some((agent, _, _)) = deployed("a_sweep_time_that_is_not_rfc3339_is_refused", &[]) else {
+        return;
+    };
     let out = agent.devhost(&["cleanup", "--now", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("\"yesterday\" is not an RFC 3339 time"));
+}
 
-    // Pin c, extend b by 20 days, sweep 8 days on: only a is disabled.
-    assert_ok(&agent.devhost(&["pin", &c]), "pin");
-    let out = agent.devhost(&["extend", &b, "--days", "20"]);
-    assert_ok(&out, "extend");
-    assert!(text(&out).contains("to be disabled at"), "{}", text(&out));
-    let out = agent.devhost(&["extend", &b, "--days", "1000"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("cleanup.max_extend_days"),
-        "{}",
-        text(&out)
-    );
-    let (out, r) = sweep(&agent, t0 + day * 8, false);
+#[test]
+fn an_unused_container_is_disabled() {
+    let Some((agent, names, t0)) = deployed("an_unused_container_is_disabled", &["a", "p"]) else {
+        return;
+    };
+    let (a, pinned) = (&names[0], &names[1]);
+    assert!(served(&agent, &www(a)) && in_zone(&agent, &www(a)));
+    assert_ok(&agent.devhost(&["pin", pinned]), "pin");
+    let (out, r) = sweep(&agent, t0 + day() * 8, false);
     assert_ok(&out, "sweep");
     assert_eq!(
-        (&r[&a]["action"], &r[&a]["result"]),
+        (&r[a]["action"], &r[a]["result"]),
         (&"disable".into(), &"done".into()),
         "{r}"
     );
-    assert_eq!(r[&b]["action"], "keep", "{r}");
-    assert!(
-        r[&b]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("to be disabled at"),
-        "{r}"
-    );
-    assert_eq!(
-        (&r[&c]["action"], &r[&c]["reason"]),
-        (&"keep".into(), &"pinned".into())
-    );
-
     let s = agent
-        .status_json(&a)
+        .try_status(a)
         .expect("a disabled container keeps its record");
-    assert_eq!(
-        (&s["state"], &s["enabled"]),
-        (&"stopped".into(), &false.into()),
-        "{s}"
-    );
-    assert_eq!(
-        s["certificate"],
-        serde_json::Value::Null,
-        "certificate dropped: {s}"
-    );
-    agent.wait_no_process(&a);
+    assert_eq!((s.state.as_str(), s.enabled), ("stopped", false), "{s:?}");
+    assert_eq!(s.certificate, None, "certificate dropped: {s:?}");
+    agent.wait_no_process(a);
     assert!(
-        !served(&agent, &www_a),
+        !served(&agent, &www(a)),
         "no HTTPS route to a disabled container"
     );
     assert!(
-        !in_zone(&agent, &www_a),
+        !in_zone(&agent, &www(a)),
         "no DNS name for a disabled container"
     );
-    assert!(
-        served(&agent, &format!("www.{b}.dev.test")),
-        "others untouched"
-    );
+    assert!(served(&agent, &www(pinned)), "others untouched");
     let compat: serde_json::Value =
         serde_json::from_slice(&std::fs::read(agent.dir.join(format!("compat/{a}.json"))).unwrap())
             .unwrap();
@@ -194,84 +192,207 @@ fn cleanup_disables_deletes_pins_extends() {
         log.contains("cleanup: disabling: last deploy 8 days ago"),
         "decision logged with the age:\n{log}"
     );
+}
 
-    // A deploy re-enables.
-    ensure_www(&agent, &a, &ch.url);
-    let s = agent.status_json(&a).unwrap();
+#[test]
+fn a_pinned_container_is_kept_until_it_is_unpinned() {
+    let Some((agent, names, t0)) =
+        deployed("a_pinned_container_is_kept_until_it_is_unpinned", &["c"])
+    else {
+        return;
+    };
+    let c = &names[0];
+    assert_ok(&agent.devhost(&["pin", c]), "pin");
+    let (out, r) = sweep(&agent, t0 + day() * 44, false);
+    assert_ok(&out, "sweep");
     assert_eq!(
-        (&s["state"], &s["enabled"]),
-        (&"running".into(), &true.into()),
-        "{s}"
+        (&r[c]["action"], &r[c]["reason"]),
+        (&"keep".into(), &"pinned".into())
     );
-    assert!(
-        served(&agent, &www_a) && in_zone(&agent, &www_a),
-        "served again"
-    );
-    let ta = last_deploy(&agent, &a) + TimeDelta::seconds(1);
-
-    // 31 days after a's new deploy: a deleted; b (extended to t0+20) only
-    // disabled; c pinned. One failing deletion does not stop the rest: an
-    // immutable file in b's root is no reason to spare a.
-    let (out, r) = sweep(&agent, ta + day * 31, false);
-    assert_ok(&out, "sweep at +31 days");
+    assert!(served(&agent, &www(c)), "still served");
+    assert_ok(&agent.devhost(&["unpin", c]), "unpin");
+    let (out, r) = sweep(&agent, t0 + day() * 44, false);
+    assert_ok(&out, "sweep after unpin");
     assert_eq!(
-        (&r[&a]["action"], &r[&a]["result"]),
+        (&r[c]["action"], &r[c]["result"]),
         (&"delete".into(), &"done".into()),
         "{r}"
     );
-    assert_eq!(r[&b]["action"], "disable", "{r}");
-    assert_eq!(r[&c]["action"], "keep", "{r}");
-    assert!(agent.status_json(&a).is_none(), "a deleted");
-    let list = text(&agent.devhost(&["list"]));
-    assert!(!list.contains(&a) && list.contains(&b), "{list}");
-    assert!(!in_zone(&agent, &www_a));
+}
 
-    let stuck = agent
-        .dir
-        .join(format!("containers/{b}/etc/devhost-test-immutable"));
-    std::fs::write(&stuck, "x").unwrap();
-    /// Keeps a file immutable while it lives, also if the test fails.
-    struct Immutable<'a>(&'a std::path::Path);
-    impl Drop for Immutable<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("chattr").arg("-i").arg(self.0).output();
-        }
+#[test]
+fn an_extended_container_is_kept_until_its_extension_ends() {
+    let Some((agent, names, t0)) = deployed(
+        "an_extended_container_is_kept_until_its_extension_ends",
+        &["b"],
+    ) else {
+        return;
+    };
+    let b = &names[0];
+    let out = agent.devhost(&["extend", b, "--days", "20"]);
+    assert_ok(&out, "extend");
+    assert!(text(&out).contains("to be disabled at"), "{}", text(&out));
+    let (out, r) = sweep(&agent, t0 + day() * 8, false);
+    assert_ok(&out, "sweep");
+    assert_eq!(r[b]["action"], "keep", "{r}");
+    assert!(
+        r[b]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("to be disabled at"),
+        "{r}"
+    );
+    assert!(served(&agent, &www(b)), "still served");
+    let (out, r) = sweep(&agent, t0 + day() * 31, false);
+    assert_ok(&out, "sweep after the extension");
+    assert_eq!(r[b]["action"], "disable", "{r}");
+}
+
+#[test]
+fn an_extension_beyond_max_extend_days_is_refused() {
+    let Some((agent, names, _)) =
+        deployed("an_extension_beyond_max_extend_days_is_refused", &["b"])
+    else {
+        return;
+    };
+    let out = agent.devhost(&["extend", &names[0], "--days", "1000"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("cleanup.max_extend_days"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(agent.status(&names[0]).keep_until, None);
+}
+
+#[test]
+fn a_deploy_re_enables_a_disabled_container() {
+    let Some((agent, names, t0)) = deployed("a_deploy_re_enables_a_disabled_container", &["a"])
+    else {
+        return;
+    };
+    let a = &names[0];
+    let (out, _) = sweep(&agent, t0 + day() * 8, false);
+    assert_ok(&out, "sweep");
+    assert!(!agent.status(a).enabled, "disabled by the sweep");
+    ensure_www(&agent, a);
+    let s = agent.status(a);
+    assert_eq!((s.state.as_str(), s.enabled), ("running", true), "{s:?}");
+    assert!(
+        served(&agent, &www(a)) && in_zone(&agent, &www(a)),
+        "served again"
+    );
+}
+
+#[test]
+fn a_container_unused_for_31_days_is_deleted() {
+    let Some((agent, names, t0)) =
+        deployed("a_container_unused_for_31_days_is_deleted", &["a", "p"])
+    else {
+        return;
+    };
+    let (a, pinned) = (&names[0], &names[1]);
+    assert_ok(&agent.devhost(&["pin", pinned]), "pin");
+    let (out, r) = sweep(&agent, t0 + day() * 31, false);
+    assert_ok(&out, "sweep at +31 days");
+    assert_eq!(
+        (&r[a]["action"], &r[a]["result"]),
+        (&"delete".into(), &"done".into()),
+        "{r}"
+    );
+    assert!(agent.try_status(a).is_none(), "a deleted");
+    let list = text(&agent.devhost(&["list"]));
+    assert!(
+        !list.contains(a.as_str()) && list.contains(pinned.as_str()),
+        "{list}"
+    );
+    assert!(!in_zone(&agent, &www(a)));
+}
+
+/// Keeps a file in a container's root immutable while it lives (so the
+/// container cannot be deleted), also if the test fails.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn make(agent: &TestAgent, name: &str) -> Immutable {
+        let stuck = agent
+            .dir
+            .join(format!("containers/{name}/etc/devhost-test-immutable"));
+        std::fs::write(&stuck, "x").unwrap();
+        let out = Command::new("chattr")
+            .arg("+i")
+            .arg(&stuck)
+            .output()
+            .unwrap();
+        assert_ok(&out, "chattr +i");
+        Immutable(stuck)
     }
-    let out = Command::new("chattr")
-        .arg("+i")
-        .arg(&stuck)
-        .output()
-        .unwrap();
-    assert_ok(&out, "chattr +i");
-    let guard = Immutable(&stuck);
-    assert_ok(&agent.devhost(&["unpin", &c]), "unpin");
-    let (out, r) = sweep(&agent, t0 + day * 44, false);
-    drop(guard);
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn one_failed_deletion_does_not_stop_the_sweep() {
+    let Some(()) = prerequisites_and("one_failed_deletion_does_not_stop_the_sweep", &["chattr"])
+    else {
+        return;
+    };
+    let Some((agent, names, t0)) =
+        deployed("one_failed_deletion_does_not_stop_the_sweep", &["b", "c"])
+    else {
+        return;
+    };
+    let (b, c) = (&names[0], &names[1]);
+    let stuck = Immutable::make(&agent, b);
+    let (out, r) = sweep(&agent, t0 + day() * 44, false);
+    drop(stuck);
     assert_eq!(
         out.status.code(),
         Some(1),
         "a failure is the sweep's exit code"
     );
-    assert_eq!(r[&b]["action"], "delete", "{r}");
+    assert_eq!(r[b]["action"], "delete", "{r}");
     assert!(
-        r[&b]["result"].as_str().unwrap().starts_with("failed: "),
+        r[b]["result"].as_str().unwrap().starts_with("failed: "),
         "{r}"
     );
     assert_eq!(
-        (&r[&c]["action"], &r[&c]["result"]),
+        (&r[c]["action"], &r[c]["result"]),
         (&"delete".into(), &"done".into()),
         "{r}"
     );
     assert!(
-        agent.status_json(&c).is_none(),
+        agent.try_status(c).is_none(),
         "c deleted despite b's failure"
     );
+}
 
-    // Retried, b goes too; nothing of the three is left.
-    let (out, r) = sweep(&agent, t0 + day * 44, false);
+#[test]
+fn a_failed_deletion_is_retried_by_the_next_sweep() {
+    let Some(()) = prerequisites_and(
+        "a_failed_deletion_is_retried_by_the_next_sweep",
+        &["chattr"],
+    ) else {
+        return;
+    };
+    let Some((agent, names, t0)) =
+        deployed("a_failed_deletion_is_retried_by_the_next_sweep", &["b"])
+    else {
+        return;
+    };
+    let b = &names[0];
+    let stuck = Immutable::make(&agent, b);
+    let (out, r) = sweep(&agent, t0 + day() * 44, false);
+    drop(stuck);
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let (out, r) = sweep(&agent, t0 + day() * 44, false);
     assert_ok(&out, "retry");
-    assert_eq!(r[&b]["result"], "done", "{r}");
-    let (out, r) = sweep(&agent, t0 + day * 44, false);
+    assert_eq!(r[b]["result"], "done", "{r}");
+    let (out, r) = sweep(&agent, t0 + day() * 44, false);
     assert_ok(&out, "empty sweep");
     assert_eq!(r, serde_json::json!({}));
     assert!(
@@ -289,29 +410,49 @@ fn age_record(agent: &TestAgent, name: &str, days: i64) {
     std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
 }
 
-#[test]
-fn cleanup_counts_activity_when_configured() {
-    let Some(()) = prerequisites_and("cleanup_counts_activity_when_configured", &["curl"]) else {
-        return;
-    };
+/// An agent counting activity, with a container (alias `www`) last
+/// deployed ten days ago as far as its record says: the agent and its name.
+fn ten_days_old(test: &str) -> Option<(TestAgent, String)> {
+    prerequisites_and(test, &["curl"])?;
     let mut agent = TestAgent::start(Options {
         extra_toml: "[cleanup]\ncount_activity = true\n".into(),
         ..Options::default()
     });
-    let ch = channel();
-    let (web, prov, idle) = (agent.name("web"), agent.name("prov"), agent.name("idle"));
-    for n in [&web, &prov, &idle] {
-        ensure_www(&agent, n, &ch.url);
-    }
-    // Ten days since the last deploy of each, as far as the records say.
+    let name = agent.name("old");
+    ensure_www(&agent, &name);
     agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
-    for n in [&web, &prov, &idle] {
-        age_record(&agent, n, 10);
-    }
+    age_record(&agent, &name, 10);
     agent.spawn();
+    Some((agent, name))
+}
 
-    // web gets a request through the proxy, prov a provisioning run.
-    assert!(served(&agent, &format!("www.{web}.dev.test")));
+/// The entry's reason starts with `want`.
+#[track_caller]
+fn assert_reason(r: &serde_json::Value, name: &str, want: &str) {
+    assert!(r[name]["reason"].as_str().unwrap().starts_with(want), "{r}");
+}
+
+#[test]
+fn with_activity_counted_a_proxied_request_postpones_disabling() {
+    let Some((agent, web)) =
+        ten_days_old("with_activity_counted_a_proxied_request_postpones_disabling")
+    else {
+        return;
+    };
+    assert!(served(&agent, &www(&web)));
+    let (out, r) = sweep(&agent, Utc::now(), false);
+    assert_ok(&out, "sweep");
+    assert_eq!(r[&web]["action"], "keep", "{r}");
+    assert_reason(&r, &web, "last use 0 minutes ago");
+}
+
+#[test]
+fn with_activity_counted_provisioning_postpones_disabling() {
+    let Some((agent, prov)) =
+        ten_days_old("with_activity_counted_provisioning_postpones_disabling")
+    else {
+        return;
+    };
     let envdir = agent.dir.join("envdir");
     std::fs::create_dir_all(&envdir).unwrap();
     std::fs::write(envdir.join("provision.sh"), "RUN true\n").unwrap();
@@ -319,33 +460,37 @@ fn cleanup_counts_activity_when_configured() {
         &agent.devhost(&["provision", &prov, envdir.to_str().unwrap()]),
         "provision",
     );
-    let s = agent.status_json(&prov).unwrap();
-    assert!(s["last_activity"].is_string(), "provision recorded: {s}");
-
+    let s = agent.status(&prov);
+    assert!(s.last_activity.is_some(), "provision recorded: {s:?}");
     let (out, r) = sweep(&agent, Utc::now(), false);
     assert_ok(&out, "sweep");
-    for n in [&web, &prov] {
-        assert_eq!(r[n]["action"], "keep", "{r}");
-        assert!(
-            r[n]["reason"]
-                .as_str()
-                .unwrap()
-                .starts_with("last use 0 minutes ago"),
-            "{r}"
-        );
-    }
-    assert_eq!(r[&idle]["action"], "disable", "{r}");
-    assert_eq!(agent.status_json(&idle).unwrap()["enabled"], false);
-    assert!(
-        r[&idle]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("last deploy 10 days ago"),
-        "{r}"
-    );
+    assert_eq!(r[&prov]["action"], "keep", "{r}");
+    assert_reason(&r, &prov, "last use 0 minutes ago");
+}
 
-    // Start of a container disabled by a sweep on the real clock is refused
-    // with what to do; after an extension it starts, enabled again.
+#[test]
+fn with_activity_counted_an_idle_container_is_disabled_by_its_last_deploy() {
+    let Some((agent, idle)) =
+        ten_days_old("with_activity_counted_an_idle_container_is_disabled_by_its_last_deploy")
+    else {
+        return;
+    };
+    let (out, r) = sweep(&agent, Utc::now(), false);
+    assert_ok(&out, "sweep");
+    assert_eq!(r[&idle]["action"], "disable", "{r}");
+    assert!(!agent.status(&idle).enabled);
+    assert_reason(&r, &idle, "last deploy 10 days ago");
+}
+
+#[test]
+fn starting_a_container_disabled_by_cleanup_is_refused_saying_what_to_do() {
+    let Some((agent, idle)) =
+        ten_days_old("starting_a_container_disabled_by_cleanup_is_refused_saying_what_to_do")
+    else {
+        return;
+    };
+    let (out, _) = sweep(&agent, Utc::now(), false);
+    assert_ok(&out, "sweep");
     let out = agent.devhost(&["start", &idle]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -354,7 +499,18 @@ fn cleanup_counts_activity_when_configured() {
         "{}",
         text(&out)
     );
-    assert_eq!(agent.status_json(&idle).unwrap()["state"], "stopped");
+    assert_eq!(agent.status(&idle).state, "stopped");
+}
+
+#[test]
+fn a_container_disabled_by_cleanup_starts_again_after_an_extension() {
+    let Some((agent, idle)) =
+        ten_days_old("a_container_disabled_by_cleanup_starts_again_after_an_extension")
+    else {
+        return;
+    };
+    let (out, _) = sweep(&agent, Utc::now(), false);
+    assert_ok(&out, "sweep");
     let out = agent.devhost(&["extend", &idle, "--days", "3"]);
     assert_ok(&out, "extend");
     assert!(
@@ -363,29 +519,28 @@ fn cleanup_counts_activity_when_configured() {
         text(&out)
     );
     assert_ok(&agent.devhost(&["start", &idle]), "start after extend");
-    let s = agent.status_json(&idle).unwrap();
-    assert_eq!(
-        (&s["state"], &s["enabled"]),
-        (&"running".into(), &true.into()),
-        "{s}"
-    );
-    assert!(
-        served(&agent, &format!("www.{idle}.dev.test")),
-        "routed again"
-    );
+    let s = agent.status(&idle);
+    assert_eq!((s.state.as_str(), s.enabled), ("running", true), "{s:?}");
+    assert!(served(&agent, &www(&idle)), "routed again");
+}
 
-    // The proxied request was written into web's record by the sweep: it
-    // survives a restart of the agent.
+#[test]
+fn a_proxied_request_recorded_by_a_sweep_survives_an_agent_restart() {
+    let Some((mut agent, web)) =
+        ten_days_old("a_proxied_request_recorded_by_a_sweep_survives_an_agent_restart")
+    else {
+        return;
+    };
+    assert!(served(&agent, &www(&web)));
+    // The sweep writes the proxied request into the record.
+    let (out, _) = sweep(&agent, Utc::now(), false);
+    assert_ok(&out, "sweep");
     agent.stop_agent(nix::sys::signal::Signal::SIGTERM);
     agent.spawn();
-    let s = agent.status_json(&web).unwrap();
-    assert!(s["last_activity"].is_string(), "{s}");
-    let (_, r) = sweep(&agent, Utc::now() + TimeDelta::days(6), true);
+    let s = agent.status(&web);
+    assert!(s.last_activity.is_some(), "{s:?}");
+    let (_, r) = sweep(&agent, Utc::now() + day() * 6, true);
     assert_eq!(r[&web]["action"], "keep", "{r}");
-    let (_, r) = sweep(&agent, Utc::now() + TimeDelta::days(8), true);
+    let (_, r) = sweep(&agent, Utc::now() + day() * 8, true);
     assert_eq!(r[&web]["action"], "disable", "{r}");
-
-    for n in [&web, &prov, &idle] {
-        assert_ok(&agent.devhost(&["destroy", n]), "destroy");
-    }
 }

@@ -295,7 +295,11 @@ pub async fn run(
     loop {
         let want = wanted.borrow_and_update().clone();
         let wake = match &want {
-            Some(w) => st.start_due(w).await,
+            Some(w) => {
+                let wake = st.start_due(w).await;
+                tracing::debug!("certificates: pass over {} container(s) done", w.len());
+                wake
+            }
             // Nothing applied yet: keep what is held, order nothing.
             None => None,
         };

@@ -7,12 +7,18 @@
 //! workstation: she runs `./batou` (appenv + uv, offline wheels) under a
 //! clean environment. Containers come from the full-system fixture (systemd,
 //! sshd, python3, rsync, sudo, `developer` with batou's insecure key, `s-dev`).
+//!
+//! The stand-in is set up once for all tests, and so is a first deployment
+//! that the tests of its outcome read; a test that deploys again has a
+//! container (and a copy of the project) of its own.
 
 mod common;
 
 use common::batou::*;
 use common::*;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What provision.sh copies: (in the container, in environments/dev).
 const COPIED: [(&str, &str); 3] = [
@@ -24,104 +30,249 @@ const COPIED: [(&str, &str); 3] = [
     ),
 ];
 
+/// What batou's provisioning writes from the environment's provision.nix.
+const NIX: &str = "etc/local/nixos/provision-container.nix";
+
+const SECRET: &str = "correct horse battery staple\n";
+
+/// The fixture's environments/dev.
+fn fixture_dev() -> PathBuf {
+    fixture_dir("project/environments/dev")
+}
+
+fn fixture_file(name: &str) -> String {
+    std::fs::read_to_string(fixture_dev().join(name)).unwrap()
+}
+
+/// The stand-in with the agent as its service, alice and her sshd.
+struct Devhost {
+    agent: TestAgent,
+    alice: u32,
+}
+
+static DEVHOST: Shared<Devhost> = Shared::new();
+
+fn devhost() -> Arc<Devhost> {
+    DEVHOST.get(|| {
+        let (tree, _) = full_system_tree();
+        let agent = TestAgent::start(Options {
+            kind: Kind::Systemd,
+            nix_extra_config: format!("devhost.fixture.fullSystem = \"{tree}\";"),
+            nix_allowed_paths: vec![tree.to_string()],
+            ready_timeout_secs: 120,
+            hosts_file: Some("/etc/hosts".into()),
+            ..Options::default()
+        });
+        let alice = set_up_devhost(&agent);
+        Devhost { agent, alice }
+    })
+}
+
+impl Devhost {
+    /// alice's copy of the project for container `t…SUFFIX`: its path and
+    /// the container's name.
+    fn project(&self, suffix: &str) -> (PathBuf, String) {
+        let name = self.agent.name(suffix);
+        let project = set_up_project(
+            &self.agent,
+            "project",
+            &format!("project-{name}"),
+            &name,
+            "",
+        );
+        (project, name)
+    }
+
+    fn root(&self, name: &str) -> PathBuf {
+        self.agent.dir.join("containers").join(name)
+    }
+}
+
+/// `./batou deploy dev` of a new project: what it printed, in a container
+/// that no test changes.
+struct Deployed {
+    devhost: Arc<Devhost>,
+    name: String,
+    root: PathBuf,
+    log: String,
+}
+
+static DEPLOYED: Shared<Deployed> = Shared::new();
+
+fn deployed(test: &str) -> Option<Arc<Deployed>> {
+    prerequisites(test)?;
+    Some(DEPLOYED.get(|| {
+        let devhost = devhost();
+        let (project, name) = devhost.project("bt");
+        let log = batou(&devhost.agent, &project, &["deploy", "dev"]);
+        Deployed {
+            root: devhost.root(&name),
+            devhost,
+            name,
+            log,
+        }
+    }))
+}
+
+fn owner(path: &Path) -> (u32, u32) {
+    let m = std::fs::metadata(path).unwrap();
+    (m.uid(), m.gid())
+}
+
 #[test]
-fn batou_2_5_4_deploys_end_to_end() {
-    let Some(()) = prerequisites("batou_2_5_4_deploys_end_to_end") else {
+fn batou_names_the_containers_aliases() {
+    let Some(d) = deployed("batou_names_the_containers_aliases") else {
         return;
     };
-    let (tree, _) = full_system_tree();
-    let agent = TestAgent::start(Options {
-        kind: Kind::Systemd,
-        nix_extra_config: format!("devhost.fixture.fullSystem = \"{tree}\";"),
-        nix_allowed_paths: vec![tree.to_string()],
-        ready_timeout_secs: 120,
-        hosts_file: Some("/etc/hosts".into()),
-        ..Options::default()
-    });
-    let si = agent.standin.as_ref().unwrap();
-    let name = agent.name("bt");
-    let (project, alice) = set_up(&agent, "project", &name, "");
-    // The first deployment: container built, provisioned, deployed.
-    let log = batou(&agent, &project, &["deploy", "dev"]);
     assert!(
-        log.contains(&format!("https://www.{name}.devhost/")),
-        "batou names the aliases:\n{log}"
+        d.log.contains(&format!("https://www.{}.devhost/", d.name)),
+        "batou names the aliases:\n{}",
+        d.log
     );
-    let root = agent.dir.join("containers").join(&name);
+}
+
+#[test]
+fn batou_deploys_its_component_into_the_container() {
+    let Some(d) = deployed("batou_deploys_its_component_into_the_container") else {
+        return;
+    };
     assert_eq!(
-        read(&root, "home/s-dev/deployment/work/hello/hello.txt"),
+        read(&d.root, "home/s-dev/deployment/work/hello/hello.txt"),
         "Hello from the dev environment\n",
         "the component's file"
     );
-    let fixture = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/batou/project/environments/dev"
-    ));
-    let nix = "etc/local/nixos/provision-container.nix";
+}
+
+#[test]
+fn batou_writes_the_provision_nix_as_the_service_user() {
+    let Some(d) = deployed("batou_writes_the_provision_nix_as_the_service_user") else {
+        return;
+    };
+    assert_eq!(read(&d.root, NIX), fixture_file("provision.nix"));
     assert_eq!(
-        read(&root, nix),
-        std::fs::read_to_string(fixture.join("provision.nix")).unwrap()
+        owner(&d.root.join(NIX)).0,
+        uid_of(&d.root, "s-dev"),
+        "batou's COPY writes as the service user"
     );
-    let s_dev = uid_of(&root, "s-dev");
-    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(root.join(nix)).unwrap());
-    assert_eq!(owner, s_dev, "batou's COPY writes as the service user");
+}
+
+#[test]
+fn provisioning_copies_the_environments_files() {
+    let Some(d) = deployed("provisioning_copies_the_environments_files") else {
+        return;
+    };
     for (copied, original) in COPIED {
         assert_eq!(
-            read(&root, copied),
-            std::fs::read_to_string(fixture.join(original)).unwrap(),
+            read(&d.root, copied),
+            fixture_file(original),
             "COPY {original}"
         );
     }
-    assert!(root.join("srv/provisioned/by-run").exists(), "RUN");
+}
+
+#[test]
+fn provisioning_runs_commands_in_the_container() {
+    let Some(d) = deployed("provisioning_runs_commands_in_the_container") else {
+        return;
+    };
+    assert!(d.root.join("srv/provisioned/by-run").exists(), "RUN");
+}
+
+#[test]
+fn provisioning_echoes_a_secret_with_spaces() {
+    let Some(d) = deployed("provisioning_echoes_a_secret_with_spaces") else {
+        return;
+    };
     assert_eq!(
-        read(&root, "home/developer/secret.txt"),
-        "correct horse battery staple\n",
+        read(&d.root, "home/developer/secret.txt"),
+        SECRET,
         "ECHO of a secret with spaces"
     );
+}
+
+#[test]
+fn the_provisioning_script_runs_to_its_end() {
+    let Some(d) = deployed("the_provisioning_script_runs_to_its_end") else {
+        return;
+    };
     assert_eq!(
-        read(&root, "var/log/fc-manage.log"),
+        read(&d.root, "var/log/fc-manage.log"),
         "fc-manage -c\n",
         "the script ran to its end"
     );
-    let status = agent.status_json(&name).expect("the container is known");
-    assert_eq!(status["aliases"], serde_json::json!(["www", "api"]));
-    assert_eq!(status["owner_uid"], alice, "owned by the sudo caller");
-    let hosts = text(&si.exec(&["cat", "/etc/hosts"]));
-    let addr = agent.address(&name);
+}
+
+#[test]
+fn the_container_has_the_environments_aliases() {
+    let Some(d) = deployed("the_container_has_the_environments_aliases") else {
+        return;
+    };
+    assert_eq!(d.devhost.agent.status(&d.name).aliases, ["www", "api"]);
+}
+
+#[test]
+fn the_container_belongs_to_the_user_who_ran_batou() {
+    let Some(d) = deployed("the_container_belongs_to_the_user_who_ran_batou") else {
+        return;
+    };
+    assert_eq!(
+        d.devhost.agent.status(&d.name).owner_uid,
+        d.devhost.alice,
+        "owned by the sudo caller"
+    );
+}
+
+#[test]
+fn the_devhost_resolves_the_container_by_name() {
+    let Some(d) = deployed("the_devhost_resolves_the_container_by_name") else {
+        return;
+    };
+    let agent = &d.devhost.agent;
+    let hosts = text(&agent.standin.as_ref().unwrap().exec(&["cat", "/etc/hosts"]));
+    let addr = agent.address(&d.name);
     assert!(
-        hosts.contains(&format!("{addr} {name}\n")),
+        hosts.contains(&format!("{addr} {}\n", d.name)),
         "the devhost resolves the container (for ProxyJump):\n{hosts}"
     );
+}
 
-    // A rebuild: destroyed and built again, provisioned from scratch.
+#[test]
+fn provision_rebuild_starts_from_a_new_container() {
+    let Some(()) = prerequisites("provision_rebuild_starts_from_a_new_container") else {
+        return;
+    };
+    let devhost = devhost();
+    let (project, name) = devhost.project("rb");
+    let root = devhost.root(&name);
+    batou(&devhost.agent, &project, &["deploy", "dev"]);
     std::fs::write(root.join("home/developer/left-over"), "x").unwrap();
-    batou(&agent, &project, &["deploy", "--provision-rebuild", "dev"]);
+    batou(
+        &devhost.agent,
+        &project,
+        &["deploy", "--provision-rebuild", "dev"],
+    );
     assert!(
         !root.join("home/developer/left-over").exists(),
         "--provision-rebuild starts from a new container"
     );
-    assert_eq!(
-        read(&root, "home/developer/secret.txt"),
-        "correct horse battery staple\n"
-    );
+    assert_eq!(read(&root, "home/developer/secret.txt"), SECRET);
     assert_eq!(
         read(&root, "home/s-dev/deployment/work/hello/hello.txt"),
         "Hello from the dev environment\n"
     );
+}
 
-    // The same environment without batou: alice runs `devhost deploy` on the
-    // devhost and gets the same files, COPY writing as the service user.
-    for f in [
-        nix,
-        "etc/local/nixos/motd",
-        "home/developer/secret.txt",
-        "srv/provisioned/by-run",
-    ] {
-        std::fs::remove_file(root.join(f)).unwrap();
-    }
-    std::fs::remove_dir_all(root.join("etc/local/nixos/site")).unwrap();
+#[test]
+fn devhost_deploy_provisions_a_batou_environment_as_batou_does() {
+    let Some(()) = prerequisites("devhost_deploy_provisions_a_batou_environment_as_batou_does")
+    else {
+        return;
+    };
+    // alice runs `devhost deploy` on the devhost, without batou.
+    let devhost = devhost();
+    let (project, name) = devhost.project("dd");
     let out = as_alice(
-        &agent,
+        &devhost.agent,
         "exec devhost deploy \"$1\" --var \"COMPONENT_HELLO_SECRET=$2\"",
         &[
             project.join("environments/dev").to_str().unwrap(),
@@ -129,17 +280,16 @@ fn batou_2_5_4_deploys_end_to_end() {
         ],
     );
     assert_ok(&out, "devhost deploy of the batou environment");
-    let service = gid_of(&root, "service");
-    for (copied, original) in std::iter::once((nix, "provision.nix")).chain(COPIED) {
+    let root = devhost.root(&name);
+    let (s_dev, service) = (uid_of(&root, "s-dev"), gid_of(&root, "service"));
+    for (copied, original) in std::iter::once((NIX, "provision.nix")).chain(COPIED) {
         assert_eq!(
             read(&root, copied),
-            std::fs::read_to_string(fixture.join(original)).unwrap(),
+            fixture_file(original),
             "devhost COPY {original}"
         );
-        let m = std::fs::metadata(root.join(copied)).unwrap();
-        use std::os::unix::fs::MetadataExt;
         assert_eq!(
-            (m.uid(), m.gid()),
+            owner(&root.join(copied)),
             (s_dev, service),
             "{copied}: the service user's, in the set-group-ID directory's group"
         );
@@ -147,27 +297,35 @@ fn batou_2_5_4_deploys_end_to_end() {
     assert!(root.join("srv/provisioned/by-run").exists(), "devhost RUN");
     assert_eq!(
         read(&root, "home/developer/secret.txt"),
-        "correct horse battery staple\n",
+        SECRET,
         "devhost ECHO"
     );
+}
 
-    // A dynamic host name: batou asks `nixos-container list` and picks one.
-    batou(&agent, &project, &["deploy", "dyn"]);
+#[test]
+fn batou_picks_a_dynamic_host_name_from_nixos_container_list() {
+    let Some(()) = prerequisites("batou_picks_a_dynamic_host_name_from_nixos_container_list")
+    else {
+        return;
+    };
+    let devhost = devhost();
+    let (project, name) = devhost.project("dy");
+    batou(&devhost.agent, &project, &["deploy", "dyn"]);
     let hostmap: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(project.join("environments/dyn/hostmap.json")).unwrap(),
     )
     .unwrap();
     let dynamic = hostmap["dynamic"].as_str().expect("hostmap names the host");
     assert_ne!(dynamic, name);
-    let list = text(&agent.devhost(&["list"]));
+    let list = text(&devhost.agent.devhost(&["list"]));
     assert!(list.contains(dynamic), "{list}");
-    let droot = agent.dir.join("containers").join(dynamic);
+    let droot = devhost.root(dynamic);
     assert_eq!(
         read(&droot, "home/s-dev/deployment/work/hello/hello.txt"),
         "Hello\n"
     );
     assert_eq!(
-        read(&droot, nix),
+        read(&droot, NIX),
         std::fs::read_to_string(project.join("environments/dyn/provision.nix")).unwrap()
     );
 }

@@ -6,7 +6,7 @@
 use super::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The devhost side: login user, sudo rule, CLI links, sshd on `port`.
 pub const SETUP_DEVHOST: &str = r#"
@@ -51,8 +51,14 @@ EOF
 systemd-run --quiet --unit=devhost-test-sshd /usr/sbin/sshd -D -f "$dir/sshd/config" -E "$dir/sshd/log"
 "#;
 
+/// alice's GPG key, what her projects' secrets are encrypted to.
+pub const SETUP_KEY: &str = r#"
+set -eu
+gpg --batch --quiet --passphrase '' --quick-gen-key alice@devhost.test default default never
+"#;
+
 /// alice's copy of the project: placeholders filled, appenv as ./batou, the
-/// wheels, the secrets encrypted to her own new GPG key.
+/// wheels, the secrets encrypted to her GPG key.
 pub const SETUP_PROJECT: &str = r#"
 set -eu
 kit=$1 project=$2 name=$3 channel=$4 release=$5
@@ -62,7 +68,6 @@ for env in dev dyn; do
 done
 cp "$kit/appenv" appenv && ln -s appenv batou
 cp -r "$kit/wheels" wheels
-gpg --batch --quiet --passphrase '' --quick-gen-key alice@devhost.test default default never
 gpg --batch --quiet --yes --trust-model always -r alice@devhost.test \
   -o environments/dev/secrets.cfg.gpg -e environments/dev/secrets.cfg.plain
 rm environments/dev/secrets.cfg.plain
@@ -73,8 +78,16 @@ rm environments/dev/secrets.cfg.plain
 /// `name` (release URL `release`, if its environments name one). Returns
 /// the project's path and alice's uid.
 pub fn set_up(agent: &TestAgent, fixture: &str, name: &str, release: &str) -> (PathBuf, u32) {
+    let alice = set_up_devhost(agent);
+    let project = set_up_project(agent, fixture, "project", name, release);
+    (project, alice)
+}
+
+/// The devhost side in the agent's stand-in ([`SETUP_DEVHOST`], alice's
+/// GPG key); returns alice's uid.
+pub fn set_up_devhost(agent: &TestAgent) -> u32 {
     let si = agent.standin.as_ref().expect("a stand-in");
-    let port = (22200 + agent.subnet as u16).to_string();
+    let port: u16 = 22200 + agent.subnet as u16;
     let dir = agent.dir.display().to_string();
     // Where the stand-in sees it (only the test dir is bound into it).
     let kit = agent.dir.join("kit");
@@ -87,24 +100,40 @@ pub fn set_up(agent: &TestAgent, fixture: &str, name: &str, release: &str) -> (P
         kit.to_str().unwrap(),
         agent.config.to_str().unwrap(),
         &dir,
-        &port,
+        &port.to_string(),
     ]);
     assert_ok(&out, "set up the devhost side");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let project = agent.dir.join("project");
+    wait_until(Duration::from_secs(20), "sshd listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+    });
+    assert_ok(&as_alice(agent, SETUP_KEY, &[]), "alice's GPG key");
+    alice_id(agent, "-u")
+}
+
+/// `id FLAG alice` in the stand-in.
+fn alice_id(agent: &TestAgent, flag: &str) -> u32 {
+    let si = agent.standin.as_ref().expect("a stand-in");
+    text(&si.exec(&["id", flag, "alice"]))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// alice's copy of the fixture project `fixture` (below
+/// tests/fixtures/batou) in the test dir's `dir`, for container `name`
+/// (release URL `release`, if its environments name one), after
+/// [`set_up_devhost`]: its path.
+pub fn set_up_project(
+    agent: &TestAgent,
+    fixture: &str,
+    dir: &str,
+    name: &str,
+    release: &str,
+) -> PathBuf {
+    let kit = agent.dir.join("kit");
+    let project = agent.dir.join(dir);
     copy_tree(&fixture_dir(fixture), &project);
-    let id = |flag: &str| -> u32 {
-        text(&si.exec(&["id", flag, "alice"]))
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let (alice, alice_gid) = (id("-u"), id("-g"));
-    chown_tree(&project, alice, alice_gid);
+    chown_tree(&project, alice_id(agent, "-u"), alice_id(agent, "-g"));
     let out = as_alice(
         agent,
         SETUP_PROJECT,
@@ -117,7 +146,7 @@ pub fn set_up(agent: &TestAgent, fixture: &str, name: &str, release: &str) -> (P
         ],
     );
     assert_ok(&out, "set up alice's project");
-    (project, alice)
+    project
 }
 
 /// A fixture below tests/fixtures/batou.

@@ -148,7 +148,7 @@ fn only_owners_and_admins_manage_a_container() {
         text(&out)
     );
     assert!(
-        agent.status_json(&name).is_none(),
+        agent.try_status(&name).is_none(),
         "a refused ensure creates nothing"
     );
 
@@ -156,7 +156,7 @@ fn only_owners_and_admins_manage_a_container() {
         &agent.devhost_as(alice, users_gid, &["ensure", &name, &ch.url]),
         "owner ensure",
     );
-    assert_eq!(agent.status_json(&name).unwrap()["owner_uid"], alice);
+    assert_eq!(agent.status(&name).owner_uid, alice);
 
     for args in [
         vec!["destroy", name.as_str()],
@@ -178,7 +178,7 @@ fn only_owners_and_admins_manage_a_container() {
         text(&out)
     );
     assert_eq!(
-        agent.status_json(&name).unwrap()["state"],
+        agent.status(&name).state,
         "running",
         "refused operations changed nothing"
     );
@@ -194,7 +194,7 @@ fn only_owners_and_admins_manage_a_container() {
     );
     // root (here: the admin) may destroy anyone's container.
     assert_ok(&agent.devhost(&["destroy", &name]), "root destroy");
-    assert!(agent.status_json(&name).is_none());
+    assert!(agent.try_status(&name).is_none());
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn sudo_callers_own_what_they_create() {
         .output()
         .unwrap();
     assert_ok(&out, "ensure under sudo");
-    assert_eq!(agent.status_json(&name).unwrap()["owner_uid"], 61001);
+    assert_eq!(agent.status(&name).owner_uid, 61001);
     // The owner manages it without sudo; a non-root caller cannot claim another owner.
     assert_ok(
         &agent.devhost_as(61001, users_gid, &["stop", &name]),
@@ -237,7 +237,7 @@ fn sudo_callers_own_what_they_create() {
         .output()
         .unwrap();
     assert_ok(&out, "root's ensure for uid 61004");
-    assert_eq!(agent.status_json(&named).unwrap()["owner_uid"], 61004);
+    assert_eq!(agent.status(&named).owner_uid, 61004);
     let other = agent.name("claim");
     let mut cmd = std::process::Command::new(DEVHOST);
     cmd.args(["ensure", &other, &ch.url])
@@ -247,7 +247,7 @@ fn sudo_callers_own_what_they_create() {
     std::os::unix::process::CommandExt::gid(&mut cmd, users_gid);
     assert_ok(&cmd.output().unwrap(), "ensure by a user claiming uid 0");
     assert_eq!(
-        agent.status_json(&other).unwrap()["owner_uid"],
+        agent.status(&other).owner_uid,
         61002,
         "SUDO_UID is honoured for root callers only"
     );

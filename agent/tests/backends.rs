@@ -173,33 +173,35 @@ fn started_after_host_boot(kind: Kind) {
     )
     .unwrap();
     agent.spawn();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while agent.status_json(&up).unwrap()["state"] != "running" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{up} was not started after the boot:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(
+        std::time::Duration::from_secs(30),
+        format!("{up} is started after the boot"),
+        || match agent.status(&up).state.as_str() {
+            "running" => Ok(()),
+            state => Err(format!("{state}; agent log:\n{}", agent.log())),
+        },
+    );
     assert_eq!(
         http_get(agent.address(&up), 80).unwrap().trim(),
         format!("hello from fc {up}")
     );
     assert_eq!(
-        agent.status_json(&down).unwrap()["state"],
+        agent.status(&down).state,
         "stopped",
         "a container stopped by its owner stays stopped"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !text(&agent.devhost(&["info"])).contains(&format!("{up}: started after host boot")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            text(&agent.devhost(&["info"]))
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "devhost info reports the start after the boot",
+        || {
+            let info = text(&agent.devhost(&["info"]));
+            if info.contains(&format!("{up}: started after host boot")) {
+                Ok(())
+            } else {
+                Err(info)
+            }
+        },
+    );
 }
 
 #[test]
@@ -274,7 +276,7 @@ fn systemd_reconcile_vanished_unit_and_unit_without_record() {
         info.contains(&format!("runs container {stray}")) && info.contains("without a record"),
         "{info}"
     );
-    assert_eq!(agent.status_json(&gone).unwrap()["state"], "stopped");
+    assert_eq!(agent.status(&gone).state, "stopped");
     let k = agent.status_json(&kept).unwrap();
     assert_eq!(
         (k["state"].clone(), k["pid"].clone()),

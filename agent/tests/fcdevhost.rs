@@ -86,12 +86,9 @@ fn batous_ensure_list_and_destroy() {
         &ensure(&["--no-update-channel"], &other),
         "keep the channel",
     );
-    assert_eq!(
-        agent.status_json(&name).unwrap()["channel"],
-        ch.url.as_str()
-    );
+    assert_eq!(agent.status(&name).channel, ch.url.as_str());
     assert_ok(&ensure(&[], &other), "move to the channel (default)");
-    assert_eq!(agent.status_json(&name).unwrap()["channel"], other.as_str());
+    assert_eq!(agent.status(&name).channel, other.as_str());
     let enc = std::fs::read_to_string(
         agent
             .dir
@@ -193,7 +190,7 @@ fn a_hydra_evaluation_needs_the_agents_template() {
         "{}",
         text(&out)
     );
-    assert!(plain.status_json(&name).is_none(), "nothing was created");
+    assert!(plain.try_status(&name).is_none(), "nothing was created");
     drop(plain);
 
     let agent = TestAgent::start(Options {
@@ -204,10 +201,7 @@ fn a_hydra_evaluation_needs_the_agents_template() {
     });
     let name = agent.name("hy");
     assert_ok(&from_eval(&agent, &name), "ensure from a Hydra evaluation");
-    assert_eq!(
-        agent.status_json(&name).unwrap()["channel"],
-        ch.url.as_str()
-    );
+    assert_eq!(agent.status(&name).channel, ch.url.as_str());
 }
 
 #[test]
@@ -290,12 +284,11 @@ fn on_a_terminal(agent: &TestAgent, uid: u32, program: &str, args: &[&str], inpu
         .unwrap();
     let pid = child.id();
     let watchdog = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::time::Instant::now() < deadline {
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        let exited = poll_until(std::time::Duration::from_secs(60), || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if exited.is_ok() {
+            return;
         }
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),

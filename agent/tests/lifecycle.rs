@@ -137,7 +137,7 @@ fn lifecycle_end_to_end(kind: Kind) {
 
     // Stop: gone from the network, record kept.
     assert_ok(&agent.devhost(&["stop", &name]), "stop");
-    assert_eq!(agent.status_json(&name).unwrap()["state"], "stopped");
+    assert_eq!(agent.status(&name).state, "stopped");
     assert!(
         http_get(addr, 80).is_err(),
         "stopped container must not answer"
@@ -188,7 +188,7 @@ fn lifecycle_end_to_end(kind: Kind) {
     // Destroy leaves nothing; destroying again (or a name never used) is fine.
     assert_ok(&agent.fc_build(&["destroy", &name]), "destroy");
     assert_eq!(agent.traces_of(&name, addr), Vec::<String>::new());
-    assert!(agent.status_json(&name).is_none());
+    assert!(agent.try_status(&name).is_none());
     assert_eq!(
         String::from_utf8_lossy(&agent.nixos_container(&["status", &name]).stdout),
         "gone\n"
@@ -283,21 +283,15 @@ fn sigkill_mid_ensure_rolls_back_and_retry_succeeds() {
         .spawn()
         .unwrap();
     // Wait until the build runs, then crash the agent.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until(Duration::from_secs(60), "ensure reaches the build", || {
         let phase = agent
             .status_json(&name)
             .map(|s| s["phase"].as_str().unwrap_or("").to_string());
-        if phase.as_deref() == Some("building")
+        phase.as_deref() == Some("building")
             && std::fs::read_to_string(agent.dir.join(format!("state/containers/{name}/build.log")))
                 .map(|l| l.contains("building '"))
                 .unwrap_or(false)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "ensure never reached the build");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
     let st = ensure.wait().unwrap();
     assert!(

@@ -493,7 +493,7 @@ fn a_sudoer_cannot_touch_another_users_container() {
         "A's sudo ensure",
     );
     assert_eq!(
-        agent.status_json(&name).unwrap()["owner_uid"],
+        agent.status(&name).owner_uid,
         users.uid(0),
         "the container is A's, not root's"
     );
@@ -683,7 +683,7 @@ fn a_stalled_request_is_closed() {
         "closed after {:?}",
         t.elapsed()
     );
-    assert!(agent.status_json(&agent.name("st")).is_none());
+    assert!(agent.try_status(&agent.name("st")).is_none());
 }
 
 #[test]
@@ -707,19 +707,18 @@ fn a_uids_connections_are_bounded() {
         "alice's list",
     );
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until(Duration::from_secs(10), "the slots are freed", || {
         let mut again = connect_as(&agent, STRANGER, STRANGER);
         again
             .write_all(b"GET /v1/containers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap();
         let line = status_line(&mut again);
         if line.contains(" 200 ") {
-            break;
+            Ok(())
+        } else {
+            Err(line)
         }
-        assert!(Instant::now() < deadline, "slots were not freed: {line}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 #[test]
@@ -734,18 +733,14 @@ fn a_build_never_stops_another_containers_build() {
     let ch = channel();
     // `pk` is a prefix of `pkx`: a build of one once killed the other's.
     let long = agent.ensure_in_thread(&agent.name("pkx"), &ch.url);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(
-        agent
-            .dir
-            .join(format!("state/containers/{}/build.log", agent.name("pkx"))),
-    )
-    .unwrap_or_default()
-    .contains("building '")
-    {
-        assert!(Instant::now() < deadline, "the first build did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let build_log = agent
+        .dir
+        .join(format!("state/containers/{}/build.log", agent.name("pkx")));
+    wait_until(Duration::from_secs(30), "the first build starts", || {
+        std::fs::read_to_string(&build_log)
+            .unwrap_or_default()
+            .contains("building '")
+    });
     assert_ok(
         &agent.devhost(&["ensure", &agent.name("pk"), &ch.url]),
         "ensure pk",
@@ -778,7 +773,7 @@ fn without_build_users_only_admins_may_build() {
         "{}",
         text(&out)
     );
-    assert!(agent.status_json(&agent.name("nb")).is_none());
+    assert!(agent.try_status(&agent.name("nb")).is_none());
     assert_ok(
         &agent.devhost(&["ensure", &agent.name("rb"), &channel().url]),
         "root may still build",
@@ -901,16 +896,13 @@ fn a_users_process_is_never_taken_for_a_container() {
         .gid(users_gid())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", fake.id()))
-        .unwrap_or_default()
-        .trim()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the fake's child did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(agent.status_json(&name).unwrap()["state"], "stopped");
+    wait_until(Duration::from_secs(10), "the fake's child runs", || {
+        !std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", fake.id()))
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    });
+    assert_eq!(agent.status(&name).state, "stopped");
     let out = provision(&agent, &name, "RUN 'echo PROVISIONED $(id -u)'\n");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("is not running"), "{}", text(&out));
@@ -955,13 +947,12 @@ fn a_uids_shells_are_bounded() {
     assert!(line.contains(" 503 "), "a fifth shell: {line}");
     // A closed one frees its place.
     drop(shells);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(Duration::from_secs(20), "a place is freed", || {
         let (_, line) = open();
         if line.contains(" 101 ") {
-            break;
+            Ok(())
+        } else {
+            Err(line)
         }
-        assert!(Instant::now() < deadline, "no place freed: {line}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
 }

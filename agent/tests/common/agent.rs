@@ -8,7 +8,7 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A /24 of 10.231.0.0/16 that no other test (process) holds: the lock
 /// file stays locked for the agent's life.
@@ -253,17 +253,20 @@ https_listen = ["127.0.0.1:{https_port}"]
             .spawn()
             .expect("start agent");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("agent exited ({st}); log:\n{}", self.log());
+        let socket = self.socket.clone();
+        let child = self.child.as_mut().unwrap();
+        let up = poll_until(Duration::from_secs(60), || {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Some(Err(format!("agent exited ({st})")));
             }
-            assert!(
-                Instant::now() < deadline,
-                "agent did not come up; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            std::os::unix::net::UnixStream::connect(&socket)
+                .is_ok()
+                .then_some(Ok(()))
+        });
+        match up {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => panic!("{why}; log:\n{}", self.log()),
+            Err(_) => panic!("agent did not come up; log:\n{}", self.log()),
         }
     }
 
@@ -473,16 +476,18 @@ https_listen = ["127.0.0.1:{https_port}"]
     }
 
     /// Wait (≤ 10 s) until no systemd-nspawn runs container `name`.
+    #[track_caller]
     pub fn wait_no_process(&self, name: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while nspawn_pids(&self.containers_dir)
-            .iter()
-            .any(|(_, n)| n == name)
-        {
-            reap_orphans();
-            assert!(Instant::now() < deadline, "container {name} still runs");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(10),
+            format!("no process of container {name} runs"),
+            || {
+                reap_orphans();
+                !nspawn_pids(&self.containers_dir)
+                    .iter()
+                    .any(|(_, n)| n == name)
+            },
+        );
     }
 
     /// Every trace a container can leave on the host, as a list of what is
@@ -620,11 +625,11 @@ https_listen = ["127.0.0.1:{https_port}"]
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !nspawn_pids(&self.containers_dir).is_empty() && Instant::now() < deadline {
+        // Best effort: a cleanup does not panic.
+        let _ = poll_until(Duration::from_secs(10), || {
             reap_orphans();
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            nspawn_pids(&self.containers_dir).is_empty()
+        });
         for ns in std::fs::read_dir("/run/netns")
             .into_iter()
             .flatten()

@@ -5,10 +5,10 @@
 //! here (`api_root`, what the agent's `certs.acme_roots` trusts); what it
 //! issues chains to its own root, fetched as `issuer_root()`. Killed on drop.
 
-use super::TestAgent;
+use super::{wait_until, TestAgent};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The CA for Pebble's API certificate, made before the agent starts.
 pub struct ApiCa {
@@ -108,15 +108,10 @@ impl Pebble {
             port,
             mgmt_port,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", mgmt_port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "pebble did not start: {}",
-                p.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(Duration::from_secs(20), "pebble listens", || {
+            std::net::TcpStream::connect(("127.0.0.1", mgmt_port))
+                .map_err(|e| format!("{e}; pebble's log:\n{}", p.log()))
+        });
         p
     }
 

@@ -10,7 +10,7 @@ use super::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn standin_root() -> &'static PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
@@ -118,23 +118,17 @@ impl StandIn {
             .spawn()
             .expect("start the stand-in");
         let pid = nspawn.id();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let leader = loop {
+        let leader = wait_until(Duration::from_secs(60), "the stand-in starts", || {
             let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
                 .unwrap_or_default();
             let leader: Option<u32> = kids.split_whitespace().next().and_then(|k| k.parse().ok());
             // nspawn's child becomes the container's PID 1 when it execs systemd.
-            if let Some(l) = leader {
-                if std::fs::read_to_string(format!("/proc/{l}/comm"))
+            leader.filter(|l| {
+                std::fs::read_to_string(format!("/proc/{l}/comm"))
                     .map(|c| c.trim() == "systemd")
                     .unwrap_or(false)
-                {
-                    break l;
-                }
-            }
-            assert!(Instant::now() < deadline, "stand-in did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+            })
+        });
         let si = StandIn {
             machine,
             nspawn,
@@ -143,21 +137,17 @@ impl StandIn {
         };
         // Boot finished: every unit started (or failed, which we show).
         // Until systemd's bus is up, systemctl answers "offline" at once.
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
+        let state = wait_until(Duration::from_secs(90), "the stand-in has booted", || {
             let out = si.exec(&["systemctl", "is-system-running", "--wait"]);
             let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
             match state.as_str() {
-                "running" => break,
-                "degraded" | "maintenance" | "stopping" => {
-                    let failed = si.exec(&["systemctl", "--failed", "--no-legend"]);
-                    panic!("stand-in is {state}; failed units:\n{}", text(&failed));
-                }
-                _ if Instant::now() > deadline => {
-                    panic!("stand-in did not finish booting: {state:?}")
-                }
-                _ => std::thread::sleep(Duration::from_millis(100)),
+                "running" | "degraded" | "maintenance" | "stopping" => Ok(state),
+                _ => Err(state),
             }
+        });
+        if state != "running" {
+            let failed = si.exec(&["systemctl", "--failed", "--no-legend"]);
+            panic!("stand-in is {state}; failed units:\n{}", text(&failed));
         }
         si
     }
@@ -179,15 +169,22 @@ impl StandIn {
     pub fn start_agent(&self, config: &Path) {
         let _ = self.exec(&["systemctl", "reset-failed", "devhost.service"]);
         // A stopped transient unit is collected a moment after it stopped.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.unit_property("devhost.service", "LoadState") == "loaded" {
-            assert!(
-                Instant::now() < deadline,
-                "the previous devhost.service did not go away:\n{}",
-                text(&self.exec(&["systemctl", "status", "--no-pager", "devhost.service"]))
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(10),
+            "the previous devhost.service has gone",
+            || {
+                if self.unit_property("devhost.service", "LoadState") == "loaded" {
+                    Err(text(&self.exec(&[
+                        "systemctl",
+                        "status",
+                        "--no-pager",
+                        "devhost.service",
+                    ])))
+                } else {
+                    Ok(())
+                }
+            },
+        );
         let bin = format!("{BIN_DIR}/devhost");
         let cfg = config.display().to_string();
         let out = self.exec(&[
@@ -213,18 +210,15 @@ impl StandIn {
     pub fn stop_agent(&self, kill: bool) {
         if kill {
             let _ = self.exec(&["systemctl", "kill", "--signal=SIGKILL", "devhost.service"]);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while String::from_utf8_lossy(
-                &self
-                    .exec(&["systemctl", "is-active", "devhost.service"])
-                    .stdout,
-            )
-            .trim()
-                == "active"
-            {
-                assert!(Instant::now() < deadline, "agent did not die");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_until(Duration::from_secs(10), "the agent has died", || {
+                String::from_utf8_lossy(
+                    &self
+                        .exec(&["systemctl", "is-active", "devhost.service"])
+                        .stdout,
+                )
+                .trim()
+                    != "active"
+            });
         } else {
             let _ = self.exec(&["systemctl", "stop", "devhost.service"]);
         }
@@ -255,18 +249,17 @@ impl Drop for StandIn {
         unsafe {
             nix::libc::kill(self.leader as i32, nix::libc::SIGRTMIN() + 4);
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.nspawn.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(self.leader as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = self.nspawn.kill();
-                let _ = self.nspawn.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let nspawn = &mut self.nspawn;
+        let off = poll_until(Duration::from_secs(30), || {
+            nspawn.try_wait().ok().flatten().is_some()
+        });
+        if off.is_err() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.leader as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = self.nspawn.kill();
+            let _ = self.nspawn.wait();
         }
         reap_orphans();
         for cg in &self.cgroups {

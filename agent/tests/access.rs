@@ -178,7 +178,7 @@ fn only_owners_and_admins_manage_a_container() {
         text(&out)
     );
     assert_eq!(
-        agent.status(&name).state,
+        agent.status(&name).state.as_str(),
         "running",
         "refused operations changed nothing"
     );

@@ -13,7 +13,7 @@ mod common;
 
 use common::pebble::{certs_toml, ApiCa, Pebble};
 use common::*;
-use devhost::edge::certs::CertInfo;
+use devhost::certs::CertInfo;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,7 +44,7 @@ fn with_pebble(
         extra_toml: zone_toml() + &certs_toml(mode, &ca, extra),
         agent_env: vec![(
             "DEVHOST_LOG".into(),
-            "info,devhost::edge::certs::worker=debug".into(),
+            "info,devhost::certs::worker=debug".into(),
         )],
         ..Options::default()
     });
@@ -73,7 +73,7 @@ fn wait_cert(
 }
 
 fn state_is(want: &'static str) -> impl Fn(&CertInfo) -> bool {
-    move |c| c.state == want
+    move |c| c.state.as_str() == want
 }
 
 /// `curl https://HOST/PATH` on the agent's port trusting only `root`:
@@ -338,7 +338,10 @@ fn a_new_alias_is_covered_by_the_wildcard_without_a_new_order() {
         before,
         "same certificate"
     );
-    assert_eq!(agent.status(&name).certificate.unwrap().state, "valid");
+    assert_eq!(
+        agent.status(&name).certificate.unwrap().state.as_str(),
+        "valid"
+    );
 }
 
 #[test]
@@ -413,7 +416,10 @@ fn a_restarted_agent_serves_its_certificate_and_orders_nothing() {
     );
     assert_eq!(orders(&agent), 1, "no new order after a restart");
     assert_eq!(std::fs::read(&cert_pem).unwrap(), before);
-    assert_eq!(agent.status(&name).certificate.unwrap().state, "valid");
+    assert_eq!(
+        agent.status(&name).certificate.unwrap().state.as_str(),
+        "valid"
+    );
 }
 
 /// http-01 or tls-alpn-01: one certificate with the container's name and
@@ -447,9 +453,9 @@ fn per_name_certificates(test: &str, mode: &str) {
     ensure(&agent, &name, &["web", "api"], &["http:80"]);
     let want = vec![base.clone(), format!("api.{base}"), format!("web.{base}")];
     let cert = wait_cert(&agent, &pebble, &name, Duration::from_secs(60), |c| {
-        c.state == "valid" && c.names == want
+        c.state.as_str() == "valid" && c.names == want
     });
-    assert_eq!(cert.state, "valid");
+    assert_eq!(cert.state.as_str(), "valid");
     let (code, _, _) = get(&agent, &root, &format!("api.{base}"), "/", "--http2");
     assert_eq!(code, 200);
     assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
@@ -561,7 +567,7 @@ fn a_short_lived_certificate_is_renewed_within_the_budget() {
     };
     // A renewal is not a new certificate: the budget of one allows it.
     let renewed = wait_cert(&agent, &pebble, &name, Duration::from_secs(40), |c| {
-        c.state == "valid" && c.valid_until != first.valid_until
+        c.state.as_str() == "valid" && c.valid_until != first.valid_until
     });
     assert!(renewed.valid_until > first.valid_until);
     let root = pebble.issuer_root();
@@ -583,7 +589,7 @@ fn the_last_good_certificate_is_served_while_the_ca_is_gone() {
         Duration::from_secs(30),
         "the renewal failed",
         || match agent.status(&name).certificate {
-            Some(c) if c.state == "failed" => Ok(c),
+            Some(c) if c.state.as_str() == "failed" => Ok(c),
             c => Err(format!("{c:?}")),
         },
     );

@@ -186,7 +186,7 @@ fn started_after_host_boot(kind: Kind) {
         format!("hello from fc {up}")
     );
     assert_eq!(
-        agent.status(&down).state,
+        agent.status(&down).state.as_str(),
         "stopped",
         "a container stopped by its owner stays stopped"
     );
@@ -276,7 +276,7 @@ fn systemd_reconcile_vanished_unit_and_unit_without_record() {
         info.contains(&format!("runs container {stray}")) && info.contains("without a record"),
         "{info}"
     );
-    assert_eq!(agent.status(&gone).state, "stopped");
+    assert_eq!(agent.status(&gone).state.as_str(), "stopped");
     let k = agent.status_json(&kept).unwrap();
     assert_eq!(
         (k["state"].clone(), k["pid"].clone()),

@@ -499,7 +499,7 @@ fn starting_a_container_disabled_by_cleanup_is_refused_saying_what_to_do() {
         "{}",
         text(&out)
     );
-    assert_eq!(agent.status(&idle).state, "stopped");
+    assert_eq!(agent.status(&idle).state.as_str(), "stopped");
 }
 
 #[test]

@@ -127,7 +127,7 @@ fn stop_kills_a_container_that_ignores_poweroff(kind: Kind) {
     assert!(text(&agent.devhost(&["logs", &name])).contains("fixture init: ignoring poweroff"));
     assert!(http_get(addr, 80).is_err());
     assert!(nspawn_pids(&agent.dir.join("containers")).is_empty());
-    assert_eq!(agent.status(&name).state, "stopped");
+    assert_eq!(agent.status(&name).state.as_str(), "stopped");
 }
 
 #[test]

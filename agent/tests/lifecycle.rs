@@ -137,7 +137,7 @@ fn lifecycle_end_to_end(kind: Kind) {
 
     // Stop: gone from the network, record kept.
     assert_ok(&agent.devhost(&["stop", &name]), "stop");
-    assert_eq!(agent.status(&name).state, "stopped");
+    assert_eq!(agent.status(&name).state.as_str(), "stopped");
     assert!(
         http_get(addr, 80).is_err(),
         "stopped container must not answer"

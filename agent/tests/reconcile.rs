@@ -99,8 +99,8 @@ fn reconcile_repairs_and_reports_differences() {
     );
     assert!(has("stale compatibility record removed"), "{f:#?}");
 
-    assert_eq!(agent.status(&died).state, "stopped");
-    assert_eq!(agent.status(&lied).state, "running");
+    assert_eq!(agent.status(&died).state.as_str(), "stopped");
+    assert_eq!(agent.status(&lied).state.as_str(), "running");
     assert!(!std::path::Path::new("/run/netns").join(&orphan_ns).exists());
     assert!(!stale.exists());
     let table = agent.nft_table().expect("NAT table recreated");

@@ -902,7 +902,7 @@ fn a_users_process_is_never_taken_for_a_container() {
             .trim()
             .is_empty()
     });
-    assert_eq!(agent.status(&name).state, "stopped");
+    assert_eq!(agent.status(&name).state.as_str(), "stopped");
     let out = provision(&agent, &name, "RUN 'echo PROVISIONED $(id -u)'\n");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("is not running"), "{}", text(&out));

@@ -4,14 +4,14 @@
 
 use crate::api::server::serve;
 use crate::config::{BackendKind, Config};
-use crate::net::exec::{IpCommand, NftCommand};
+use crate::net::apply::{IpCommand, NftCommand};
 use crate::nix::runner::NixBuild;
 use crate::nspawn::backend::Backend;
 use crate::nspawn::direct::DirectBackend;
 use crate::nspawn::systemd::SystemdBackend;
 use crate::shared::Shared;
 use crate::state::Store;
-use crate::supervisor::{Env, Supervisor};
+use crate::supervisor::{Subsystems, Supervisor};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use tokio::net::UnixListener;
@@ -189,7 +189,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     } else {
         None
     };
-    let env = Env {
+    let env = Subsystems {
         edge,
         cfg: cfg.clone(),
         store,

@@ -64,7 +64,7 @@ pub async fn prepare(
     caller: &Caller,
     name: &str,
     query: &str,
-) -> Result<(ContainerName, crate::provision::exec::Target, ShellRequest), ApiError> {
+) -> Result<(ContainerName, crate::provision::entry::Target, ShellRequest), ApiError> {
     let name: ContainerName = name.parse()?;
     let want = ShellRequest::from_query(query)?;
     let info = handle.get(name.clone()).await?;
@@ -80,7 +80,7 @@ pub async fn prepare(
         .ok_or_else(|| {
             ApiError::failed(format!("container {name} is not running; start it first"))
         })?;
-    let target = crate::provision::exec::target(leader)
+    let target = crate::provision::entry::target(leader)
         .map_err(|e| ApiError::failed(format!("container {name}: {e}")))?;
     Ok((name, target, want))
 }
@@ -124,7 +124,7 @@ pub async fn relay(
     upgraded: hyper::upgrade::Upgraded,
     name: ContainerName,
     uid: u32,
-    target: crate::provision::exec::Target,
+    target: crate::provision::entry::Target,
     want: ShellRequest,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -14,7 +14,7 @@ pub const WEEK: i64 = 7 * 86400;
 pub const THREE_HOURS: i64 = 3 * 3600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct RateLimits {
     pub new_per_week: u32,
     pub same_names_per_week: u32,
     pub orders_per_3h: u32,
@@ -83,7 +83,7 @@ impl Ledger {
         names: &[String],
         renewal: bool,
         now: i64,
-        l: &Limits,
+        l: &RateLimits,
     ) -> Result<(), HeldBack> {
         let orders: Vec<i64> = self
             .orders
@@ -139,12 +139,12 @@ impl Ledger {
 pub struct Budget {
     ledger: std::sync::Mutex<Ledger>,
     path: std::path::PathBuf,
-    pub limits: Limits,
+    pub limits: RateLimits,
 }
 
 impl Budget {
     /// The stored ledger (a missing or unreadable one starts empty).
-    pub fn load(path: std::path::PathBuf, limits: Limits) -> Budget {
+    pub fn load(path: std::path::PathBuf, limits: RateLimits) -> Budget {
         let ledger = std::fs::read(&path)
             .ok()
             .and_then(|raw| serde_json::from_slice(&raw).ok())
@@ -202,7 +202,7 @@ impl Budget {
 mod tests {
     use super::*;
 
-    const L: Limits = Limits {
+    const L: RateLimits = RateLimits {
         new_per_week: 2,
         same_names_per_week: 2,
         orders_per_3h: 3,

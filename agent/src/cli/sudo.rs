@@ -11,7 +11,7 @@
 //! setting: root stays root and creates the container for that uid, as
 //! admins may.
 
-use crate::sys::creds::{become_user, Identity};
+use crate::sys::identity::{become_user, Identity};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The uid a front-end acts as after leaving root (0: it did not).

@@ -4,7 +4,7 @@
 //! struct (unknown keys refused) checked into [`CertsConfig`].
 
 use super::error::{invalid, ConfigError};
-use crate::certs::budget::Limits;
+use crate::certs::budget::RateLimits;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -133,7 +133,7 @@ pub struct AcmeConfig {
     pub roots: Vec<PathBuf>,
     pub retry_min: Duration,
     pub retry_max: Duration,
-    pub limits: Limits,
+    pub limits: RateLimits,
     pub parallel: usize,
     pub check_dns: bool,
     /// Empty: the host's own addresses, found when checking.
@@ -288,7 +288,7 @@ pub fn validate(
                 .collect::<Result<_, _>>()?,
             retry_min: Duration::from_secs(c.retry_min_secs),
             retry_max: Duration::from_secs(c.retry_max_secs),
-            limits: Limits {
+            limits: RateLimits {
                 new_per_week: c.max_new_per_week,
                 same_names_per_week: c.max_same_names_per_week,
                 orders_per_3h: c.max_orders_per_3h,

@@ -12,7 +12,7 @@
 //! filters and sets the init's capability sets, then runs the command or
 //! applies the write batch. The parent waits and exits as the child did.
 
-use super::creds::{parse_status, Privilege};
+use super::privilege::{parse_status, Privilege};
 use super::{Action, EnterRequest, RUN_ENV};
 use crate::sys::ns;
 use nix::libc;

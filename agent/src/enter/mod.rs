@@ -14,8 +14,8 @@
 //! helper's side, [`creds`] reads an init's privilege, [`write`] is the
 //! batch format.
 
-pub mod creds;
 pub mod helper;
+pub mod privilege;
 pub mod write;
 
 use crate::sys::proc::ProcessId;

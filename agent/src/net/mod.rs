@@ -2,8 +2,8 @@
 //! veth, addresses, routes), the NAT ruleset, the hosts-file block and the
 //! compatibility records. Planners are pure; `exec` runs `ip` and `nft`.
 
+pub mod apply;
 pub mod compat;
-pub mod exec;
 pub mod hosts;
 pub mod nft;
 pub mod plan;

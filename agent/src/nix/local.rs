@@ -10,7 +10,7 @@
 //! its store copy, which Nix unpacks as it does a downloaded channel.
 
 use super::NixError;
-use crate::sys::creds::{become_user, Identity};
+use crate::sys::identity::{become_user, Identity};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

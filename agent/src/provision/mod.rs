@@ -8,7 +8,7 @@
 //! container's uid mapping. Everything goes to the container's transcript.
 
 mod copy;
-pub mod exec;
+pub mod entry;
 
 use crate::api::types::{ApiError, ProvisionAction, ProvisionBody, ProvisionFile};
 use crate::enter::write::{Batch, WriteOp};
@@ -162,9 +162,9 @@ impl Plan {
 pub struct ContainerExecutor<'a> {
     pub name: String,
     /// The container's init, for the enter helper.
-    pub target: exec::Target,
+    pub target: entry::Target,
     /// How RUN gets into the container.
-    pub run: exec::RunMethod,
+    pub run: entry::RunMethod,
     pub files: &'a BTreeMap<String, Entry>,
     /// The container user that owns what COPY creates (`None`: root).
     pub copy_as: Option<String>,
@@ -256,14 +256,14 @@ impl Executor for ContainerExecutor<'_> {
 
     async fn run(&mut self, step: &Step, command: &str) -> Result<(), ProvisionError> {
         self.announce(step, &format!("RUN {command}"));
-        let mut child = exec::run_command(&self.run, &self.name, &self.target, command)
+        let mut child = entry::run_command(&self.run, &self.name, &self.target, command)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| ProvisionError::Spawn {
-                target: exec::describe(&self.run, &self.name, &self.target),
+                target: entry::describe(&self.run, &self.name, &self.target),
                 source,
             })?;
         let mut out = BufReader::new(child.stdout.take().expect("piped"));

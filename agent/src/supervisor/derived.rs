@@ -6,7 +6,7 @@
 //! changed; jobs wait for it only before they report success, so NAT and
 //! hosts updates overlap with a container's boot.
 
-use super::Env;
+use super::Subsystems;
 use crate::container::{Phase, Record};
 use crate::net::{compat, hosts, nft};
 use crate::sys::fs::{atomic_write, replace_file};
@@ -31,7 +31,7 @@ pub struct Applied {
 
 /// Run the derived-state task until the supervisor goes away.
 pub async fn run(
-    env: Arc<Env>,
+    env: Arc<Subsystems>,
     mut snapshots: watch::Receiver<Snapshot>,
     applied: watch::Sender<Applied>,
 ) {
@@ -97,7 +97,7 @@ pub struct Derived {
 }
 
 /// The directory of `fc-devhost`'s `NAME.json` records.
-pub fn vm_configs_dir(env: &Env) -> std::path::PathBuf {
+pub fn vm_configs_dir(env: &Subsystems) -> std::path::PathBuf {
     env.cfg.paths.compat_dir.join("vm-configs")
 }
 
@@ -135,7 +135,7 @@ fn sync_files(
 impl Derived {
     pub async fn sync(
         &mut self,
-        env: &Env,
+        env: &Subsystems,
         all: &[&Record],
         force: bool,
     ) -> Result<(), DerivedError> {

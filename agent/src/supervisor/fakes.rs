@@ -8,7 +8,7 @@
 //! `syscall/test.rs` records typed arguments.
 
 use crate::container::ContainerName;
-use crate::net::exec::{Netlink, Nft};
+use crate::net::apply::{Netlink, Nft};
 use crate::net::plan::IpBatch;
 use crate::net::NetError;
 use crate::nix::runner::NixBuilder;

@@ -8,7 +8,6 @@
 
 mod admit;
 mod boot;
-mod cleanup;
 mod derived;
 mod error;
 #[cfg(test)]
@@ -18,6 +17,7 @@ mod op;
 mod ops;
 mod reconcile;
 mod steps;
+mod sweep;
 #[cfg(test)]
 mod tests;
 
@@ -30,7 +30,7 @@ use crate::access::Caller;
 use crate::api::types::{AgentInfo, ContainerInfo};
 use crate::config::Config;
 use crate::container::{ContainerName, Phase, Record};
-use crate::net::exec::{Netlink, Nft};
+use crate::net::apply::{Netlink, Nft};
 use crate::nix::runner::NixBuilder;
 use crate::nspawn::backend::Backend;
 use crate::progress::Progress;
@@ -40,7 +40,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 /// The subsystems a job uses, shared read-only.
-pub struct Env {
+pub struct Subsystems {
     pub cfg: Config,
     pub store: Store,
     pub backend: Arc<dyn Backend>,
@@ -70,7 +70,7 @@ struct Pending {
 }
 
 pub struct Supervisor {
-    env: Arc<Env>,
+    env: Arc<Subsystems>,
     records: BTreeMap<ContainerName, Record>,
     queues: HashMap<ContainerName, VecDeque<Pending>>,
     busy: BTreeSet<ContainerName>,
@@ -84,7 +84,7 @@ pub struct Supervisor {
 impl Supervisor {
     /// Load the records, reconcile them with reality, and start the
     /// supervisor task. Returns once the state is consistent.
-    pub async fn start(env: Env) -> Result<Handle, SupervisorError> {
+    pub async fn start(env: Subsystems) -> Result<Handle, SupervisorError> {
         let env = Arc::new(env);
         env.store.ensure_dirs()?;
         let (records, findings) = reconcile::reconcile(&env).await;
@@ -217,7 +217,7 @@ impl Supervisor {
                     body,
                     caller,
                     reply,
-                } => match cleanup::admit_sweep(&body, &caller, &self.env.clock) {
+                } => match sweep::admit_sweep(&body, &caller, &self.env.clock) {
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -226,7 +226,7 @@ impl Supervisor {
                         let (env, handle) = (self.env.clone(), self.handle.clone());
                         tokio::spawn(async move {
                             let report =
-                                cleanup::sweep(env, handle, records, now, body.dry_run).await;
+                                sweep::sweep(env, handle, records, now, body.dry_run).await;
                             let _ = reply.send(Ok(report));
                         });
                     }
@@ -319,11 +319,11 @@ impl Supervisor {
 }
 
 /// What a user sees of a container: its record and whether it runs now.
-pub(super) async fn info_of(env: &Env, r: &Record) -> ContainerInfo {
+pub(super) async fn info_of(env: &Subsystems, r: &Record) -> ContainerInfo {
     let pid = env.backend.find(&r.name).await.map(|x| x.pid);
     let mut info = ContainerInfo::new(r, pid);
     info.certificate = env.edge.as_ref().and_then(|e| e.cert_info(r.name.as_str()));
-    let d = cleanup::decision_for(env, r, pid.is_some(), env.clock.now());
+    let d = sweep::decision_for(env, r, pid.is_some(), env.clock.now());
     info.cleanup = Some(d.reason);
     if r.disk_size.is_some() {
         // It reads mountinfo and asks `btrfs`: off the async threads.

@@ -3,7 +3,7 @@
 //! through the supervisor before acting on it, and on failure of a first
 //! creation rolls everything back so a retry starts clean.
 
-use super::{steps, Env, Handle, Outcome, SupervisorError};
+use super::{steps, Handle, Outcome, Subsystems, SupervisorError};
 use crate::api::types::ContainerInfo;
 use crate::container::{Phase, Record};
 use crate::nix::plan::{build_argv, configuration_nix, system_link, BuildSpec};
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct JobCtx {
-    pub env: Arc<Env>,
+    pub env: Arc<Subsystems>,
     pub sup: Handle,
     pub progress: Progress,
 }
@@ -73,9 +73,9 @@ async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, SupervisorError> {
         Job::Stop(r) => stop(ctx, r).await,
         Job::Destroy(r) => destroy(ctx, r).await,
         Job::Provision(r, plan) => provision(ctx, r, &plan).await,
-        Job::Pin(r, pinned) => super::cleanup::pin(ctx, r, pinned).await,
-        Job::Extend(r, days) => super::cleanup::extend(ctx, r, days).await,
-        Job::Expire(r, now) => super::cleanup::expire(ctx, r, now).await,
+        Job::Pin(r, pinned) => super::sweep::pin(ctx, r, pinned).await,
+        Job::Extend(r, days) => super::sweep::extend(ctx, r, days).await,
+        Job::Expire(r, now) => super::sweep::expire(ctx, r, now).await,
         Job::Nothing(message) => Ok(Outcome {
             message,
             container: None,
@@ -163,7 +163,7 @@ async fn channel_entry(
         return Ok(url.to_string());
     }
     let cfg = &ctx.env.cfg;
-    let reader = crate::sys::creds::Identity::lookup(caller.uid, caller.gid);
+    let reader = crate::sys::identity::Identity::lookup(caller.uid, caller.gid);
     let t = Instant::now();
     let path = crate::nix::local::import(&crate::nix::local::LocalChannel {
         path: std::path::Path::new(r.channel.search_path_entry()),
@@ -396,7 +396,7 @@ async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, Superv
 }
 
 async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> {
-    super::cleanup::reenable_for_start(&ctx.env, &mut r)?;
+    super::sweep::reenable_for_start(&ctx.env, &mut r)?;
     r.want_running = true;
     if ctx.env.backend.find(&r.name).await.is_some() {
         ctx.phase(&mut r, Phase::Running).await?;
@@ -469,9 +469,9 @@ async fn provision(
         name: r.name.clone(),
         source,
     };
-    let target = crate::provision::exec::target(leader)
+    let target = crate::provision::entry::target(leader)
         .map_err(|e| setup(crate::provision::ProvisionError::Target(e)))?;
-    let run = crate::provision::exec::method_for(leader, env.backend.kind() == "systemd");
+    let run = crate::provision::entry::method_for(leader, env.backend.kind() == "systemd");
     let mut exec = crate::provision::ContainerExecutor {
         name: r.name.to_string(),
         target,

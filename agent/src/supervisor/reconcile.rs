@@ -3,12 +3,12 @@
 //! namespaces, veths, mounts) says what is. Every difference is repaired or
 //! reported, and the findings stay visible through `devhost agent-info`.
 
-use super::{steps, Env};
+use super::{steps, Subsystems};
 use crate::container::{Phase, Record};
 use crate::progress::Progress;
 use std::collections::BTreeSet;
 
-pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
+pub async fn reconcile(env: &Subsystems) -> (Vec<Record>, Vec<String>) {
     let (loaded, mut findings) = env.store.load_all();
     let mut kept = Vec::new();
     let quiet = Progress::none();
@@ -102,13 +102,13 @@ pub async fn reconcile(env: &Env) -> (Vec<Record>, Vec<String>) {
 }
 
 /// Everything of a container, its record last (what destroy does).
-async fn remove_completely(env: &Env, r: &Record) -> Result<(), super::SupervisorError> {
+async fn remove_completely(env: &Subsystems, r: &Record) -> Result<(), super::SupervisorError> {
     steps::remove_everything(env, r, &Progress::none()).await?;
     Ok(env.store.remove(&r.name)?)
 }
 
 /// Things of ours on the host that no record explains.
-async fn orphans(env: &Env, records: &[Record], findings: &mut Vec<String>) {
+async fn orphans(env: &Subsystems, records: &[Record], findings: &mut Vec<String>) {
     let names: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
     let prefix = &env.cfg.network.netns_prefix;
     for ns in env.netlink.list_netns(prefix) {

@@ -3,7 +3,7 @@
 //! everything a container left on the host. Each step is idempotent, so a
 //! retry after a crash finishes what was half done.
 
-use super::{Env, StepError};
+use super::{StepError, Subsystems};
 use crate::container::Record;
 use crate::net::compat;
 use crate::net::plan::{IpBatch, NetPlan};
@@ -14,19 +14,19 @@ use crate::sys::fs::{remove_tree_one_fs, write_in_root};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub fn root_dir(env: &Env, r: &Record) -> PathBuf {
+pub fn root_dir(env: &Subsystems, r: &Record) -> PathBuf {
     env.cfg.paths.containers_dir.join(r.name.as_str())
 }
 
-pub fn profile_dir(env: &Env, r: &Record) -> PathBuf {
+pub fn profile_dir(env: &Subsystems, r: &Record) -> PathBuf {
     env.cfg.paths.profiles_dir.join(r.name.as_str())
 }
 
-pub fn gcroots_dir(env: &Env, r: &Record) -> PathBuf {
+pub fn gcroots_dir(env: &Subsystems, r: &Record) -> PathBuf {
     env.cfg.paths.gcroots_dir.join(r.name.as_str())
 }
 
-pub fn net_plan(env: &Env, r: &Record) -> NetPlan {
+pub fn net_plan(env: &Subsystems, r: &Record) -> NetPlan {
     NetPlan::new(&env.cfg.network.netns_prefix, &r.name, r.addresses)
 }
 
@@ -62,7 +62,7 @@ fn private_dir(p: &Path) -> Result<(), StepError> {
 /// (the idmapped root and binds): its root may make set-user-ID files owned
 /// by uid 0 there. So the directories holding container roots, profiles and
 /// GC roots are kept at mode 0700: no host user can reach those files.
-pub fn prepare_root(env: &Env, r: &Record) -> Result<(), StepError> {
+pub fn prepare_root(env: &Subsystems, r: &Record) -> Result<(), StepError> {
     let root = root_dir(env, r);
     for d in [
         &env.cfg.paths.containers_dir,
@@ -101,7 +101,7 @@ pub fn prepare_root(env: &Env, r: &Record) -> Result<(), StepError> {
 }
 
 /// Are the container roots on btrfs (each root a subvolume of its own)?
-pub fn roots_on_btrfs(env: &Env) -> bool {
+pub fn roots_on_btrfs(env: &Subsystems) -> bool {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     crate::sys::quota::on_btrfs(&mountinfo, &env.cfg.paths.containers_dir)
 }
@@ -110,7 +110,7 @@ pub fn roots_on_btrfs(env: &Env) -> bool {
 /// btrfs with quotas enabled, as the limit of the root subvolume's quota
 /// group (no disk size: no limit). Applies at once, also to a running
 /// container. Returns why it is not enforced, when it is not.
-pub fn apply_disk_size(env: &Env, r: &Record) -> Option<String> {
+pub fn apply_disk_size(env: &Subsystems, r: &Record) -> Option<String> {
     let root = root_dir(env, r);
     if !roots_on_btrfs(env) {
         return r.disk_size.map(|_| {
@@ -147,7 +147,7 @@ pub fn disk_enforcement(on_btrfs: bool, root: &Path) -> (Option<String>, Option<
 }
 
 /// Refresh `enc.json` after the channel changed (container exists).
-pub fn write_enc_json(env: &Env, r: &Record) -> Result<(), StepError> {
+pub fn write_enc_json(env: &Subsystems, r: &Record) -> Result<(), StepError> {
     Ok(write_in_root(
         &root_dir(env, r),
         Path::new("etc/nixos/enc.json"),
@@ -158,7 +158,7 @@ pub fn write_enc_json(env: &Env, r: &Record) -> Result<(), StepError> {
 
 /// (Re)create the container's network from nothing. Only called while the
 /// container does not run, so a stale namespace can be replaced.
-pub async fn net_up(env: &Env, r: &Record) -> Result<(), StepError> {
+pub async fn net_up(env: &Subsystems, r: &Record) -> Result<(), StepError> {
     let plan = net_plan(env, r);
     net_down(env, r).await?;
     let result = match env.netlink.run(&plan.setup()).await {
@@ -177,7 +177,7 @@ pub async fn net_up(env: &Env, r: &Record) -> Result<(), StepError> {
 
 /// Remove the namespace (and with it the veth pair); a host-side veth left
 /// without its namespace is deleted too. Nothing there is fine.
-pub async fn net_down(env: &Env, r: &Record) -> Result<(), StepError> {
+pub async fn net_down(env: &Subsystems, r: &Record) -> Result<(), StepError> {
     let plan = net_plan(env, r);
     if env.netlink.netns_exists(&plan.netns) {
         env.netlink
@@ -208,7 +208,7 @@ pub async fn net_down(env: &Env, r: &Record) -> Result<(), StepError> {
 }
 
 pub async fn start_container(
-    env: &Env,
+    env: &Subsystems,
     r: &Record,
     progress: &Progress,
 ) -> Result<Running, StepError> {
@@ -253,7 +253,11 @@ pub async fn start_container(
     Ok(env.backend.start(&req, progress).await?)
 }
 
-pub async fn stop_container(env: &Env, r: &Record, progress: &Progress) -> Result<(), StepError> {
+pub async fn stop_container(
+    env: &Subsystems,
+    r: &Record,
+    progress: &Progress,
+) -> Result<(), StepError> {
     Ok(env
         .backend
         .stop(&r.name, env.cfg.nspawn.stop_timeout, progress)
@@ -264,7 +268,7 @@ pub async fn stop_container(env: &Env, r: &Record, progress: &Progress) -> Resul
 /// network, root directory (never crossing into another filesystem),
 /// profile and GC roots. Idempotent.
 pub async fn remove_everything(
-    env: &Env,
+    env: &Subsystems,
     r: &Record,
     progress: &Progress,
 ) -> Result<(), StepError> {

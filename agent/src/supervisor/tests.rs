@@ -53,8 +53,8 @@ enable = false
         }
     }
 
-    fn env(&self) -> Env {
-        Env {
+    fn env(&self) -> Subsystems {
+        Subsystems {
             cfg: self.cfg.clone(),
             store: Store::new(&self.cfg.paths.state_dir),
             backend: self.fakes.backend(),

@@ -3,8 +3,8 @@
 //! process inspection through /proc, dropping to a user's credentials, and
 //! entering a container's namespaces with its init's privilege.
 
-pub mod creds;
 pub mod fs;
+pub mod identity;
 pub mod listen;
 pub mod ns;
 pub mod proc;

@@ -6,7 +6,7 @@
 //! decides on a copy of the records and changes nothing.
 
 use super::ops::{destroy, JobCtx};
-use super::{steps, Env, Handle, Op, Outcome, SupervisorError};
+use super::{steps, Handle, Op, Outcome, Subsystems, SupervisorError};
 use crate::access::Caller;
 use crate::api::types::{CleanupBody, CleanupEntry, CleanupReport, SweepResult};
 use crate::cleanup::{decide, Action, Decision};
@@ -21,7 +21,7 @@ use std::sync::Arc;
 const SWEEP_CONCURRENCY: usize = 4;
 
 /// The record with the edge's newer activity copied in (when counted).
-fn with_activity(env: &Env, mut r: Record) -> (Record, bool) {
+fn with_activity(env: &Subsystems, mut r: Record) -> (Record, bool) {
     if !env.cfg.cleanup.policy.count_activity {
         return (r, false);
     }
@@ -39,12 +39,17 @@ fn with_activity(env: &Env, mut r: Record) -> (Record, bool) {
 }
 
 /// The decision for a record at `now` (what `devhost status` and dry runs show).
-pub(super) fn decision_for(env: &Env, r: &Record, running: bool, now: DateTime<Utc>) -> Decision {
+pub(super) fn decision_for(
+    env: &Subsystems,
+    r: &Record,
+    running: bool,
+    now: DateTime<Utc>,
+) -> Decision {
     let (r, _) = with_activity(env, r.clone());
     decide(&r.usage(running), &env.cfg.cleanup.policy, now)
 }
 
-async fn decision(env: &Env, r: &Record, now: DateTime<Utc>) -> Decision {
+async fn decision(env: &Subsystems, r: &Record, now: DateTime<Utc>) -> Decision {
     let running = env.backend.find(&r.name).await.is_some();
     decision_for(env, r, running, now)
 }
@@ -72,7 +77,7 @@ pub(super) fn admit_sweep(
 
 /// Run the sweep over `records` (a copy taken when it was asked for).
 pub(super) async fn sweep(
-    env: Arc<Env>,
+    env: Arc<Subsystems>,
     handle: Handle,
     records: Vec<Record>,
     now: DateTime<Utc>,
@@ -259,7 +264,7 @@ pub(super) async fn extend(
 /// A disabled container may start again only while cleanup would leave it
 /// enabled (after an extension); otherwise it would be stopped at the next
 /// sweep, so say what brings it back for good.
-pub(super) fn reenable_for_start(env: &Env, r: &mut Record) -> Result<(), SupervisorError> {
+pub(super) fn reenable_for_start(env: &Subsystems, r: &mut Record) -> Result<(), SupervisorError> {
     if r.enabled {
         return Ok(());
     }

@@ -12,6 +12,10 @@
 //! - [`net`]: address pool, netns/veth plan, NAT ruleset, hosts block.
 //! - [`nspawn`]: nspawn argv and the backends that run it.
 //! - [`cleanup`]: the policy that disables and deletes unused containers.
+//! - [`edge`]: the HTTPS reverse proxy (routes, TLS, pages).
+//! - [`certs`]: the certificate store the proxy reads and the worker writes;
+//!   ACME, the local CA, the rate budget.
+//! - [`dns`]: the authoritative zone and its server, beside the proxy.
 //! - [`provision`]: running COPY/RUN/ECHO steps in a container.
 //! - [`enter`]: entering a running container with no more privilege than
 //!   its init (the helper behind RUN, COPY and ECHO).
@@ -21,8 +25,9 @@
 //! - [`state`]: records on disk and the agent lock.
 //! - [`sys`]: raw system calls (safe file writes, /proc, namespaces,
 //!   capabilities, seccomp, credentials).
-//! - [`config`], [`daemon`], [`progress`], [`clock`]: configuration, the
-//!   agent process, progress streaming, the agent's "now".
+//! - [`config`], [`daemon`], [`progress`], [`clock`], [`shared`]:
+//!   configuration, the agent process, progress streaming, the agent's
+//!   "now", the lock that shared state sits behind.
 
 pub mod access;
 pub mod api;

@@ -11,7 +11,7 @@
 //! the kernel; the agent only decides what to ask for.
 //!
 //! The request and the argv are planned here purely; [`helper`] is the
-//! helper's side, [`creds`] reads an init's privilege, [`write`] is the
+//! helper's side, [`privilege`] reads an init's privilege, [`write`](mod@write) is the
 //! batch format.
 
 pub mod helper;

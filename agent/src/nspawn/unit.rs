@@ -32,7 +32,7 @@ pub enum Prop {
 
 pub struct UnitSpec<'a> {
     pub name: &'a ContainerName,
-    /// The full nspawn argv; argv[0] must be an absolute path.
+    /// The full nspawn argv; `argv[0]` must be an absolute path.
     pub argv: &'a [String],
     /// systemd starts nspawn in this network namespace.
     pub netns_path: &'a std::path::Path,

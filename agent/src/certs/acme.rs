@@ -8,6 +8,7 @@
 
 use super::precheck::Precheck;
 use super::responder::{Answer, Published, Responder};
+use super::Cause;
 use super::{CertError, Issued};
 use crate::config::certs::{AcmeConfig, Challenge};
 use crate::sys::fs::atomic_write;
@@ -30,17 +31,17 @@ pub struct Acme {
     precheck: Option<Precheck>,
 }
 
-fn issue_err(names: &[String], why: impl std::fmt::Display) -> CertError {
+fn issue_err(names: &[String], source: impl Into<Cause>) -> CertError {
     CertError::Issue {
         names: names.join(", "),
-        why: why.to_string(),
+        source: source.into(),
     }
 }
 
 fn acme_err(what: &str) -> impl Fn(instant_acme::Error) -> CertError + '_ {
     move |e| CertError::Io {
         what: what.to_string(),
-        why: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -70,19 +71,19 @@ fn http_client(roots: &[PathBuf]) -> Result<Box<dyn instant_acme::HttpClient>, C
             .and_then(|i| i.collect::<Result<Vec<_>, _>>())
             .map_err(|e| CertError::Io {
                 what: p.display().to_string(),
-                why: e.to_string(),
+                source: e.into(),
             })?;
         for c in certs {
             store.add(c).map_err(|e| CertError::Io {
                 what: p.display().to_string(),
-                why: e.to_string(),
+                source: e.into(),
             })?;
         }
     }
     if store.is_empty() {
         return Err(CertError::Io {
             what: "ACME client".into(),
-            why: "no trusted roots (install ca-certificates or set certs.acme_roots)".into(),
+            source: "no trusted roots (install ca-certificates or set certs.acme_roots)".into(),
         });
     }
     let tls = rustls::ClientConfig::builder_with_provider(super::crypto_provider())
@@ -117,7 +118,7 @@ impl Acme {
                 let creds: AccountCredentials =
                     serde_json::from_slice(&raw).map_err(|e| CertError::Io {
                         what: path.display().to_string(),
-                        why: e.to_string(),
+                        source: e.into(),
                     })?;
                 builder
                     .from_credentials(creds)
@@ -145,12 +146,12 @@ impl Acme {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| CertError::Io {
                         what: parent.display().to_string(),
-                        why: e.to_string(),
+                        source: e.into(),
                     })?;
                 }
                 atomic_write(&path, &body, 0o600).map_err(|e| CertError::Io {
                     what: path.display().to_string(),
-                    why: e.to_string(),
+                    source: e.into(),
                 })?;
                 tracing::info!("ACME account {} made at {}", account.id(), cfg.directory);
                 account
@@ -158,7 +159,7 @@ impl Acme {
             Err(e) => {
                 return Err(CertError::Io {
                     what: path.display().to_string(),
-                    why: e.to_string(),
+                    source: e.into(),
                 })
             }
         };

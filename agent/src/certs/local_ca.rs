@@ -3,6 +3,7 @@
 //! key mode 0600) that signs per-container certificates. Clients trust it
 //! with `root.pem` (curl `--cacert`, or the system store).
 
+use super::Cause;
 use super::{CertError, Issued};
 use crate::sys::fs::atomic_write;
 use rcgen::{
@@ -17,17 +18,17 @@ pub struct LocalCa {
     pub root_path: PathBuf,
 }
 
-fn err(names: &[String], why: impl std::fmt::Display) -> CertError {
+fn err(names: &[String], source: impl Into<Cause>) -> CertError {
     CertError::Issue {
         names: names.join(", "),
-        why: why.to_string(),
+        source: source.into(),
     }
 }
 
-fn io_err(what: &Path, why: impl std::fmt::Display) -> CertError {
+fn io_err(what: &Path, source: impl Into<Cause>) -> CertError {
     CertError::Io {
         what: what.display().to_string(),
-        why: why.to_string(),
+        source: source.into(),
     }
 }
 

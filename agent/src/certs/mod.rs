@@ -32,21 +32,26 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// Which names each routed container's certificate must cover.
 pub type Wanted = std::collections::BTreeMap<String, Vec<String>>;
 
+/// The cause of a certificate error: the library's error itself where
+/// there is one (I/O, ACME, rcgen, the resolver), else what went wrong in
+/// words.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("{what}: {why}")]
-    Io { what: String, why: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: Cause },
     #[error("certificate for {container}: {why}")]
     Invalid { container: String, why: String },
-    #[error("issuing a certificate for {names}: {why}")]
-    Issue { names: String, why: String },
+    #[error("issuing a certificate for {names}: {source}")]
+    Issue { names: String, source: Cause },
 }
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> CertError {
     let what = what.to_string();
     move |e| CertError::Io {
         what,
-        why: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -219,7 +224,7 @@ impl CertFiles {
         let write = |file: &str, body: &[u8], mode| {
             atomic_write(&d.join(file), body, mode).map_err(|e| CertError::Io {
                 what: d.join(file).display().to_string(),
-                why: e.to_string(),
+                source: e.into(),
             })
         };
         // The key first: a cert.pem never names a key that is not there.

@@ -5,6 +5,7 @@
 //! asks the system's (or the configured) resolvers, uncached; the judging
 //! is pure.
 
+use super::Cause;
 use super::CertError;
 use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
@@ -70,12 +71,12 @@ pub struct Precheck {
 impl Precheck {
     /// `resolvers` empty: the system's; `expect` empty: the host's addresses.
     pub fn new(resolvers: &[SocketAddr], expect: &[IpAddr]) -> Result<Precheck, CertError> {
-        let err = |e: &dyn std::fmt::Display| CertError::Io {
+        let err = |e: Cause| CertError::Io {
             what: "DNS resolver for the pre-order check".into(),
-            why: e.to_string(),
+            source: e,
         };
         let mut builder = if resolvers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|e| err(&e))?
+            TokioResolver::builder_tokio().map_err(|e| err(e.into()))?
         } else {
             let servers = resolvers
                 .iter()
@@ -96,7 +97,7 @@ impl Precheck {
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.cache_size = 0;
-        let resolver = builder.build().map_err(|e| err(&e))?;
+        let resolver = builder.build().map_err(|e| err(e.into()))?;
         Ok(Precheck {
             resolver,
             expect: expect.to_vec(),

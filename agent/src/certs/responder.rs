@@ -96,7 +96,7 @@ impl Responder {
             Answer::Dns { domain, value } => {
                 let zone = self.zone.as_ref().ok_or_else(|| CertError::Issue {
                     names: domain.clone(),
-                    why: "dns-01 needs the agent's own zone ([dns] enable = true)".into(),
+                    source: "dns-01 needs the agent's own zone ([dns] enable = true)".into(),
                 })?;
                 let mut z = zone.write();
                 z.challenges
@@ -111,7 +111,7 @@ impl Responder {
             Answer::Alpn { domain, digest } => {
                 let cert = alpn_cert(domain, digest).map_err(|why| CertError::Issue {
                     names: domain.clone(),
-                    why: format!("tls-alpn-01 certificate: {why}"),
+                    source: format!("tls-alpn-01 certificate: {why}").into(),
                 })?;
                 self.alpn.write().insert(domain.clone(), Arc::new(cert));
             }

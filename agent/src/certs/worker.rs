@@ -62,7 +62,7 @@ async fn order(acme: Arc<Acme>, budget: Arc<Budget>, names: &[String], renewal: 
         Ok(Err(e)) => Ended::Failed(e),
         Err(_) => Ended::Failed(CertError::Issue {
             names: names.join(", "),
-            why: format!("no certificate within {} s", ORDER_TIMEOUT.as_secs()),
+            source: format!("no certificate within {} s", ORDER_TIMEOUT.as_secs()).into(),
         }),
     }
 }
@@ -148,7 +148,7 @@ impl State {
             Err(_) => {
                 return Err(CertError::Io {
                     what: format!("ACME directory {}", self.cfg.acme.directory),
-                    why: "no answer within 60 s".into(),
+                    source: "no answer within 60 s".into(),
                 })
             }
         };

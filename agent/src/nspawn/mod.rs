@@ -37,6 +37,13 @@ pub enum NspawnError {
         what: &'static str,
         source: std::io::Error,
     },
+    /// systemd refused or failed a call about this container.
+    #[error("container {name}: {what}: {source}")]
+    Machine {
+        name: String,
+        what: &'static str,
+        source: Box<zbus::Error>,
+    },
     #[error("container {name} did not stop even after SIGKILL")]
     Unkillable { name: String },
     /// The systemd backend could not reach systemd.

@@ -31,10 +31,10 @@ fn dbus_err<'a>(
     name: &'a ContainerName,
     what: &'static str,
 ) -> impl FnOnce(zbus::Error) -> NspawnError + 'a {
-    move |e| NspawnError::Io {
+    move |e| NspawnError::Machine {
         name: name.to_string(),
         what,
-        source: std::io::Error::other(e.to_string()),
+        source: Box::new(e),
     }
 }
 

@@ -156,3 +156,69 @@ fn one_agent_per_state_and_socket() {
         text(&out)
     );
 }
+
+/// Issue 15's first finding: a truncated record of a running container used
+/// to make the agent remove its network, hand its address out again and let
+/// another user's ensure remove its root.
+#[test]
+fn a_corrupt_record_is_quarantined_and_its_running_container_kept() {
+    let Some(()) = prerequisites("a_corrupt_record_is_quarantined_and_its_running_container_kept")
+    else {
+        return;
+    };
+    let ch = channel();
+    let mut agent = TestAgent::start(Options::default());
+    let name = agent.name("qa");
+    let users = users_gid();
+    assert_ok(
+        &agent.devhost_as(ALICE, users, &["ensure", &name, &ch.url]),
+        "alice's ensure",
+    );
+    let addr = agent.address(&name);
+    let ns = format!("{}{name}", agent.netns_prefix);
+
+    agent.stop_agent(Signal::SIGTERM);
+    let rec_path = agent.dir.join(format!("state/records/{name}.json"));
+    let whole = std::fs::read(&rec_path).unwrap();
+    std::fs::write(&rec_path, &whole[..40]).unwrap();
+    agent.spawn();
+
+    let f = findings(&agent);
+    assert!(
+        f.iter()
+            .any(|x| x.contains(&format!("{name}: quarantined"))),
+        "{f:#?}"
+    );
+    assert!(!f.iter().any(|x| x.contains(&ns)), "{f:#?}");
+    // Still running, still networked, still answering at its address.
+    assert!(std::path::Path::new("/run/netns").join(&ns).exists());
+    assert!(nspawn_pids(&agent.dir.join("containers"))
+        .iter()
+        .any(|(_, n)| n == &name));
+    assert!(agent.hosts().contains(&format!("{addr} {name}")));
+
+    // Bob cannot take the name; a new container gets another address.
+    let out = agent.devhost_as(BOB, users, &["ensure", &name, &ch.url]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is quarantined"), "{}", text(&out));
+    let other = agent.name("qb");
+    assert_ok(
+        &agent.devhost_as(BOB, users, &["ensure", &other, &ch.url]),
+        "bob's other ensure",
+    );
+    assert_ne!(agent.address(&other), addr);
+
+    // An admin repairs the record and adopts it: alice's again, running.
+    std::fs::write(
+        agent.dir.join(format!("state/quarantine/{name}.json")),
+        &whole,
+    )
+    .unwrap();
+    assert_ok(&agent.devhost(&["adopt", &name]), "adopt");
+    let st = agent.status(&name);
+    assert_eq!((st.state.as_str(), st.owner_uid), ("running", ALICE));
+    assert!(!agent
+        .dir
+        .join(format!("state/quarantine/{name}.json"))
+        .exists());
+}

@@ -24,6 +24,9 @@ pub fn kind_of(e: &SupervisorError) -> ErrorKind {
             ErrorKind::Internal
         }
         NotUndone { source, .. } => kind_of(source),
+        Quarantined { .. } | RootExists { .. } | AddressTaken { .. } => ErrorKind::Conflict,
+        NotQuarantined(_) => ErrorKind::NotFound,
+        AdminOnly { .. } => ErrorKind::Forbidden,
     }
 }
 
@@ -73,6 +76,15 @@ mod tests {
                 503,
             ),
             (SupervisorError::NotRunning(name()), ErrorKind::Failed, 500),
+            (
+                SupervisorError::Quarantined {
+                    name: name(),
+                    file: "/state/quarantine/web01.json".into(),
+                    why: "not a record: EOF".into(),
+                },
+                ErrorKind::Conflict,
+                409,
+            ),
             (SupervisorError::ShuttingDown, ErrorKind::Internal, 500),
         ];
         for (e, kind, status) in cases {

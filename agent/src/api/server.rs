@@ -325,7 +325,7 @@ async fn post_op(
     name: &str,
     verb: &str,
 ) -> Result<Response<Body>, ApiError> {
-    const VERBS: [&str; 7] = [
+    const VERBS: [&str; 9] = [
         "ensure",
         "provision",
         "start",
@@ -333,10 +333,12 @@ async fn post_op(
         "pin",
         "unpin",
         "extend",
+        "adopt",
+        "forget",
     ];
     if !VERBS.contains(&verb) {
         return Err(ApiError::not_found(format!(
-            "unknown operation {verb:?} (use ensure, provision, start, stop, pin, unpin or extend)"
+            "unknown operation {verb:?} (use ensure, provision, start, stop, pin, unpin, extend, adopt or forget)"
         )));
     }
     let name: ContainerName = name.parse()?;
@@ -367,6 +369,8 @@ async fn post_op(
         "stop" => Op::Stop,
         "pin" => Op::Pin(true),
         "unpin" => Op::Pin(false),
+        "adopt" => Op::Adopt,
+        "forget" => Op::Forget,
         _ => extend_op(&read_body(req, MAX_BODY, body_timeout(&shared.cfg)).await?)?,
     };
     Ok(stream_op(

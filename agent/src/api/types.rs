@@ -245,6 +245,20 @@ pub struct AgentInfo {
     /// Host and Nix settings that are unsafe or too low (also logged at start).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Records kept aside: their names are held until an admin adopts or
+    /// forgets them.
+    #[serde(default)]
+    pub quarantined: Vec<QuarantineInfo>,
+}
+
+/// A record file the agent does not trust, kept aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineInfo {
+    /// The container it holds ("" for a file named for no container).
+    pub name: String,
+    pub file: String,
+    pub why: String,
 }
 
 /// One line of a streamed answer.
@@ -282,6 +296,9 @@ pub enum ErrorKind {
     TooLarge,
     /// Too much at once (connections, uploads): try again later.
     Busy,
+    /// What is on the host stands in the way (a quarantined record, a root
+    /// without a record): an admin has to resolve it.
+    Conflict,
 }
 
 impl ErrorKind {
@@ -294,6 +311,7 @@ impl ErrorKind {
             ErrorKind::Internal => 500,
             ErrorKind::TooLarge => 413,
             ErrorKind::Busy => 503,
+            ErrorKind::Conflict => 409,
         }
     }
 }

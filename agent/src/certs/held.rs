@@ -9,7 +9,7 @@ use super::manager::Why;
 use super::{CertError, CertFiles, CertInfo, Issued, Loaded, Meta, Work};
 use crate::shared::Shared;
 use rustls::sign::CertifiedKey;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,6 +18,9 @@ struct Held {
     served: HashMap<String, Loaded>,
     /// Issuance under way, failed or held back.
     work: BTreeMap<String, Work>,
+    /// Containers whose certificates stay although nothing wants them
+    /// (their records are quarantined): never dropped.
+    kept: BTreeSet<String>,
 }
 
 pub struct Certificates {
@@ -52,6 +55,7 @@ impl Certificates {
         let held = Held {
             served: loaded.into_iter().collect(),
             work: BTreeMap::new(),
+            kept: BTreeSet::new(),
         };
         Ok((
             Certificates {
@@ -131,6 +135,22 @@ impl Certificates {
             .served
             .insert(container.to_string(), loaded);
         Ok(())
+    }
+
+    /// Keep these containers' certificates even when nothing wants them.
+    pub fn keep(&self, containers: BTreeSet<String>) {
+        self.held.write().kept = containers;
+    }
+
+    /// Whether `container`'s certificate is kept although not wanted.
+    pub fn is_kept(&self, container: &str) -> bool {
+        self.held.read().kept.contains(container)
+    }
+
+    /// No longer keep `container`'s certificate; delete it.
+    pub fn release(&self, container: &str) -> Result<(), CertError> {
+        self.held.write().kept.remove(container);
+        self.remove(container)
     }
 
     /// Stop serving a container's certificate and delete it.

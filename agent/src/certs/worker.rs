@@ -161,7 +161,7 @@ impl State {
     async fn start_due(&mut self, wanted: &Wanted) -> Option<i64> {
         let store = self.certs.clone();
         let plan = manager::plan(wanted, &store.held(), now(), self.cfg.renew_after_fraction);
-        for container in &plan.drop {
+        for container in plan.drop.iter().filter(|c| !store.is_kept(c)) {
             if let Err(e) = store.remove(container) {
                 tracing::error!("{e}");
             } else {

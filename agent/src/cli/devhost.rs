@@ -78,6 +78,12 @@ pub enum Command {
     Destroy { name: String },
     /// The agent's version, backend and what its last start reconciled.
     Info,
+    /// Take back a container whose record was quarantined (after checking
+    /// or repairing STATE/quarantine/NAME.json; root or the admin group).
+    Adopt { name: String },
+    /// Remove everything of a container whose record was quarantined, and
+    /// free its name and address (root or the admin group).
+    Forget { name: String },
     /// Keep a container from cleanup for good.
     Pin { name: String },
     /// Hand a pinned container back to the cleanup policy.
@@ -144,6 +150,8 @@ pub fn main() -> i32 {
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),
         Command::Info => cmd::info::run(sock, json),
         Command::Pin { name } => cmd::pin::run(sock, json, &name, true),
+        Command::Adopt { name } => cmd::adopt::run(sock, json, &name),
+        Command::Forget { name } => cmd::forget::run(sock, json, &name),
         Command::Unpin { name } => cmd::pin::run(sock, json, &name, false),
         Command::Extend { name, days } => cmd::extend::run(sock, json, &name, days),
         Command::Cleanup { dry_run, now } => cmd::cleanup::run(sock, json, dry_run, now),

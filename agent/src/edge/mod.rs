@@ -123,6 +123,19 @@ impl Edge {
         }
     }
 
+    /// Keep the certificates of these containers (quarantined records)
+    /// although no route wants them.
+    pub fn keep_certificates(&self, containers: std::collections::BTreeSet<String>) {
+        self.certs.keep(containers);
+    }
+
+    /// Delete a container's certificate that was kept (a forgotten name).
+    pub fn forget_certificate(&self, container: &str) {
+        if let Err(e) = self.certs.release(container) {
+            tracing::warn!("{e}");
+        }
+    }
+
     /// Bring routes, zone names and certificates in line with `records`:
     /// the new route table is swapped in whole; the certificate worker is
     /// told what is wanted. With the local CA, missing certificates are

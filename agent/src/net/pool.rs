@@ -37,6 +37,13 @@ impl AddressPool {
         })
     }
 
+    /// The block an address of the pool belongs to.
+    pub fn index_of(&self, addr: Ipv4Addr) -> Option<u32> {
+        self.net
+            .contains(&addr)
+            .then(|| (u32::from(addr) - u32::from(self.net.network())) / 4)
+    }
+
     /// The lowest block not in `used`.
     pub fn allocate(&self, used: &BTreeSet<u32>) -> Result<Addresses, NetError> {
         (0..self.capacity())
@@ -55,6 +62,15 @@ mod tests {
 
     fn pool(s: &str) -> AddressPool {
         AddressPool::new(s.parse().unwrap())
+    }
+
+    #[test]
+    fn an_address_tells_its_block() {
+        let p = pool("10.5.0.0/16");
+        let a = p.pair(300).unwrap();
+        assert_eq!(p.index_of(a.local), Some(300));
+        assert_eq!(p.index_of(a.host), Some(300));
+        assert_eq!(p.index_of("10.6.0.1".parse().unwrap()), None);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! create, who may manage which container), address allocation for a new
 //! container, and the job that will carry the operation out.
 
+use super::op::Admits;
 use super::{ops, Op, Supervisor, SupervisorError};
 use crate::access::Caller;
 use crate::container::{ContainerName, Record};
 use crate::net::pool::AddressPool;
+use crate::state::Quarantined;
 use std::collections::BTreeSet;
 
 impl Supervisor {
@@ -22,8 +24,22 @@ impl Supervisor {
             owner: r.owner_uid,
             verb: op.verb(),
         };
-        if current.is_none() && op.admits() == super::op::Admits::Existing {
-            return Err(SupervisorError::NoSuchContainer(name.clone()));
+        match (self.quarantined.get(name), op.admits()) {
+            (Some(q), Admits::Quarantined) => return self.admit_quarantined(name, op, caller, q),
+            (Some(q), _) => {
+                return Err(SupervisorError::Quarantined {
+                    name: name.clone(),
+                    file: q.file.clone(),
+                    why: q.why.clone(),
+                })
+            }
+            (None, Admits::Quarantined) => {
+                return Err(SupervisorError::NotQuarantined(name.clone()))
+            }
+            (None, Admits::Existing) if current.is_none() => {
+                return Err(SupervisorError::NoSuchContainer(name.clone()))
+            }
+            (None, _) => {}
         }
         match (op, current) {
             (Op::Ensure(spec), None) => {
@@ -34,15 +50,27 @@ impl Supervisor {
                         admin_group: self.env.cfg.access.admin_group.clone(),
                     });
                 }
-                name.check_new(self.records.keys())?;
+                name.check_new(self.records.keys().chain(self.quarantined.keys()))?;
+                let root = self.env.cfg.paths.containers_dir.join(name.as_str());
+                if root.symlink_metadata().is_ok() {
+                    // Not ours to build on, nor to remove on a rollback.
+                    return Err(SupervisorError::RootExists {
+                        name: name.clone(),
+                        root,
+                    });
+                }
                 if self.env.nix_safety.builders_as_root && !caller.admin {
                     return Err(SupervisorError::BuildsAsRoot {
                         admin_group: self.env.cfg.access.admin_group.clone(),
                     });
                 }
                 let pool = AddressPool::new(self.env.cfg.network.pool);
-                let used: BTreeSet<u32> =
-                    self.records.values().map(|r| r.addresses.index).collect();
+                let used: BTreeSet<u32> = self
+                    .records
+                    .values()
+                    .map(|r| r.addresses.index)
+                    .chain(self.quarantined.values().filter_map(|q| q.index))
+                    .collect();
                 let addresses = pool.allocate(&used).map_err(SupervisorError::Addresses)?;
                 let mut limits = self.env.cfg.default_limits.clone();
                 limits.merge(&spec.limits);
@@ -91,9 +119,67 @@ impl Supervisor {
                     Op::Extend { days } => ops::Job::Extend(r, *days),
                     Op::Expire { now } => ops::Job::Expire(r, *now),
                     Op::Destroy => ops::Job::Destroy(r),
-                    Op::Ensure(_) => unreachable!("matched above"),
+                    Op::Ensure(_) | Op::Adopt | Op::Forget => unreachable!("matched above"),
                 })
             }
+        }
+    }
+
+    /// Adopt or forget a quarantined name: admins only.
+    fn admit_quarantined(
+        &self,
+        name: &ContainerName,
+        op: &Op,
+        caller: &Caller,
+        q: &Quarantined,
+    ) -> Result<ops::Job, SupervisorError> {
+        if !caller.admin {
+            return Err(SupervisorError::AdminOnly {
+                uid: caller.uid,
+                verb: op.verb(),
+            });
+        }
+        let pool = AddressPool::new(self.env.cfg.network.pool);
+        match op {
+            Op::Adopt => {
+                let record = self.env.store.quarantined_record(name).map_err(|source| {
+                    SupervisorError::Record {
+                        what: "adopting",
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
+                let clash = self
+                    .records
+                    .values()
+                    .find(|r| r.addresses.index == record.addresses.index);
+                if let Some(other) = clash {
+                    return Err(SupervisorError::AddressTaken {
+                        name: name.clone(),
+                        address: record.addresses.local,
+                        other: other.name.clone(),
+                    });
+                }
+                Ok(ops::Job::Adopt(record))
+            }
+            Op::Forget => {
+                // What remains is found by name; the address only matters
+                // for what the file still tells.
+                let addresses = q
+                    .index
+                    .and_then(|i| pool.pair(i))
+                    .or_else(|| pool.pair(0))
+                    .expect("a pool has a block");
+                let record = crate::container::Record::new(
+                    name.clone(),
+                    0,
+                    "file:///forgotten".parse().expect("a channel URL"),
+                    addresses,
+                    self.env.clock.now(),
+                );
+                Ok(ops::Job::Forget(record))
+            }
+            _ => unreachable!("only adopt and forget admit quarantined names"),
         }
     }
 }

@@ -20,6 +20,9 @@ use tokio::sync::watch;
 pub struct Snapshot {
     pub version: u64,
     pub records: Arc<Vec<Record>>,
+    /// Quarantined containers whose address is known: they keep their
+    /// hosts line and NAT while an admin decides.
+    pub held: Arc<Vec<(Ipv4Addr, String)>>,
 }
 
 /// What the derived task has applied: the version and its outcome.
@@ -39,7 +42,7 @@ pub async fn run(
     loop {
         let snap = snapshots.borrow_and_update().clone();
         let refs: Vec<&Record> = snap.records.iter().collect();
-        let mut result = d.sync(&env, &refs, false).await;
+        let mut result = d.sync(&env, &refs, &snap.held, false).await;
         if let Some(edge) = &env.edge {
             if let Err(e) = edge.apply(snap.records.clone()) {
                 result = result.and(Err(DerivedError::Edge(e)));
@@ -137,6 +140,7 @@ impl Derived {
         &mut self,
         env: &Subsystems,
         all: &[&Record],
+        held: &[(Ipv4Addr, String)],
         force: bool,
     ) -> Result<(), DerivedError> {
         let cfg = &env.cfg;
@@ -145,6 +149,7 @@ impl Derived {
         let entries: Vec<(Ipv4Addr, String)> = records
             .iter()
             .map(|r| (r.addresses.local, r.name.to_string()))
+            .chain(held.iter().cloned())
             .collect();
         if force || self.hosts.as_ref() != Some(&entries) {
             let path = &cfg.paths.hosts_file;
@@ -161,7 +166,11 @@ impl Derived {
             self.hosts = Some(entries);
         }
         // NAT: every container address.
-        let mut addrs: Vec<Ipv4Addr> = records.iter().map(|r| r.addresses.local).collect();
+        let mut addrs: Vec<Ipv4Addr> = records
+            .iter()
+            .map(|r| r.addresses.local)
+            .chain(held.iter().map(|(a, _)| *a))
+            .collect();
         addrs.sort();
         if force || self.nat.as_ref() != Some(&addrs) {
             let script = nft::ruleset(&nft::NatSpec {

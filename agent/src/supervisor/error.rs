@@ -106,6 +106,26 @@ pub enum SupervisorError {
     },
     #[error("the agent is shutting down")]
     ShuttingDown,
+
+    // --- Quarantine: what is on the host and not trusted stays as it is.
+    #[error("the record of {name} is quarantined ({why}; kept as {}): nothing of {name} is touched until an admin runs `devhost adopt {name}` or `devhost forget {name}`", file.display())]
+    Quarantined {
+        name: ContainerName,
+        file: PathBuf,
+        why: String,
+    },
+    #[error("no quarantined record for {0}")]
+    NotQuarantined(ContainerName),
+    #[error("a root directory for {name} exists without a record ({}); it is kept: an admin has to move it away before {name} can be created", root.display())]
+    RootExists { name: ContainerName, root: PathBuf },
+    #[error("uid {uid} may not {verb} containers (root or the admin group only)")]
+    AdminOnly { uid: u32, verb: &'static str },
+    #[error("{name} records address {address}, which {other} has now; forget {name} instead")]
+    AddressTaken {
+        name: ContainerName,
+        address: std::net::Ipv4Addr,
+        other: ContainerName,
+    },
 }
 
 fn undo_note(undo: &SupervisorError, record_only: bool) -> String {

@@ -38,6 +38,13 @@ pub(super) enum Msg {
         name: ContainerName,
         reply: Reply<Result<(), SupervisorError>>,
     },
+    /// A quarantined name is resolved: its files kept aside for good, the
+    /// name released, and `record` (when adopted) its record again.
+    Resolve {
+        name: ContainerName,
+        record: Option<Record>,
+        reply: Reply<Result<(), SupervisorError>>,
+    },
     Finished {
         name: ContainerName,
     },
@@ -157,6 +164,20 @@ impl Handle {
     pub(crate) async fn remove(&self, name: &ContainerName) -> Result<(), SupervisorError> {
         let name = name.clone();
         self.ask(|reply| Msg::Remove { name, reply }).await?
+    }
+
+    pub(crate) async fn resolve(
+        &self,
+        name: &ContainerName,
+        record: Option<Record>,
+    ) -> Result<(), SupervisorError> {
+        let name = name.clone();
+        self.ask(|reply| Msg::Resolve {
+            name,
+            record,
+            reply,
+        })
+        .await?
     }
 
     /// A finding for `devhost info` (what a sweep or boot noticed).

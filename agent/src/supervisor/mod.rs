@@ -72,6 +72,8 @@ struct Pending {
 pub struct Supervisor {
     env: Arc<Subsystems>,
     records: BTreeMap<ContainerName, Record>,
+    /// Names whose record is quarantined: held, nothing of them touched.
+    quarantined: BTreeMap<ContainerName, crate::state::Quarantined>,
     queues: HashMap<ContainerName, VecDeque<Pending>>,
     busy: BTreeSet<ContainerName>,
     findings: Vec<String>,
@@ -87,22 +89,35 @@ impl Supervisor {
     pub async fn start(env: Subsystems) -> Result<Handle, SupervisorError> {
         let env = Arc::new(env);
         env.store.ensure_dirs()?;
-        let (records, findings) = reconcile::reconcile(&env).await;
+        let reconcile::Reconciled {
+            records,
+            quarantined,
+            mut findings,
+        } = reconcile::reconcile(&env).await;
+        if let Err(e) = env.store.keep_reserve() {
+            findings.push(format!(
+                "state disk: no room for the reserve that lets stop and destroy work on a full disk: {e}"
+            ));
+        }
         for f in &findings {
             tracing::warn!(target: "devhost::reconcile", "{f}");
+        }
+        if let Some(edge) = &env.edge {
+            edge.keep_certificates(quarantined.keys().map(|n| n.to_string()).collect());
         }
         let (tx, rx) = mpsc::channel(256);
         // Bring the derived state in line with the records before serving.
         let mut initial = derived::Derived::default();
         let refs: Vec<&Record> = records.iter().collect();
-        let mut findings = findings;
-        if let Err(e) = initial.sync(&env, &refs, true).await {
+        let held = Arc::new(held_entries(&env, &quarantined));
+        if let Err(e) = initial.sync(&env, &refs, &held, true).await {
             findings.push(format!("could not write derived files at start: {e}"));
             tracing::error!("{e}");
         }
         let snapshot = derived::Snapshot {
             version: 0,
             records: Arc::new(records.clone()),
+            held,
         };
         let (snapshots, snap_rx) = watch::channel(snapshot);
         let (applied_tx, applied) = watch::channel(derived::Applied::default());
@@ -110,6 +125,7 @@ impl Supervisor {
         let handle = Handle { tx, applied };
         let sup = Supervisor {
             records: records.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            quarantined,
             queues: HashMap::new(),
             busy: BTreeSet::new(),
             findings,
@@ -202,6 +218,15 @@ impl Supervisor {
                         backend: self.env.backend.kind().to_string(),
                         findings: self.findings.clone(),
                         warnings: self.env.host_warnings.clone(),
+                        quarantined: self
+                            .quarantined
+                            .values()
+                            .map(|q| crate::api::types::QuarantineInfo {
+                                name: q.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                                file: q.file.display().to_string(),
+                                why: q.why.clone(),
+                            })
+                            .collect(),
                     });
                 }
                 Msg::Save { record, reply } => {
@@ -210,6 +235,14 @@ impl Supervisor {
                 }
                 Msg::Remove { name, reply } => {
                     let res = self.remove(&name).await;
+                    let _ = reply.send(res);
+                }
+                Msg::Resolve {
+                    name,
+                    record,
+                    reply,
+                } => {
+                    let res = self.resolve(&name, record);
                     let _ = reply.send(res);
                 }
                 Msg::Finding { text } => self.findings.push(text),
@@ -238,16 +271,70 @@ impl Supervisor {
         }
     }
 
+    /// Persist, then take into memory: a failed save leaves the record
+    /// as it was. Stop and destroy (phases that end in freeing space) may
+    /// use the reserve of the state disk.
     async fn save(&mut self, record: Record) -> Result<(), SupervisorError> {
-        self.env
+        let frees = matches!(
+            record.phase,
+            Phase::Stopping | Phase::Stopped | Phase::Destroying
+        );
+        let saved = if frees {
+            self.env.store.save_freeing(&record).map(|used| {
+                if used {
+                    self.findings.push(format!(
+                        "state disk full: used the reserve to save the record of {} ({})",
+                        record.name,
+                        record.phase.as_str()
+                    ));
+                }
+            })
+        } else {
+            self.env.store.save(&record)
+        };
+        saved.map_err(|source| SupervisorError::Record {
+            what: "saving",
+            name: record.name.clone(),
+            source,
+        })?;
+        self.records.insert(record.name.clone(), record);
+        self.publish();
+        Ok(())
+    }
+
+    /// A quarantined name adopted (with its record) or forgotten.
+    fn resolve(
+        &mut self,
+        name: &ContainerName,
+        record: Option<Record>,
+    ) -> Result<(), SupervisorError> {
+        let now = self.env.clock.now().timestamp();
+        let moved = self
+            .env
             .store
-            .save(&record)
+            .resolve(name, record.as_ref(), now)
             .map_err(|source| SupervisorError::Record {
-                what: "saving",
-                name: record.name.clone(),
+                what: "resolving the quarantined",
+                name: name.clone(),
                 source,
             })?;
-        self.records.insert(record.name.clone(), record);
+        self.quarantined.remove(name);
+        if let Some(edge) = &self.env.edge {
+            edge.keep_certificates(self.quarantined.keys().map(|n| n.to_string()).collect());
+        }
+        let kept: Vec<String> = moved.iter().map(|p| p.display().to_string()).collect();
+        self.findings.push(format!(
+            "{name}: quarantine resolved ({}); kept {}",
+            if record.is_some() {
+                "adopted"
+            } else {
+                "forgotten"
+            },
+            kept.join(", ")
+        ));
+        if let Some(r) = record {
+            self.records.insert(name.clone(), r);
+        }
         self.publish();
         Ok(())
     }
@@ -263,6 +350,8 @@ impl Supervisor {
             })?;
         self.records.remove(name);
         self.publish();
+        // Space was freed: make the reserve again if it was used.
+        let _ = self.env.store.keep_reserve();
         Ok(())
     }
 
@@ -273,6 +362,7 @@ impl Supervisor {
         self.snapshots.send_replace(derived::Snapshot {
             version: self.version,
             records: Arc::new(records),
+            held: Arc::new(held_entries(&self.env, &self.quarantined)),
         });
     }
 
@@ -316,6 +406,19 @@ impl Supervisor {
             handle.finished(name).await;
         });
     }
+}
+
+/// The hosts entries quarantined containers keep (those whose address is
+/// known).
+fn held_entries(
+    env: &Subsystems,
+    quarantined: &BTreeMap<ContainerName, crate::state::Quarantined>,
+) -> Vec<(std::net::Ipv4Addr, String)> {
+    let pool = crate::net::pool::AddressPool::new(env.cfg.network.pool);
+    quarantined
+        .iter()
+        .filter_map(|(name, q)| Some((pool.pair(q.index?)?.local, name.to_string())))
+        .collect()
 }
 
 /// What a user sees of a container: its record and whether it runs now.

@@ -54,6 +54,15 @@ pub enum Op {
     /// One container's turn in a cleanup sweep decided as of `now`.
     /// Admitted always: a container destroyed meanwhile is nothing to do.
     Expire { now: chrono::DateTime<chrono::Utc> },
+    /// Take a quarantined record back (an admin repaired or checked it):
+    /// it becomes the container's record again, its phase what is really
+    /// running. Admitted only for a quarantined name, for admins.
+    Adopt,
+    /// Remove everything of a quarantined name, as destroy would, and
+    /// release the name and address (the file stays in
+    /// `quarantine/resolved/`). Admitted only for a quarantined name, for
+    /// admins.
+    Forget,
 }
 
 /// Whether an operation is admitted when its container does not exist.
@@ -63,6 +72,9 @@ pub enum Admits {
     Always,
     /// Only an existing container ("no container named …" otherwise).
     Existing,
+    /// Only a name whose record is quarantined; every other operation on
+    /// such a name is refused.
+    Quarantined,
 }
 
 impl Op {
@@ -73,6 +85,7 @@ impl Op {
             Op::Start | Op::Stop | Op::Provision(_) | Op::Pin(_) | Op::Extend { .. } => {
                 Admits::Existing
             }
+            Op::Adopt | Op::Forget => Admits::Quarantined,
         }
     }
 
@@ -87,6 +100,8 @@ impl Op {
             Op::Pin(false) => "unpin",
             Op::Extend { .. } => "extend",
             Op::Expire { .. } => "clean up",
+            Op::Adopt => "adopt",
+            Op::Forget => "forget",
         }
     }
 }

@@ -50,6 +50,11 @@ pub enum Job {
     Pin(Record, bool),
     Extend(Record, u32),
     Expire(Record, chrono::DateTime<chrono::Utc>),
+    /// A quarantined record taken back.
+    Adopt(Record),
+    /// Everything of a quarantined name removed (the record stands in for
+    /// the one that could not be read: the name is what counts).
+    Forget(Record),
     Nothing(String),
 }
 
@@ -76,6 +81,8 @@ async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, SupervisorError> {
         Job::Pin(r, pinned) => super::sweep::pin(ctx, r, pinned).await,
         Job::Extend(r, days) => super::sweep::extend(ctx, r, days).await,
         Job::Expire(r, now) => super::sweep::expire(ctx, r, now).await,
+        Job::Adopt(r) => adopt(ctx, r).await,
+        Job::Forget(r) => forget(ctx, r).await,
         Job::Nothing(message) => Ok(Outcome {
             message,
             container: None,
@@ -91,7 +98,12 @@ async fn create(
     caller: &crate::access::Caller,
 ) -> Result<Outcome, SupervisorError> {
     let started = Instant::now();
-    ctx.sup.save(&r).await?;
+    if let Err(e) = ctx.sup.save(&r).await {
+        // Nothing was made: give the name and addresses reserved for it
+        // back, so no phantom stays in the list.
+        let _ = ctx.sup.remove(&r.name).await;
+        return Err(e);
+    }
     match create_steps(ctx, &mut r, caller).await {
         Ok(()) => {
             r.established = true;
@@ -499,6 +511,48 @@ async fn provision(
     Ok(Outcome {
         message: format!("container {} provisioned ({n} steps)", r.name),
         container: Some(ctx.info(&r).await),
+        cleanup: None,
+    })
+}
+
+/// Take a quarantined record back: its phase becomes what really runs (a
+/// container found running is running; one that is not is stopped).
+async fn adopt(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> {
+    let running = ctx.env.backend.find(&r.name).await.is_some();
+    let recorded = r.phase;
+    r.phase = if running {
+        Phase::Running
+    } else {
+        Phase::Stopped
+    };
+    r.established = true;
+    ctx.sup.resolve(&r.name, Some(r.clone())).await?;
+    Ok(Outcome {
+        message: format!(
+            "adopted {}: recorded {}, now {}",
+            r.name,
+            recorded.as_str(),
+            r.phase.as_str()
+        ),
+        container: Some(ctx.info(&r).await),
+        cleanup: None,
+    })
+}
+
+/// Remove what a quarantined name has on the host, as destroy does, then
+/// release the name (its files stay in `quarantine/resolved/`).
+async fn forget(ctx: &JobCtx, r: Record) -> Result<Outcome, SupervisorError> {
+    steps::remove_everything(&ctx.env, &r, &ctx.progress).await?;
+    if let Some(edge) = &ctx.env.edge {
+        edge.forget_certificate(r.name.as_str());
+    }
+    ctx.sup.resolve(&r.name, None).await?;
+    Ok(Outcome {
+        message: format!(
+            "forgot {}: its process, network, root and profile are removed; the name is free",
+            r.name
+        ),
+        container: None,
         cleanup: None,
     })
 }

@@ -4,15 +4,27 @@
 //! reported, and the findings stay visible through `devhost agent-info`.
 
 use super::{steps, Subsystems};
-use crate::container::{Phase, Record};
+use crate::container::{ContainerName, Phase, Record};
+use crate::net::pool::AddressPool;
 use crate::progress::Progress;
-use std::collections::BTreeSet;
+use crate::state::Quarantined;
+use std::collections::{BTreeMap, BTreeSet};
 
-pub async fn reconcile(env: &Subsystems) -> (Vec<Record>, Vec<String>) {
-    let (loaded, mut findings) = env.store.load_all();
+/// The state the supervisor starts from.
+pub struct Reconciled {
+    pub records: Vec<Record>,
+    /// Names held by a record kept aside, with what is known of it.
+    pub quarantined: BTreeMap<ContainerName, Quarantined>,
+    pub findings: Vec<String>,
+}
+
+pub async fn reconcile(env: &Subsystems) -> Reconciled {
+    let loaded = env.store.load_all(env.clock.now().timestamp());
+    let mut findings = loaded.findings;
+    let quarantined = held_names(env, loaded.quarantined, &mut findings);
     let mut kept = Vec::new();
     let quiet = Progress::none();
-    for mut r in loaded {
+    for mut r in loaded.records {
         let running = env.backend.find(&r.name).await.is_some();
         if !r.established {
             // Interrupted first creation: roll it back entirely (its build
@@ -97,8 +109,52 @@ pub async fn reconcile(env: &Subsystems) -> (Vec<Record>, Vec<String>) {
         }
         kept.push(r);
     }
-    orphans(env, &kept, &mut findings).await;
-    (kept, findings)
+    orphans(env, &kept, &quarantined, &mut findings).await;
+    Reconciled {
+        records: kept,
+        quarantined,
+        findings,
+    }
+}
+
+/// The names quarantined files hold, each with its address block when the
+/// file or the old tool's compatibility record (`NAME.json`, field `ip`)
+/// still tells it.
+fn held_names(
+    env: &Subsystems,
+    files: Vec<Quarantined>,
+    findings: &mut Vec<String>,
+) -> BTreeMap<ContainerName, Quarantined> {
+    let pool = AddressPool::new(env.cfg.network.pool);
+    let mut held = BTreeMap::new();
+    for mut q in files {
+        let Some(name) = q.name.clone() else {
+            findings.push(format!(
+                "{}: quarantined, not named for a container; holds nothing",
+                q.file.display()
+            ));
+            continue;
+        };
+        if q.index.is_none() {
+            q.index = std::fs::read(env.cfg.paths.compat_dir.join(format!("{name}.json")))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("ip")?.as_str()?.parse().ok())
+                .and_then(|ip| pool.index_of(ip));
+        }
+        findings.push(format!(
+            "{name}: quarantined ({}): {}; name{} held until `devhost adopt {name}` or `devhost forget {name}`",
+            q.file.display(),
+            q.why,
+            match q.index.and_then(|i| pool.pair(i)) {
+                Some(a) => format!(" and address {}", a.local),
+                None => String::new(),
+            }
+        ));
+        // The first file of a name (NAME.json) is the one adopt reads.
+        held.entry(name).or_insert(q);
+    }
+    held
 }
 
 /// Everything of a container, its record last (what destroy does).
@@ -108,8 +164,18 @@ async fn remove_completely(env: &Subsystems, r: &Record) -> Result<(), super::Su
 }
 
 /// Things of ours on the host that no record explains.
-async fn orphans(env: &Subsystems, records: &[Record], findings: &mut Vec<String>) {
-    let names: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+async fn orphans(
+    env: &Subsystems,
+    records: &[Record],
+    quarantined: &BTreeMap<ContainerName, Quarantined>,
+    findings: &mut Vec<String>,
+) {
+    let held: BTreeSet<&str> = quarantined.keys().map(|n| n.as_str()).collect();
+    let names: BTreeSet<&str> = records
+        .iter()
+        .map(|r| r.name.as_str())
+        .chain(held.iter().copied())
+        .collect();
     let prefix = &env.cfg.network.netns_prefix;
     for ns in env.netlink.list_netns(prefix) {
         let name = &ns[prefix.len()..];
@@ -129,12 +195,30 @@ async fn orphans(env: &Subsystems, records: &[Record], findings: &mut Vec<String
         }
     }
     for run in env.backend.list().await {
-        if !names.contains(run.name.as_str()) {
+        if held.contains(run.name.as_str()) {
+            findings.push(format!(
+                "systemd-nspawn pid {} runs container {}, whose record is quarantined; left alone",
+                run.pid, run.name
+            ));
+        } else if !names.contains(run.name.as_str()) {
             findings.push(format!(
                 "systemd-nspawn pid {} runs container {} from {} without a record; left running (stop it by hand)",
                 run.pid,
                 run.name,
                 env.cfg.paths.containers_dir.display()
+            ));
+        }
+    }
+    for e in std::fs::read_dir(&env.cfg.paths.containers_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let fname = e.file_name().to_string_lossy().into_owned();
+        if fname.parse::<ContainerName>().is_ok() && !names.contains(fname.as_str()) {
+            findings.push(format!(
+                "{}: a container root without a record; kept (a container {fname} cannot be created until an admin moves it away)",
+                e.path().display()
             ));
         }
     }

@@ -20,6 +20,16 @@ pub fn run(sock: Option<&Path>, json: bool) -> i32 {
     for w in &info.warnings {
         println!("warning: {w}");
     }
+    for q in &info.quarantined {
+        println!(
+            "quarantined: {} ({}): {} — `devhost adopt {}` or `devhost forget {}`",
+            if q.name.is_empty() { "-" } else { &q.name },
+            q.file,
+            q.why,
+            q.name,
+            q.name
+        );
+    }
     if info.findings.is_empty() {
         println!("reconcile at start: everything consistent");
     } else {

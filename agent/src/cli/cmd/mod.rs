@@ -1,11 +1,13 @@
 //! One file per `devhost` subcommand.
 
+pub mod adopt;
 pub mod agent;
 pub mod cleanup;
 pub mod deploy;
 pub mod destroy;
 pub mod ensure;
 pub mod extend;
+pub mod forget;
 pub mod info;
 pub mod list;
 pub mod logs;

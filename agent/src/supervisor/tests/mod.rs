@@ -668,3 +668,5 @@ async fn a_container_disabled_by_cleanup_starts_again_only_once_extended() {
     run(&sup, "web01", Op::Start).await.unwrap();
     assert!(h.running("web01") && h.record("web01").unwrap().enabled);
 }
+
+mod quarantine;

@@ -80,6 +80,9 @@ pub struct Options {
     pub agent_env: Vec<(String, String)>,
     /// Where container roots go (default: `DIR/containers`).
     pub containers_dir: Option<PathBuf>,
+    /// The state directory on a tmpfs of this size (e.g. "16m"), to fill
+    /// it; unmounted with the agent.
+    pub state_tmpfs: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -96,6 +99,7 @@ impl Default for Options {
             access_toml: String::new(),
             agent_env: Vec::new(),
             containers_dir: None,
+            state_tmpfs: None,
         }
     }
 }
@@ -201,6 +205,23 @@ https_listen = ["127.0.0.1:{https_port}"]
                     let _ = std::fs::remove_dir_all(self.0);
                 }
             }
+        }
+        if let Some(size) = opts.state_tmpfs {
+            let state = dir.join("state");
+            std::fs::create_dir_all(&state).unwrap();
+            let ok = Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0755"),
+                    "tmpfs",
+                ])
+                .arg(&state)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mount a tmpfs at {}", state.display());
         }
         let guard = RemoveOnPanic(&dir);
         let standin =
@@ -657,6 +678,18 @@ https_listen = ["127.0.0.1:{https_port}"]
             .stderr(Stdio::null())
             .status();
         reap_orphans();
+        // Mounts a test made below its directory (a tmpfs state dir).
+        let prefix = format!("{}/", self.dir.display());
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").arg(&m).status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

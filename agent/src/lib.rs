@@ -31,6 +31,7 @@
 
 pub mod access;
 pub mod api;
+pub mod cancel;
 pub mod certs;
 pub mod cleanup;
 pub mod cli;

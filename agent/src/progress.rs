@@ -34,6 +34,15 @@ impl Progress {
         }
     }
 
+    /// Resolves once nobody listens any more (the client disconnected);
+    /// never for progress nobody listened to in the first place.
+    pub async fn gone(&self) {
+        match &self.tx {
+            Some(tx) => tx.closed().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// The final event must not be dropped: wait for room.
     pub async fn finish(&self, event: Event) {
         if let Some(tx) = &self.tx {

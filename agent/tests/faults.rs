@@ -1,11 +1,13 @@
 //! Nothing is lost under faults: a full state disk refuses what needs room
 //! and leaves no trace of it, while stop and destroy (which free room) still
-//! work.
+//! work; a channel server that never answers costs a bounded wait, and a
+//! build stops when its client goes away or its container is destroyed.
 
 mod common;
 
 use common::*;
 use std::io::Write;
+use std::time::Duration;
 
 /// Fill the filesystem of `dir` with a file there (removed by the caller).
 fn fill(dir: &std::path::Path) -> std::path::PathBuf {
@@ -75,4 +77,124 @@ fn stop_and_destroy_work_on_a_full_state_disk() {
         text(&out)
     );
     std::fs::remove_file(filler).unwrap();
+}
+
+/// A channel server that accepts connections and never answers; its
+/// address. It lives as long as the test process.
+fn silent_server() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    addr
+}
+
+fn hung_channel_agent(stall_secs: u64) -> (TestAgent, String) {
+    let agent = TestAgent::start(Options {
+        nix_toml: format!(
+            "fetch_connect_timeout_secs = 2\nfetch_stall_timeout_secs = {stall_secs}\nfetch_attempts = 1\n"
+        ),
+        ..Options::default()
+    });
+    let url = format!("http://{}/nixexprs.tar.xz", silent_server());
+    (agent, url)
+}
+
+/// `devhost ensure NAME URL` running in the background.
+fn ensure_in_background(agent: &TestAgent, name: &str, url: &str) -> std::process::Child {
+    std::process::Command::new(DEVHOST)
+        .args(["ensure", name, url])
+        .env("DEVHOST_SOCKET", &agent.socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The pids of nix-build processes building container `name`.
+fn builds_of(name: &str) -> Vec<u32> {
+    let needle = format!("/{name}/system");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("nix-build") && cmd.contains(&needle)
+        })
+        .collect()
+}
+
+fn wait_for_build(agent: &TestAgent, name: &str) {
+    wait_until(Duration::from_secs(60), "the build runs", || {
+        !builds_of(name).is_empty()
+            && agent.status_json(name).map(|s| s["phase"] == "building") == Some(true)
+    });
+}
+
+#[test]
+fn a_channel_server_that_never_answers_fails_the_build_with_its_url() {
+    let Some(()) =
+        prerequisites("a_channel_server_that_never_answers_fails_the_build_with_its_url")
+    else {
+        return;
+    };
+    let (agent, url) = hung_channel_agent(2);
+    let name = agent.name("hung");
+    // Without the stall timeout this would wait for the hour of
+    // build_timeout_secs.
+    let out = agent.devhost(&["ensure", &name, &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains(&format!(
+            "nix-build failed (exit status: 1): cannot download the channel {url}: 127.0.0.1 accepts connections but did not answer within 2 s"
+        )),
+        "{t}"
+    );
+    assert!(agent.try_status(&name).is_none());
+}
+
+#[test]
+fn a_build_is_killed_when_its_client_goes_away() {
+    let Some(()) = prerequisites("a_build_is_killed_when_its_client_goes_away") else {
+        return;
+    };
+    let (agent, url) = hung_channel_agent(600);
+    let name = agent.name("gone");
+    let mut client = ensure_in_background(&agent, &name, &url);
+    wait_for_build(&agent, &name);
+    client.kill().unwrap();
+    client.wait().unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "nix-build is gone and the creation rolled back",
+        || builds_of(&name).is_empty() && agent.try_status(&name).is_none(),
+    );
+}
+
+#[test]
+fn a_destroy_stops_a_build_instead_of_waiting_behind_it() {
+    let Some(()) = prerequisites("a_destroy_stops_a_build_instead_of_waiting_behind_it") else {
+        return;
+    };
+    let (agent, url) = hung_channel_agent(600);
+    let name = agent.name("dstr");
+    let client = ensure_in_background(&agent, &name, &url);
+    wait_for_build(&agent, &name);
+    assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
+    let out = client.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("nix-build was stopped: the container is being destroyed"),
+        "{}",
+        text(&out)
+    );
+    assert!(builds_of(&name).is_empty());
+    assert!(agent.try_status(&name).is_none());
 }

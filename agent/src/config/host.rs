@@ -132,6 +132,13 @@ pub struct Nix {
     pub allowed_uris: Vec<String>,
     /// Largest local (`file://`) channel read, serialized, in bytes.
     pub max_local_channel_bytes: u64,
+    /// Nix's `connect-timeout` for fetching an http(s) channel.
+    pub fetch_connect_timeout_secs: u64,
+    /// Nix's `stalled-download-timeout`: a fetch that receives nothing
+    /// this long fails.
+    pub fetch_stall_timeout_secs: u64,
+    /// Nix's `download-attempts`.
+    pub fetch_attempts: u32,
 }
 
 impl Default for Nix {
@@ -147,6 +154,9 @@ impl Default for Nix {
             allowed_paths: Vec::new(),
             allowed_uris: Vec::new(),
             max_local_channel_bytes: 2 << 30,
+            fetch_connect_timeout_secs: 10,
+            fetch_stall_timeout_secs: 60,
+            fetch_attempts: 2,
         }
     }
 }
@@ -368,6 +378,7 @@ pub struct NixConfig {
     pub allowed_paths: Vec<PathBuf>,
     pub allowed_uris: Vec<String>,
     pub max_local_channel_bytes: u64,
+    pub fetch: crate::nix::plan::FetchLimits,
 }
 
 impl Nix {
@@ -411,6 +422,26 @@ impl Nix {
         if self.max_local_channel_bytes == 0 {
             return Err(invalid("nix.max_local_channel_bytes", "must be at least 1"));
         }
+        for (key, secs) in [
+            (
+                "nix.fetch_connect_timeout_secs",
+                self.fetch_connect_timeout_secs,
+            ),
+            (
+                "nix.fetch_stall_timeout_secs",
+                self.fetch_stall_timeout_secs,
+            ),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(invalid(key, format!("{secs} is not 1 to 3600")));
+            }
+        }
+        if !(1..=10).contains(&self.fetch_attempts) {
+            return Err(invalid(
+                "nix.fetch_attempts",
+                format!("{} is not 1 to 10", self.fetch_attempts),
+            ));
+        }
         Ok(NixConfig {
             nix_build: self.nix_build,
             extra_args: self.extra_args,
@@ -422,6 +453,11 @@ impl Nix {
             allowed_paths: self.allowed_paths,
             allowed_uris: self.allowed_uris,
             max_local_channel_bytes: self.max_local_channel_bytes,
+            fetch: crate::nix::plan::FetchLimits {
+                connect_timeout: Duration::from_secs(self.fetch_connect_timeout_secs),
+                stall_timeout: Duration::from_secs(self.fetch_stall_timeout_secs),
+                attempts: self.fetch_attempts,
+            },
         })
     }
 }

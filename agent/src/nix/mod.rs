@@ -7,6 +7,7 @@
 pub mod check;
 pub mod local;
 pub mod plan;
+pub mod probe;
 pub mod reuse;
 pub mod runner;
 
@@ -17,10 +18,18 @@ pub enum NixError {
         program: String,
         source: std::io::Error,
     },
-    #[error("nix-build failed ({status}); last lines:\n{tail}")]
-    BuildFailed { status: String, tail: String },
+    #[error("nix-build failed ({status}){}; last lines:\n{tail}", cause.as_deref().map(|c| format!(": {c}")).unwrap_or_default())]
+    BuildFailed {
+        status: String,
+        /// Why the channel could not be fetched, when that is why (Nix
+        /// reports it as a warning before an error about the search path).
+        cause: Option<String>,
+        tail: String,
+    },
     #[error("nix-build did not finish within {0} s and was stopped")]
     Timeout(u64),
+    #[error("nix-build was stopped: {0}")]
+    Stopped(crate::cancel::Reason),
     #[error("nix-build printed no store path (output: {0:?})")]
     NoOutput(String),
     #[error("cannot use the local channel {path} (read as uid {uid}): {why}")]

@@ -4,6 +4,7 @@
 
 use crate::container::ContainerName;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildSpec<'a> {
@@ -19,6 +20,16 @@ pub struct BuildSpec<'a> {
     /// URI prefixes evaluation may fetch (`nix.allowed_uris`).
     pub allowed_uris: &'a [String],
     pub out_link: &'a Path,
+    pub fetch: FetchLimits,
+}
+
+/// How long Nix may wait for a channel's server: a server that accepts and
+/// never answers (or stalls mid-way) fails the build in bounded time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub attempts: u32,
 }
 
 /// The configuration every container gets. Names are validated
@@ -102,6 +113,16 @@ pub fn build_argv(spec: &BuildSpec) -> (String, Vec<String>) {
         .map(String::from),
     );
     args.push(spec.allowed_uris.join(" "));
+    for (option, value) in [
+        ("connect-timeout", spec.fetch.connect_timeout.as_secs()),
+        (
+            "stalled-download-timeout",
+            spec.fetch.stall_timeout.as_secs(),
+        ),
+        ("download-attempts", u64::from(spec.fetch.attempts)),
+    ] {
+        args.extend(["--option".into(), option.into(), value.to_string()]);
+    }
     args.extend([
         "-I".into(),
         entry.to_string(),
@@ -197,6 +218,11 @@ mod tests {
             allowed_paths: &allowed,
             allowed_uris: &uris,
             out_link: Path::new("/nix/var/nix/profiles/per-container/web01/system"),
+            fetch: FetchLimits {
+                connect_timeout: Duration::from_secs(10),
+                stall_timeout: Duration::from_secs(60),
+                attempts: 2,
+            },
         });
         assert_eq!(prog, "unshare");
         assert_eq!(
@@ -220,6 +246,15 @@ mod tests {
                 "--option",
                 "allowed-uris",
                 "https://github.com/ https://x.test/",
+                "--option",
+                "connect-timeout",
+                "10",
+                "--option",
+                "stalled-download-timeout",
+                "60",
+                "--option",
+                "download-attempts",
+                "2",
                 "-I",
                 "/nix/store/abc-nixexprs",
                 "-I",

@@ -4,6 +4,7 @@
 //! (the plan runs it in a PID namespace of its own) every builder it started.
 
 use super::NixError;
+use crate::cancel::{Cancel, Reason};
 use crate::progress::Progress;
 use async_trait::async_trait;
 use std::collections::VecDeque;
@@ -15,6 +16,14 @@ use tokio::process::Command;
 
 const TAIL_LINES: usize = 25;
 
+/// A line saying a download failed (`unable to download 'URL': why`),
+/// without Nix's `warning: `/`error: ` prefix: the real cause of a build
+/// that then fails with "file 'nixpkgs/nixos' was not found".
+pub fn fetch_failure(line: &str) -> Option<String> {
+    let at = line.find("unable to download '")?;
+    Some(line[at..].trim().to_string())
+}
+
 #[async_trait]
 pub trait NixBuilder: Send + Sync {
     /// Run `program args…`; return the store path it printed.
@@ -25,6 +34,7 @@ pub trait NixBuilder: Send + Sync {
         log_file: &Path,
         timeout: Duration,
         progress: &Progress,
+        cancel: &Cancel,
     ) -> Result<String, NixError>;
 }
 
@@ -39,6 +49,7 @@ impl NixBuilder for NixBuild {
         log_file: &Path,
         timeout: Duration,
         progress: &Progress,
+        cancel: &Cancel,
     ) -> Result<String, NixError> {
         let spawn_err = |source| NixError::Spawn {
             program: program.to_string(),
@@ -90,12 +101,16 @@ impl NixBuilder for NixBuild {
             s
         });
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let mut cause = None;
         let mut lines = BufReader::new(stderr).lines();
         let run = async {
             while let Ok(Some(line)) = lines.next_line().await {
                 let _ = log.write_all(line.as_bytes()).await;
                 let _ = log.write_all(b"\n").await;
                 progress.log(line.clone());
+                if cause.is_none() {
+                    cause = fetch_failure(&line);
+                }
                 if tail.len() == TAIL_LINES {
                     tail.pop_front();
                 }
@@ -103,11 +118,24 @@ impl NixBuilder for NixBuild {
             }
             child.wait().await
         };
-        let status = match tokio::time::timeout(timeout, run).await {
+        let stopped = async {
+            tokio::select! {
+                why = cancel.cancelled() => why,
+                () = progress.gone() => Reason::CallerGone,
+            }
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(timeout, run) => r.map_err(|_| NixError::Timeout(timeout.as_secs())),
+            why = stopped => Err(NixError::Stopped(why)),
+        };
+        let status = match outcome {
             Ok(status) => status.map_err(spawn_err)?,
-            Err(_) => {
+            Err(e) => {
+                // SIGKILL to `unshare`; `--kill-child` and the end of the
+                // PID namespace take nix-build and its builders with it.
                 let _ = child.kill().await;
-                return Err(NixError::Timeout(timeout.as_secs()));
+                let _ = log.write_all(format!("devhost: {e}\n").as_bytes()).await;
+                return Err(e);
             }
         };
         let stdout = out_task.await.unwrap_or_default();
@@ -116,6 +144,7 @@ impl NixBuilder for NixBuild {
             let tail: Vec<String> = tail.into_iter().collect();
             return Err(NixError::BuildFailed {
                 status: status.to_string(),
+                cause,
                 tail: tail.join("\n"),
             });
         }
@@ -125,5 +154,26 @@ impl NixBuilder for NixBuild {
             .find(|l| l.starts_with("/nix/store/"))
             .map(|l| l.trim().to_string())
             .ok_or(NixError::NoOutput(stdout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_download_is_the_cause() {
+        assert_eq!(
+            fetch_failure("warning: unable to download 'http://nohost.invalid/x.tar.xz': Couldn't resolve host name (6)").as_deref(),
+            Some("unable to download 'http://nohost.invalid/x.tar.xz': Couldn't resolve host name (6)")
+        );
+        assert_eq!(
+            fetch_failure("\u{1b}[35;1mwarning:\u{1b}[0m unable to download 'https://x.test/c': HTTP error 404").as_deref(),
+            Some("unable to download 'https://x.test/c': HTTP error 404")
+        );
+        assert_eq!(
+            fetch_failure("error: file 'nixpkgs/nixos' was not found"),
+            None
+        );
     }
 }

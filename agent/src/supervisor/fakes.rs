@@ -356,7 +356,8 @@ impl NixBuilder for FakeNix {
         args: &[String],
         _log: &Path,
         _timeout: Duration,
-        _progress: &Progress,
+        progress: &Progress,
+        cancel: &crate::cancel::Cancel,
     ) -> Result<String, NixError> {
         // `-o PROFILES/NAME/system`: the container it builds for.
         let out = args
@@ -370,13 +371,16 @@ impl NixBuilder for FakeNix {
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.0
-            .enter(Call::Build(name.clone()))
-            .await
-            .map_err(|tail| NixError::BuildFailed {
+        // A hanging build stops as the real one does.
+        tokio::select! {
+            r = self.0.enter(Call::Build(name.clone())) => r.map_err(|tail| NixError::BuildFailed {
                 status: "exit status: 1".into(),
+                cause: None,
                 tail,
-            })?;
+            })?,
+            why = cancel.cancelled() => return Err(NixError::Stopped(why)),
+            () = progress.gone() => return Err(NixError::Stopped(crate::cancel::Reason::CallerGone)),
+        }
         Ok(format!(
             "/nix/store/00000000000000000000000000000000-nixos-system-{name}"
         ))

@@ -76,6 +76,8 @@ pub struct Supervisor {
     quarantined: BTreeMap<ContainerName, crate::state::Quarantined>,
     queues: HashMap<ContainerName, VecDeque<Pending>>,
     busy: BTreeSet<ContainerName>,
+    /// How to stop the job running on each busy name.
+    cancellers: HashMap<ContainerName, crate::cancel::Canceller>,
     findings: Vec<String>,
     version: u64,
     snapshots: watch::Sender<derived::Snapshot>,
@@ -128,6 +130,7 @@ impl Supervisor {
             quarantined,
             queues: HashMap::new(),
             busy: BTreeSet::new(),
+            cancellers: HashMap::new(),
             findings,
             version: 0,
             snapshots,
@@ -168,6 +171,12 @@ impl Supervisor {
                         }));
                         continue;
                     }
+                    if matches!(op, Op::Destroy) {
+                        // What runs on that name (a build) is pointless now.
+                        if let Some(c) = self.cancellers.get(&name) {
+                            c.cancel(crate::cancel::Reason::Destroyed);
+                        }
+                    }
                     queue.push_back(Pending {
                         op,
                         caller,
@@ -180,6 +189,7 @@ impl Supervisor {
                 }
                 Msg::Finished { name } => {
                     self.busy.remove(&name);
+                    self.cancellers.remove(&name);
                     self.start_next(&name);
                 }
                 // Reads ask the backend (D-Bus, /proc) off the loop, on a copy.
@@ -386,6 +396,8 @@ impl Supervisor {
             self.records.insert(name.clone(), record.clone());
         }
         self.busy.insert(name.clone());
+        let (canceller, cancel) = crate::cancel::pair();
+        self.cancellers.insert(name.clone(), canceller);
         let env = self.env.clone();
         let handle = self.handle.clone();
         let name = name.clone();
@@ -396,6 +408,7 @@ impl Supervisor {
                 env,
                 sup: handle.clone(),
                 progress: p.progress,
+                cancel,
             };
             let result = ops::run(&ctx, job).await;
             match &result {

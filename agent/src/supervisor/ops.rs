@@ -17,6 +17,8 @@ pub struct JobCtx {
     pub env: Arc<Subsystems>,
     pub sup: Handle,
     pub progress: Progress,
+    /// Set when what the job waits for long (the build) should stop.
+    pub cancel: crate::cancel::Cancel,
 }
 
 impl JobCtx {
@@ -257,6 +259,7 @@ async fn build(
         allowed_paths: &allowed,
         allowed_uris: &cfg.nix.allowed_uris,
         out_link: &out_link,
+        fetch: cfg.nix.fetch,
     });
     ctx.progress.log(format!(
         "building the system of {} from {}",
@@ -271,12 +274,18 @@ async fn build(
             &env.store.build_log(&r.name),
             cfg.nix.build_timeout,
             &ctx.progress,
+            &ctx.cancel,
         )
-        .await
-        .map_err(|source| SupervisorError::Build {
-            name: r.name.clone(),
-            source,
-        })?;
+        .await;
+    let path = match path {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(SupervisorError::Build {
+                name: r.name.clone(),
+                source: with_fetch_cause(e, &entry, cfg.nix.fetch).await,
+            })
+        }
+    };
     ctx.progress.log(format!(
         "system {path} built in {} ms",
         t.elapsed().as_millis()
@@ -555,4 +564,30 @@ async fn forget(ctx: &JobCtx, r: Record) -> Result<Outcome, SupervisorError> {
         container: None,
         cleanup: None,
     })
+}
+
+/// A build that failed because Nix could not fetch the channel says so only
+/// as "cannot be downloaded, ignoring": ask the server why, once.
+async fn with_fetch_cause(
+    e: crate::nix::NixError,
+    channel: &str,
+    limits: crate::nix::plan::FetchLimits,
+) -> crate::nix::NixError {
+    match e {
+        crate::nix::NixError::BuildFailed {
+            status,
+            cause: None,
+            tail,
+        } if tail.contains(&format!("'{channel}' cannot be downloaded")) => {
+            let why = crate::nix::probe::why_unreachable(channel, limits)
+                .await
+                .unwrap_or_else(|| "it answers now; try again".to_string());
+            crate::nix::NixError::BuildFailed {
+                status,
+                cause: Some(format!("cannot download the channel {channel}: {why}")),
+                tail,
+            }
+        }
+        e => e,
+    }
 }

@@ -80,6 +80,8 @@ pub struct Options {
     pub agent_env: Vec<(String, String)>,
     /// Where container roots go (default: `DIR/containers`).
     pub containers_dir: Option<PathBuf>,
+    /// Extra keys for the `[nix]` section.
+    pub nix_toml: String,
     /// The state directory on a tmpfs of this size (e.g. "16m"), to fill
     /// it; unmounted with the agent.
     pub state_tmpfs: Option<&'static str>,
@@ -100,6 +102,7 @@ impl Default for Options {
             agent_env: Vec::new(),
             containers_dir: None,
             state_tmpfs: None,
+            nix_toml: String::new(),
         }
     }
 }
@@ -143,6 +146,7 @@ impl TestAgent {
             .unwrap_or_else(|| dir.join("containers"));
         let containers_dir_s = containers_dir.display().to_string();
         let access_toml = &opts.access_toml;
+        let nix_toml = &opts.nix_toml;
         assert!(
             opts.agent_env.is_empty() || opts.kind == Kind::Direct,
             "the agent's environment is set on this host only"
@@ -175,6 +179,7 @@ extra_args = ["--option", "substituters", ""]
 base_imports = ["<fc/nixos>"]
 extra_config = "{extra_config}"
 allowed_paths = {allowed_paths:?}
+{nix_toml}
 
 [nspawn]
 ready_timeout_secs = {}

@@ -670,3 +670,65 @@ async fn a_container_disabled_by_cleanup_starts_again_only_once_extended() {
 }
 
 mod quarantine;
+
+#[tokio::test]
+async fn a_destroy_stops_the_build_it_would_wait_behind() {
+    let h = Harness::new();
+    let sup = h.start().await;
+    h.fakes.plant(Step::Build, 1, Fault::Hang);
+    let building = tokio::spawn({
+        let sup = sup.clone();
+        async move { run(&sup, "web01", ensure()).await }
+    });
+    h.fakes.hanging.notified().await;
+    let destroyed = tokio::time::timeout(Duration::from_secs(5), run(&sup, "web01", Op::Destroy))
+        .await
+        .expect("the destroy does not wait for the build");
+    destroyed.unwrap();
+    let e = building.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SupervisorError::Build {
+                source: crate::nix::NixError::Stopped(crate::cancel::Reason::Destroyed),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(h.traces("web01"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_build_stops_when_its_caller_goes_away() {
+    let h = Harness::new();
+    let sup = h.start().await;
+    h.fakes.plant(Step::Build, 1, Fault::Hang);
+    let (progress, rx) = Progress::channel(16);
+    let building = tokio::spawn({
+        let sup = sup.clone();
+        async move {
+            sup.run("web01".parse().unwrap(), ensure(), Caller::root(), progress)
+                .await
+        }
+    });
+    h.fakes.hanging.notified().await;
+    drop(rx);
+    let e = tokio::time::timeout(Duration::from_secs(5), building)
+        .await
+        .expect("the build stops")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SupervisorError::Build {
+                source: crate::nix::NixError::Stopped(crate::cancel::Reason::CallerGone),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(h.traces("web01"), Vec::<String>::new());
+    run(&sup, "web01", ensure()).await.unwrap();
+}

@@ -31,6 +31,7 @@ impl DirectBackend {
         ready: ReadyCheck,
         ready_timeout: Duration,
     ) -> Self {
+        super::ready::clear_stale(&run_dir.join("notify"));
         DirectBackend {
             containers_dir,
             run_dir,
@@ -230,12 +231,11 @@ impl Backend for DirectBackend {
             self.ready.describe()
         ));
         let outcome = tokio::select! {
-            _ = wait_ready(self.ready, notify.as_ref(), req.address) => Ok(()),
+            _ = wait_ready(self.ready, notify.as_ref().map(|n| &n.sock), req.address) => Ok(()),
             status = child.wait() => Err(status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())),
             _ = tokio::time::sleep(self.ready_timeout) => Err(String::new()),
         };
         drop(notify);
-        let _ = std::fs::remove_file(&notify_path);
         match outcome {
             Ok(()) => {
                 progress.log(format!(

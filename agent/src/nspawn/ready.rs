@@ -64,10 +64,34 @@ pub async fn wait_ready(check: ReadyCheck, notify: Option<&UnixDatagram>, addres
     }
 }
 
+/// A notify socket bound for one start; its file goes with it, whatever
+/// way the start ends (ready, failed, or abandoned half-way).
+pub struct NotifySocket {
+    pub sock: UnixDatagram,
+    path: std::path::PathBuf,
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Bind a fresh notify socket at `path` (a stale one is replaced).
-pub fn bind_notify(path: &Path) -> std::io::Result<UnixDatagram> {
+pub fn bind_notify(path: &Path) -> std::io::Result<NotifySocket> {
     let _ = std::fs::remove_file(path);
-    UnixDatagram::bind(path)
+    Ok(NotifySocket {
+        sock: UnixDatagram::bind(path)?,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Remove the notify sockets in `dir`: at the agent's start no start is
+/// under way, so any there were left by a crash.
+pub fn clear_stale(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
 }
 
 /// The last `n` lines of a log file (for error messages).
@@ -77,4 +101,22 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
     lines[start..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_notify_sockets_file_goes_with_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("web01");
+        let s = bind_notify(&p).unwrap();
+        assert!(p.exists());
+        drop(s);
+        assert!(!p.exists());
+        let _kept = bind_notify(&p).unwrap();
+        clear_stale(d.path());
+        assert!(!p.exists());
+    }
 }

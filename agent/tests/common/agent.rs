@@ -576,6 +576,8 @@ https_listen = ["127.0.0.1:{https_port}"]
                 self.dir.join(format!("profiles/{name}")),
             ),
             ("gcroots dir", self.dir.join(format!("gcroots/{name}"))),
+            ("notify socket", self.dir.join(format!("run/notify/{name}"))),
+            ("pid file", self.dir.join(format!("run/pids/{name}"))),
         ] {
             if p.symlink_metadata().is_ok() {
                 t.push(format!("{what} {}", p.display()));

@@ -29,17 +29,26 @@ pub struct Snapshot {
 #[derive(Clone, Debug, Default)]
 pub struct Applied {
     pub version: u64,
+    /// Counts every attempt, retries of the same version included.
+    pub attempt: u64,
     pub error: Option<Arc<DerivedError>>,
 }
+
+/// How long a failed sync waits before it is tried again by itself (unless
+/// a new snapshot or a waiting job asks sooner).
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Run the derived-state task until the supervisor goes away.
 pub async fn run(
     env: Arc<Subsystems>,
     mut snapshots: watch::Receiver<Snapshot>,
     applied: watch::Sender<Applied>,
+    retry: Arc<tokio::sync::Notify>,
 ) {
     let mut d = Derived::default();
+    let mut attempt = 0;
     loop {
+        attempt += 1;
         let snap = snapshots.borrow_and_update().clone();
         let refs: Vec<&Record> = snap.records.iter().collect();
         let mut result = d.sync(&env, &refs, &snap.held, false).await;
@@ -53,11 +62,21 @@ pub async fn run(
             // Try everything again next time, whatever we believe is there.
             d = Derived::default();
         }
+        let failed = result.is_err();
         applied.send_replace(Applied {
             version: snap.version,
+            attempt,
             error: result.err().map(Arc::new),
         });
-        if snapshots.changed().await.is_err() {
+        if failed {
+            // Try again: on a new snapshot, when a job waits for it, or
+            // after a while by itself.
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { return },
+                () = retry.notified() => {}
+                () = tokio::time::sleep(RETRY_AFTER) => {}
+            }
+        } else if snapshots.changed().await.is_err() {
             return;
         }
     }

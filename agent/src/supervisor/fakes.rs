@@ -114,6 +114,30 @@ impl Fakes {
             .insert((step, done + nth), fault);
     }
 
+    /// Every side effect a job made from call number `since` on, as (step,
+    /// its occurrence counted from there): the points a fault can be
+    /// planted at to hit each of them. Not the NAT table's: the derived
+    /// state applies only the newest of several changes, so how often it
+    /// runs depends on timing.
+    pub fn points_since(&self, since: usize) -> Vec<(Step, usize)> {
+        let w = self.world.lock().unwrap();
+        let mut seen: BTreeMap<Step, usize> = BTreeMap::new();
+        w.calls[since..]
+            .iter()
+            .filter(|c| c.step() != Step::Nft)
+            .map(|c| {
+                let n = seen.entry(c.step()).or_insert(0);
+                *n += 1;
+                (c.step(), *n)
+            })
+            .collect()
+    }
+
+    /// How many calls were made so far (NAT table's included).
+    pub fn call_count(&self) -> usize {
+        self.world.lock().unwrap().calls.len()
+    }
+
     pub fn clear_faults(&self) {
         self.faults.lock().unwrap().clear();
     }

@@ -72,6 +72,8 @@ pub(super) enum Msg {
 pub struct Handle {
     pub(super) tx: mpsc::Sender<Msg>,
     pub(super) applied: watch::Receiver<derived::Applied>,
+    /// Asks the derived-state task to try a failed sync again now.
+    pub(super) retry: std::sync::Arc<tokio::sync::Notify>,
 }
 
 fn gone() -> SupervisorError {
@@ -150,11 +152,21 @@ impl Handle {
     pub(crate) async fn synced(&self) -> Result<(), SupervisorError> {
         let version = self.ask(|reply| Msg::Version { reply }).await?;
         let mut applied = self.applied.clone();
-        let a = applied
+        let mut a = applied
             .wait_for(|a| a.version >= version)
             .await
             .map_err(|_| gone())?
             .clone();
+        if a.error.is_some() {
+            // Failed before (perhaps for an earlier job): once more, now.
+            let tried = a.attempt;
+            self.retry.notify_one();
+            a = applied
+                .wait_for(|a| a.attempt > tried)
+                .await
+                .map_err(|_| gone())?
+                .clone();
+        }
         match a.error {
             None => Ok(()),
             Some(e) => Err(SupervisorError::Derived(e)),

@@ -123,8 +123,14 @@ impl Supervisor {
         };
         let (snapshots, snap_rx) = watch::channel(snapshot);
         let (applied_tx, applied) = watch::channel(derived::Applied::default());
-        tokio::spawn(derived::run(env.clone(), snap_rx, applied_tx));
-        let handle = Handle { tx, applied };
+        let retry = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(derived::run(
+            env.clone(),
+            snap_rx,
+            applied_tx,
+            retry.clone(),
+        ));
+        let handle = Handle { tx, applied, retry };
         let sup = Supervisor {
             records: records.into_iter().map(|r| (r.name.clone(), r)).collect(),
             quarantined,

@@ -433,9 +433,7 @@ async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> 
 async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> {
     r.want_running = false;
     let was_running = ctx.env.backend.find(&r.name).await.is_some();
-    ctx.phase(&mut r, Phase::Stopping).await?;
-    steps::stop_container(&ctx.env, &r, &ctx.progress).await?;
-    ctx.phase(&mut r, Phase::Stopped).await?;
+    stop_recorded(ctx, &mut r).await?;
     Ok(Outcome {
         message: if was_running {
             format!("container {} stopped", r.name)
@@ -445,6 +443,24 @@ async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> {
         container: Some(ctx.info(&r).await),
         cleanup: None,
     })
+}
+
+/// Stop a container with its phases saved around it. When the stop fails,
+/// the record says again what is so: running (or stopped, if it died
+/// meanwhile), not "stopping".
+pub(super) async fn stop_recorded(ctx: &JobCtx, r: &mut Record) -> Result<(), SupervisorError> {
+    let before = r.phase;
+    ctx.phase(r, Phase::Stopping).await?;
+    if let Err(e) = steps::stop_container(&ctx.env, r, &ctx.progress).await {
+        r.phase = match ctx.env.backend.find(&r.name).await {
+            Some(_) if before == Phase::Stopped => Phase::Running,
+            Some(_) => before,
+            None => Phase::Stopped,
+        };
+        let _ = ctx.sup.save(r).await;
+        return Err(e.into());
+    }
+    ctx.phase(r, Phase::Stopped).await
 }
 
 pub(super) async fn destroy(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> {

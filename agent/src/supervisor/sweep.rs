@@ -6,12 +6,12 @@
 //! decides on a copy of the records and changes nothing.
 
 use super::ops::{destroy, JobCtx};
-use super::{steps, Handle, Op, Outcome, Subsystems, SupervisorError};
+use super::{Handle, Op, Outcome, Subsystems, SupervisorError};
 use crate::access::Caller;
 use crate::api::types::{CleanupBody, CleanupEntry, CleanupReport, SweepResult};
 use crate::cleanup::{decide, Action, Decision};
 use crate::clock::stamp;
-use crate::container::{ContainerName, Phase, Record};
+use crate::container::{ContainerName, Record};
 use crate::progress::Progress;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::stream::{self, StreamExt};
@@ -185,11 +185,7 @@ pub(super) async fn expire(
             // sweep takes up again.
             r.enabled = false;
             r.want_running = false;
-            r.phase = Phase::Stopping;
-            ctx.sup.save(&r).await?;
-            steps::stop_container(env, &r, &ctx.progress).await?;
-            r.phase = Phase::Stopped;
-            ctx.sup.save(&r).await?;
+            super::ops::stop_recorded(ctx, &mut r).await?;
             Ok(Outcome {
                 message: format!("container {} stopped and disabled: {}", r.name, d.reason),
                 container: None,

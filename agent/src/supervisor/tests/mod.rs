@@ -732,3 +732,4 @@ async fn a_build_stops_when_its_caller_goes_away() {
     assert_eq!(h.traces("web01"), Vec::<String>::new());
     run(&sup, "web01", ensure()).await.unwrap();
 }
+mod faults;

@@ -198,3 +198,79 @@ fn a_destroy_stops_a_build_instead_of_waiting_behind_it() {
     assert!(builds_of(&name).is_empty());
     assert!(agent.try_status(&name).is_none());
 }
+
+/// How many times the kill -9 loop kills the agent (`KILL_LOOPS`, default 8).
+fn kill_loops() -> usize {
+    std::env::var("KILL_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
+
+/// The agent is killed with SIGKILL at a random moment of an ensure or a
+/// destroy, again and again; after each restart the records agree with the
+/// world and the container can be ensured and destroyed.
+#[test]
+fn kill_9_at_random_moments_of_ensure_and_destroy_loses_nothing() {
+    let Some(()) = prerequisites("kill_9_at_random_moments_of_ensure_and_destroy_loses_nothing")
+    else {
+        return;
+    };
+    let ch = channel();
+    let mut agent = TestAgent::start(Options::default());
+    let name = agent.name("k9");
+    let loops = kill_loops();
+    for i in 0..loops {
+        let destroying = agent.try_status(&name).is_some();
+        let args: Vec<&str> = if destroying {
+            vec!["destroy", &name]
+        } else {
+            vec!["ensure", &name, &ch.url]
+        };
+        let mut client = std::process::Command::new(DEVHOST)
+            .args(&args)
+            .env("DEVHOST_SOCKET", &agent.socket)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The kill point: anywhere in the first ~600 ms of the operation.
+        let mut b = [0u8; 2];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut b)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(
+            u64::from(u16::from_le_bytes(b)) % 600,
+        ));
+        agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+        client.wait().unwrap();
+        agent.spawn();
+        let what = format!("loop {i} ({})", args[0]);
+        match agent.try_status(&name) {
+            None => assert_eq!(
+                agent.traces_of(&name, std::net::Ipv4Addr::UNSPECIFIED),
+                Vec::<String>::new(),
+                "{what}: no record, nothing left"
+            ),
+            Some(st) => {
+                let runs = nspawn_pids(&agent.dir.join("containers"))
+                    .iter()
+                    .any(|(_, n)| n == &name);
+                match st.state.as_str() {
+                    "running" => assert!(runs, "{what}: recorded running, no process"),
+                    "stopped" => assert!(!runs, "{what}: recorded stopped, runs"),
+                    s => panic!("{what}: left {s}"),
+                }
+            }
+        }
+    }
+    // Whatever the last kill left, the name works.
+    assert_ok(
+        &agent.devhost(&["ensure", &name, &ch.url]),
+        "ensure at the end",
+    );
+    assert_eq!(agent.status(&name).state.as_str(), "running");
+    let addr = agent.address(&name);
+    assert_ok(&agent.devhost(&["destroy", &name]), "destroy at the end");
+    assert_eq!(agent.traces_of(&name, addr), Vec::<String>::new());
+    eprintln!("kill -9 loops with nothing lost: {loops}");
+}

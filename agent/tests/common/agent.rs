@@ -302,7 +302,7 @@ https_listen = ["127.0.0.1:{https_port}"]
         n
     }
 
-    fn command(&self, program: &str, args: &[&str]) -> Command {
+    fn command<A: AsRef<std::ffi::OsStr>>(&self, program: &str, args: &[A]) -> Command {
         let mut c = Command::new(program);
         c.args(args)
             .env("DEVHOST_SOCKET", &self.socket)
@@ -313,6 +313,17 @@ https_listen = ["127.0.0.1:{https_port}"]
 
     pub fn devhost(&self, args: &[&str]) -> Output {
         self.command(DEVHOST, args).output().unwrap()
+    }
+
+    /// `program ARGS` as root against this agent, the arguments any bytes
+    /// (not only UTF-8): for front-ends given what no shell would type.
+    pub fn run_bytes(&self, program: &str, args: &[&[u8]]) -> Output {
+        use std::os::unix::ffi::OsStrExt;
+        let args: Vec<&std::ffi::OsStr> = args
+            .iter()
+            .map(|a| std::ffi::OsStr::from_bytes(a))
+            .collect();
+        self.command(program, &args).output().unwrap()
     }
 
     /// `devhost` as another (non-root) user: uid/gid need no passwd entry.
@@ -332,6 +343,11 @@ https_listen = ["127.0.0.1:{https_port}"]
 
     pub fn fc_build(&self, args: &[&str]) -> Output {
         self.command(FC_BUILD, args).output().unwrap()
+    }
+
+    /// `fc-devhost ARGS` as root (no sudo).
+    pub fn fc_devhost(&self, args: &[&str]) -> Output {
+        self.command(FC_DEVHOST, args).output().unwrap()
     }
 
     /// `sudo fc-devhost ARGS` as batou runs it: root, with the variables

@@ -2,10 +2,10 @@
 //! with the local CA's root, through the agent's proxy on loopback, to a
 //! container's aliases (the fixture's busybox httpd, and a test server in
 //! the container's namespace that shows what it received, speaks TLS and
-//! echoes websockets); the redirect from HTTP; unknown names, a name for
-//! another container, a stopped and a destroyed container; clients that
-//! stall or send too much, cut off while others are served; and the
-//! agent's DNS zone. Each test has an agent of its own (containers take
+//! echoes websockets); the redirect from HTTP (for routed names only);
+//! unknown names, a name for another container, a stopped and a destroyed
+//! container; clients that stall or send too much, cut off while others
+//! are served; and the agent's DNS zone. Each test has an agent of its own (containers take
 //! about a second).
 
 mod common;
@@ -203,6 +203,37 @@ fn port_80_redirects_to_https_keeping_path_and_query() {
 }
 
 #[test]
+fn port_80_redirects_no_name_outside_the_public_domain() {
+    let Some(s) = served("port_80_redirects_no_name_outside_the_public_domain") else {
+        return;
+    };
+    let (status, location, page) = s.agent.http_page("evil.example.com", "/login?next=1");
+    assert_eq!(
+        (status, location.as_str()),
+        (421, ""),
+        "no redirect to another site: {page}"
+    );
+    assert!(
+        page.contains("evil.example.com is not served here."),
+        "the proxy's page: {page}"
+    );
+}
+
+#[test]
+fn port_80_answers_a_name_no_container_answers_to_with_404() {
+    let Some(s) = served("port_80_answers_a_name_no_container_answers_to_with_404") else {
+        return;
+    };
+    let nope = format!("nope.{}", s.base);
+    let (status, location, page) = s.agent.http_page(&nope, "/");
+    assert_eq!((status, location.as_str()), (404, ""), "{page}");
+    assert!(
+        page.contains(&format!("No container answers to {nope}.")),
+        "the proxy's page: {page}"
+    );
+}
+
+#[test]
 fn a_websocket_passes_through_the_proxy() {
     let Some(s) = served("a_websocket_passes_through_the_proxy") else {
         return;
@@ -328,7 +359,8 @@ impl Limited {
     /// request on it (and keeps it open).
     fn held_connection(&self) -> TcpStream {
         let mut s = TcpStream::connect(("127.0.0.1", self.agent.http_port)).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", self.web).as_bytes())
+            .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 12];
         s.read_exact(&mut buf)

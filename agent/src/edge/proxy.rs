@@ -1,14 +1,16 @@
 //! The listeners and the request path. HTTPS: TLS (SNI picks the
 //! container's certificate), HTTP/1.1 or HTTP/2, the Host looked up in the
 //! route table, the request forwarded to the container with forwarding
-//! headers, websocket upgrades spliced through. HTTP: a 301 to HTTPS,
-//! except ACME http-01 challenges.
+//! headers, websocket upgrades spliced through. HTTP: ACME http-01
+//! challenges answered, anything else a 301 to HTTPS for names the proxy
+//! routes only (`redirect.rs`).
 //! Bounded everywhere: connections, handshake and header time, header size,
 //! idle time.
 
-use super::headers::{https_location, strip_hop_by_hop, to_upstream, upgrade_of};
+use super::headers::{strip_hop_by_hop, to_upstream, upgrade_of};
 use super::idle::Idle;
 use super::pages::{full, redirect, Body, ProxyError};
+use super::redirect::to_https;
 use super::routes::HostName;
 use super::upstream::{client, UpstreamClient};
 use super::{Edge, EdgeError};
@@ -253,13 +255,10 @@ fn answer_plain(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body
             .body(full(key_auth))
             .expect("valid response"));
     }
-    let (_, host) = request_host(&req).ok_or(ProxyError::NoHost)?;
-    let pq = path_and_query(&req);
-    Ok(redirect(&https_location(
-        host.as_str(),
-        shared.https_port,
-        pq,
-    )))
+    let host = request_host(&req).map(|(_, host)| host);
+    let table = shared.edge.routes();
+    let location = to_https(&table, host, path_and_query(&req), shared.https_port)?;
+    Ok(redirect(&location))
 }
 
 async fn proxy(

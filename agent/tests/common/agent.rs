@@ -438,10 +438,16 @@ https_listen = ["127.0.0.1:{https_port}"]
     /// curl `http://HOST/PATH` on the edge's port 80: the status and where
     /// a redirect points (empty if it is none).
     pub fn http(&self, host: &str, path: &str) -> (u16, String) {
+        let (code, location, _) = self.http_page(host, path);
+        (code, location)
+    }
+
+    /// [`TestAgent::http`] and the page that came with the answer.
+    pub fn http_page(&self, host: &str, path: &str) -> (u16, String, String) {
         let port = self.http_port;
         let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
-            .args(["-w", "%{http_code} %{redirect_url}"])
+            .args(["-sS", "--max-time", "10"])
+            .args(["-w", "\n%{http_code} %{redirect_url}"])
             .arg("--resolve")
             .arg(format!("{host}:{port}:127.0.0.1"))
             .arg(format!("http://{host}:{port}{path}"))
@@ -449,8 +455,13 @@ https_listen = ["127.0.0.1:{https_port}"]
             .unwrap();
         assert_ok(&out, &format!("curl http://{host}{path}"));
         let t = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (code, location) = t.split_once(' ').unwrap_or((&t, ""));
-        (code.parse().unwrap(), location.to_string())
+        let (body, tail) = t.rsplit_once('\n').unwrap_or(("", &t));
+        let (code, location) = tail.split_once(' ').unwrap_or((tail, ""));
+        (
+            code.parse().unwrap(),
+            location.to_string(),
+            body.to_string(),
+        )
     }
 
     /// `dig @127.0.0.1 -p DNS_PORT ARGS…` against the agent's own DNS

@@ -16,6 +16,7 @@ mod pages;
 mod proxy;
 mod redirect;
 pub mod routes;
+mod slots;
 mod tls;
 mod upstream;
 

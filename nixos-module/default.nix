@@ -154,9 +154,9 @@ in
     };
 
     defaultLimits = {
-      memoryMax = nullOrInt "MemoryMax of a new container in bytes, unless its ensure sets one.";
-      cpuPercent = nullOrInt "CPU quota of a new container in percent of one CPU (200: two CPUs).";
-      tasksMax = nullOrInt "TasksMax of a new container.";
+      memoryMax = nullOrInt "MemoryMax of a new container in bytes (16 MiB–1024 TiB), unless its ensure sets one.";
+      cpuPercent = nullOrInt "CPU quota of a new container in percent of one CPU (200: two CPUs; 1–102400).";
+      tasksMax = nullOrInt "TasksMax (1–4194304) of a new container.";
       ioWeight = nullOrInt "IOWeight (1–10000) of a new container.";
     };
 

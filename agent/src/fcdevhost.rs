@@ -6,6 +6,7 @@
 //! `cli/compat/fc_devhost.rs`, the files are written with the other
 //! derived state.
 
+use crate::container::limits::{parse_size, LimitError, DISK_SIZE_RANGE, MEMORY_RANGE};
 use crate::container::Record;
 use serde::{Deserialize, Serialize};
 
@@ -56,31 +57,17 @@ impl FcDevhost {
     }
 }
 
-/// A size as batou's environment gives it: a plain number is `unit` bytes
-/// (MiB for `memory`, GiB for `disk_size`); `512M`, `2G`, `1.5T` (also
-/// `2GiB`) are binary units as systemd reads them. At least 1 MiB.
-pub fn parse_size(what: &'static str, s: &str, unit: u64) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t.strip_suffix("iB").unwrap_or(t);
-    let bad = |why: &str| format!("invalid {what} {s:?}: {why}");
-    let (num, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, unit),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| bad("use a number (or a size like 512M, 2G)"))?;
-    let bytes = v * mult as f64;
-    if !v.is_finite() || v <= 0.0 || bytes >= u64::MAX as f64 {
-        return Err(bad("must be a positive size"));
-    }
-    if bytes < (1u64 << 20) as f64 {
-        return Err(bad("must be at least 1M"));
-    }
-    Ok(bytes as u64)
+/// `--memory` as batou's environment gives it: a plain number is MiB;
+/// `512M`, `2G`, `1.5T` (also `2GiB`) are binary units as systemd reads
+/// them. In [`MEMORY_RANGE`].
+pub fn memory(s: &str) -> Result<u64, LimitError> {
+    parse_size("memory", s, 1 << 20, MEMORY_RANGE)
+}
+
+/// `--disk-size`: a plain number is GiB, or a size as for [`memory`]. In
+/// [`DISK_SIZE_RANGE`].
+pub fn disk_size(s: &str) -> Result<u64, LimitError> {
+    parse_size("disk size", s, 1 << 30, DISK_SIZE_RANGE)
 }
 
 /// `/etc/devhost/vm-configs/NAME.json`.
@@ -165,21 +152,24 @@ mod tests {
 
     #[test]
     fn sizes_in_batous_units() {
-        assert_eq!(parse_size("memory", "2048", 1 << 20), Ok(2 << 30));
-        assert_eq!(parse_size("memory", "2G", 1 << 20), Ok(2 << 30));
-        assert_eq!(parse_size("memory", "512M", 1 << 20), Ok(512 << 20));
-        assert_eq!(parse_size("disk size", "2GiB", 1 << 30), Ok(2 << 30));
+        assert_eq!(memory("2048"), Ok(2 << 30));
+        assert_eq!(memory("2G"), Ok(2 << 30));
+        assert_eq!(memory("512M"), Ok(512 << 20));
+        assert_eq!(disk_size("2GiB"), Ok(2 << 30));
+        assert_eq!(disk_size("20"), Ok(20 << 30));
         assert_eq!(
-            parse_size("disk size", "0.0000001", 1 << 30).unwrap_err(),
-            "invalid disk size \"0.0000001\": must be at least 1M"
+            disk_size("0.0000001").unwrap_err().to_string(),
+            "invalid disk size \"0.0000001\": must be between 1M and 1024T"
         );
-        assert_eq!(parse_size("disk size", "20", 1 << 30), Ok(20 << 30));
         assert_eq!(
-            parse_size("memory", "lots", 1 << 20).unwrap_err(),
-            "invalid memory \"lots\": use a number (or a size like 512M, 2G)"
+            memory("99999999999999999999G").unwrap_err().to_string(),
+            "invalid memory \"99999999999999999999G\": must be between 16M and 1024T"
         );
-        assert!(parse_size("memory", "-1", 1 << 20).is_err());
-        assert!(parse_size("memory", "99999999999999999999G", 1 << 20).is_err());
+        assert_eq!(
+            memory("2000000000").unwrap_err().to_string(),
+            "invalid memory \"2000000000\": must be between 16M and 1024T",
+            "MiB: beyond the range"
+        );
     }
 
     #[test]

@@ -296,8 +296,8 @@ fn certificate_and_account_keys_are_0600() {
 }
 
 #[test]
-fn port_80_answers_acme_paths_and_redirects_everything_else() {
-    let Some(f) = dns01("port_80_answers_acme_paths_and_redirects_everything_else") else {
+fn port_80_answers_acme_paths_and_redirects_routed_names() {
+    let Some(f) = dns01("port_80_answers_acme_paths_and_redirects_routed_names") else {
         return;
     };
     let (code, _) = f

@@ -2,10 +2,10 @@
 //! with the local CA's root, through the agent's proxy on loopback, to a
 //! container's aliases (the fixture's busybox httpd, and a test server in
 //! the container's namespace that shows what it received, speaks TLS and
-//! echoes websockets); the redirect from HTTP; unknown names, a name for
-//! another container, a stopped and a destroyed container; clients that
-//! stall or send too much, cut off while others are served; and the
-//! agent's DNS zone. Each test has an agent of its own (containers take
+//! echoes websockets); the redirect from HTTP (for routed names only);
+//! unknown names, a name for another container, a stopped and a destroyed
+//! container; clients that stall or send too much, cut off while others
+//! are served; and the agent's DNS zone. Each test has an agent of its own (containers take
 //! about a second).
 
 mod common;
@@ -203,6 +203,37 @@ fn port_80_redirects_to_https_keeping_path_and_query() {
 }
 
 #[test]
+fn port_80_redirects_no_name_outside_the_public_domain() {
+    let Some(s) = served("port_80_redirects_no_name_outside_the_public_domain") else {
+        return;
+    };
+    let (status, location, page) = s.agent.http_page("evil.example.com", "/login?next=1");
+    assert_eq!(
+        (status, location.as_str()),
+        (421, ""),
+        "no redirect to another site: {page}"
+    );
+    assert!(
+        page.contains("evil.example.com is not served here."),
+        "the proxy's page: {page}"
+    );
+}
+
+#[test]
+fn port_80_answers_a_name_no_container_answers_to_with_404() {
+    let Some(s) = served("port_80_answers_a_name_no_container_answers_to_with_404") else {
+        return;
+    };
+    let nope = format!("nope.{}", s.base);
+    let (status, location, page) = s.agent.http_page(&nope, "/");
+    assert_eq!((status, location.as_str()), (404, ""), "{page}");
+    assert!(
+        page.contains(&format!("No container answers to {nope}.")),
+        "the proxy's page: {page}"
+    );
+}
+
+#[test]
 fn a_websocket_passes_through_the_proxy() {
     let Some(s) = served("a_websocket_passes_through_the_proxy") else {
         return;
@@ -285,18 +316,35 @@ fn a_destroyed_containers_certificate_and_route_are_gone() {
     assert_eq!(e.code, CurlFailure::TLS_HANDSHAKE, "handshake refused: {e}");
 }
 
-/// An agent with tight limits for clients (header and handshake 1 s, idle
-/// 3 s, 6 connections, 8 KiB of header) serving `web.NAME.dev.test`.
+/// An agent with limits for clients serving `web.NAME.dev.test`.
 struct Limited {
     agent: TestAgent,
     ca: PathBuf,
     web: String,
 }
 
+/// [`Limited`] with tight limits (header and handshake 1 s, idle 3 s, 6
+/// connections, 8 KiB of header).
 fn limited(test: &str) -> Option<Limited> {
+    limited_with(
+        test,
+        "header_read_timeout_secs = 1\nhandshake_timeout_secs = 1\nidle_timeout_secs = 3\nmax_connections = 6\nmax_header_bytes = 8192\n",
+    )
+}
+
+/// [`Limited`] whose clients may hold 4 connections in all and 3 from one
+/// source (timeouts as by default: none frees a slot during a test).
+fn per_source(test: &str) -> Option<Limited> {
+    limited_with(
+        test,
+        "max_connections = 4\nmax_connections_per_source = 3\n",
+    )
+}
+
+fn limited_with(test: &str, edge_toml: &str) -> Option<Limited> {
     prerequisites(test)?;
     let agent = TestAgent::start(Options {
-        edge_toml: "header_read_timeout_secs = 1\nhandshake_timeout_secs = 1\nidle_timeout_secs = 3\nmax_connections = 6\nmax_header_bytes = 8192\n".into(),
+        edge_toml: edge_toml.into(),
         ..Options::default()
     });
     let name = agent.name("lim");
@@ -327,14 +375,21 @@ impl Limited {
     /// A connection to port 80 that the proxy has taken: it answered a
     /// request on it (and keeps it open).
     fn held_connection(&self) -> TcpStream {
+        self.try_to_hold_a_connection()
+            .expect("an answer on a held connection")
+    }
+
+    /// [`Limited::held_connection`], or `None` when the proxy closed the
+    /// connection instead of answering.
+    fn try_to_hold_a_connection(&self) -> Option<TcpStream> {
         let mut s = TcpStream::connect(("127.0.0.1", self.agent.http_port)).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", self.web).as_bytes())
+            .ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 12];
-        s.read_exact(&mut buf)
-            .expect("an answer on a held connection");
+        s.read_exact(&mut buf).ok()?;
         assert_eq!(&buf, b"HTTP/1.1 301", "{}", String::from_utf8_lossy(&buf));
-        s
+        Some(s)
     }
 }
 
@@ -406,6 +461,35 @@ fn connections_beyond_the_limit_are_closed_at_once() {
     let mut extra = TcpStream::connect(("127.0.0.1", l.agent.http_port)).unwrap();
     let t = until_closed(&mut extra, Duration::from_secs(8)).expect("over the limit: closed");
     assert!(t < Duration::from_secs(1), "{t:?}");
+}
+
+#[test]
+fn connections_from_one_source_beyond_its_bound_are_closed_at_once() {
+    let Some(l) = per_source("connections_from_one_source_beyond_its_bound_are_closed_at_once")
+    else {
+        return;
+    };
+    let _held: Vec<TcpStream> = (0..3).map(|_| l.held_connection()).collect();
+    let mut extra = TcpStream::connect(("127.0.0.1", l.agent.http_port)).unwrap();
+    let t =
+        until_closed(&mut extra, Duration::from_secs(8)).expect("over the source's bound: closed");
+    assert!(t < Duration::from_secs(1), "{t:?}");
+}
+
+#[test]
+fn another_source_is_served_while_one_holds_all_it_can() {
+    let Some(l) = per_source("another_source_is_served_while_one_holds_all_it_can") else {
+        return;
+    };
+    // 127.0.0.1 tries for every slot there is.
+    let held: Vec<TcpStream> = (0..4)
+        .filter_map(|_| l.try_to_hold_a_connection())
+        .collect();
+    let a = l
+        .agent
+        .https(&l.ca, &l.web, "/", &["--interface", "127.0.0.2"]);
+    assert_eq!(a.status, 200, "127.0.0.2 is served: {}", a.body);
+    assert_eq!(held.len(), 3, "127.0.0.1 holds its bound, no more");
 }
 
 #[test]

@@ -495,10 +495,9 @@ fn ensure_op(body: &[u8], cfg: &Config) -> Result<Op, ApiError> {
             )));
         }
     }
-    if b.disk_size.is_some_and(|d| d < 1 << 20) {
-        return Err(ApiError::bad_request(
-            "invalid disk size: must be at least 1M",
-        ));
+    if let Some(d) = b.disk_size {
+        crate::container::limits::check_disk_size(d)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     let mut aliases: Vec<Alias> = Vec::new();
     for a in &b.aliases {

@@ -1,6 +1,9 @@
 //! The native CLI: `devhost <subcommand>`. Argument parsing only; each
-//! subcommand lives in its own file under [`super::cmd`].
+//! subcommand lives in its own file under [`super::cmd`]. Numbers are read
+//! with their range ([`super::args::whole`]); negative ones reach the
+//! parsers, which say what is wrong with them.
 
+use super::args::whole;
 use super::cmd;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -53,7 +56,8 @@ pub enum Command {
         /// The provisioning transcript instead of the console.
         #[arg(long, conflicts_with = "build")]
         provision: bool,
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 200, allow_negative_numbers = true,
+              value_parser = whole::<usize>(0, u32::MAX as u64))]
         lines: usize,
     },
     /// Run ENVDIR/provision.sh (COPY/RUN/ECHO) in a running container.
@@ -91,7 +95,7 @@ pub enum Command {
     /// Do not disable a container before DAYS days from now.
     Extend {
         name: String,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX as u64))]
         days: u32,
     },
     /// Stop and disable unused containers, destroy long-unused ones (root
@@ -107,8 +111,12 @@ pub enum Command {
     },
 }
 
-pub fn main() -> i32 {
-    let cli = Cli::parse();
+/// Run `devhost ARGS` (the arguments after the program's name).
+pub fn main(args: &[String]) -> i32 {
+    let cli: Cli = match super::args::parse("devhost", args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     if !matches!(cli.command, Command::Agent { .. }) {
         if let Err(code) = crate::cli::drop_sudo() {
             return code;

@@ -3,6 +3,7 @@
 //! [`devhost`]; [`compat`] holds `fc-build-dev-container` and
 //! `nixos-container` with the exact behaviour older tools rely on.
 
+pub mod args;
 pub mod cmd;
 pub mod compat;
 pub mod devhost;

@@ -26,6 +26,9 @@ pub struct Edge {
     pub upstream: String,
     /// Open client connections at most (HTTP and HTTPS together).
     pub max_connections: usize,
+    /// Open client connections from one source (an IPv4 address or an
+    /// IPv6 /64) at most.
+    pub max_connections_per_source: usize,
     /// Proxy threads (each serves its connections start to end); 0: one
     /// per CPU.
     pub workers: usize,
@@ -48,6 +51,7 @@ impl Default for Edge {
             https_listen: vec!["0.0.0.0:443".into(), "[::]:443".into()],
             upstream: "https:443".into(),
             max_connections: 4096,
+            max_connections_per_source: 256,
             workers: 0,
             header_read_timeout_secs: 10,
             handshake_timeout_secs: 10,
@@ -102,6 +106,7 @@ pub struct EdgeConfig {
     pub https: Vec<SocketAddr>,
     pub upstream: Upstream,
     pub max_connections: usize,
+    pub max_connections_per_source: usize,
     /// Proxy worker threads (resolved: at least 1).
     pub workers: usize,
     pub header_read_timeout: Duration,
@@ -222,6 +227,12 @@ pub fn validate(
     if edge.max_connections == 0 {
         return Err(invalid("edge.max_connections", "must be at least 1"));
     }
+    if edge.max_connections_per_source == 0 {
+        return Err(invalid(
+            "edge.max_connections_per_source",
+            "must be at least 1",
+        ));
+    }
     for (key, v) in [
         (
             "edge.header_read_timeout_secs",
@@ -256,6 +267,7 @@ pub fn validate(
         https: addrs("edge.https_listen", &edge.https_listen)?,
         upstream,
         max_connections: edge.max_connections,
+        max_connections_per_source: edge.max_connections_per_source,
         workers: match edge.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,

@@ -115,6 +115,7 @@ mod tests {
         assert_eq!(c.paths.socket, PathBuf::from("/run/devhost/agent.sock"));
         assert_eq!(c.nspawn.ready, crate::nspawn::ready::ReadyCheck::Notify);
         assert_eq!(c.nspawn.stop_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(c.edge.max_connections_per_source, 256);
     }
 
     #[test]
@@ -166,6 +167,14 @@ mod tests {
                 "nix.base_imports: \"x; rm\" is neither",
             ),
             ("[access]\nsocket_mode = 4095", "access.socket_mode"),
+            (
+                "[edge]\nmax_connections_per_source = 0",
+                "edge.max_connections_per_source: must be at least 1",
+            ),
+            (
+                "[limits]\nmemory_max = 1152921504606846976",
+                "limits: invalid memory \"1152921504606846976\": must be between 16M and 1024T",
+            ),
         ];
         for (toml, want) in cases {
             let e = Config::from_toml(toml).unwrap_err().to_string();

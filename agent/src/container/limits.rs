@@ -3,6 +3,7 @@
 //! systemd backend as unit properties (and live to a running unit).
 
 use serde::{Deserialize, Serialize};
+use std::ops::RangeInclusive;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,12 +21,53 @@ pub struct Limits {
     pub io_weight: Option<u64>,
 }
 
+/// A memory limit: 16M to 1024T. Less does not boot; more is no limit a
+/// host has, and `u64::MAX` would mean none at all to systemd.
+pub const MEMORY_RANGE: RangeInclusive<u64> = (16 << 20)..=(1 << 50);
+/// A disk size: 1M to 1024T.
+pub const DISK_SIZE_RANGE: RangeInclusive<u64> = (1 << 20)..=(1 << 50);
+/// CPU quota in percent of one CPU: 0.01 to 1024 CPUs.
+pub const CPU_PERCENT_RANGE: RangeInclusive<u32> = 1..=102_400;
+/// The most tasks a cgroup can be limited to (the kernel's `PID_MAX_LIMIT`).
+pub const TASKS_MAX: u64 = 4_194_304;
+/// The largest IOWeight.
+pub const IO_WEIGHT_MAX: u64 = 10_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {value:?}: {why}")]
 pub struct LimitError {
     pub what: &'static str,
     pub value: String,
-    pub why: &'static str,
+    pub why: String,
+}
+
+impl LimitError {
+    fn new(what: &'static str, value: impl ToString, why: impl Into<String>) -> LimitError {
+        LimitError {
+            what,
+            value: value.to_string(),
+            why: why.into(),
+        }
+    }
+}
+
+/// `must be between 16M and 1024T`.
+fn size_range_text(range: &RangeInclusive<u64>) -> String {
+    format!(
+        "must be between {} and {}",
+        size_text(*range.start()),
+        size_text(*range.end())
+    )
+}
+
+/// Bytes in the largest binary unit that holds them whole: `16M`, `1024T`.
+fn size_text(bytes: u64) -> String {
+    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
 }
 
 impl Limits {
@@ -50,66 +92,100 @@ impl Limits {
     }
 
     pub fn validate(&self) -> Result<(), LimitError> {
-        let err = |what, value: String, why| Err(LimitError { what, value, why });
         if let Some(m) = self.memory_max {
-            if m < 16 << 20 {
-                return err("memory", m.to_string(), "must be at least 16M");
+            if !MEMORY_RANGE.contains(&m) {
+                return Err(LimitError::new("memory", m, size_range_text(&MEMORY_RANGE)));
             }
         }
         if let Some(c) = self.cpu_percent {
-            if c == 0 || c > 102_400 {
-                return err("cpu", c.to_string(), "must be between 0.01 and 1024 CPUs");
+            if !CPU_PERCENT_RANGE.contains(&c) {
+                return Err(LimitError::new("cpu", c, CPU_RANGE_TEXT));
             }
         }
-        if self.tasks_max == Some(0) {
-            return err("tasks", "0".into(), "must be at least 1");
+        if let Some(t) = self.tasks_max {
+            if !(1..=TASKS_MAX).contains(&t) {
+                return Err(LimitError::new(
+                    "tasks",
+                    t,
+                    format!("must be between 1 and {TASKS_MAX}"),
+                ));
+            }
         }
         if let Some(w) = self.io_weight {
-            if !(1..=10_000).contains(&w) {
-                return err("io-weight", w.to_string(), "must be between 1 and 10000");
+            if !(1..=IO_WEIGHT_MAX).contains(&w) {
+                return Err(LimitError::new(
+                    "io-weight",
+                    w,
+                    format!("must be between 1 and {IO_WEIGHT_MAX}"),
+                ));
             }
         }
         Ok(())
     }
 }
 
-/// `512M`, `2G`, `1.5G`, `1073741824` (binary units, as systemd reads them).
-pub fn parse_memory(s: &str) -> Result<u64, LimitError> {
-    let bad = |why| LimitError {
-        what: "memory",
-        value: s.to_string(),
-        why,
-    };
+const CPU_RANGE_TEXT: &str = "must be between 0.01 and 1024 CPUs";
+
+/// A size: `512M`, `2G`, `1.5G`, `2GiB` (binary units, as systemd reads
+/// them), or a plain number of `unit` bytes; refused outside `range`,
+/// naming the value as given (never rounded or clamped into range).
+pub fn parse_size(
+    what: &'static str,
+    s: &str,
+    unit: u64,
+    range: RangeInclusive<u64>,
+) -> Result<u64, LimitError> {
     let t = s.trim();
+    let t = t.strip_suffix("iB").unwrap_or(t);
     let (num, mult) = match t.chars().last() {
         Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
         Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
         Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
         Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
+        _ => (t, unit),
     };
-    let v: f64 = num.parse().map_err(|_| bad("use a size like 512M or 2G"))?;
-    if !v.is_finite() || v <= 0.0 {
-        return Err(bad("must be positive"));
+    let v: f64 = num
+        .parse()
+        .map_err(|_| LimitError::new(what, s, "use a number or a size like 512M or 2G"))?;
+    let bytes = v * mult as f64;
+    // Compared as floats: the cast to u64 would saturate (or make 0 of NaN).
+    if !bytes.is_finite() || bytes < *range.start() as f64 || bytes > *range.end() as f64 {
+        return Err(LimitError::new(what, s, size_range_text(&range)));
     }
-    Ok((v * mult as f64) as u64)
+    Ok(bytes as u64)
 }
 
-/// `2` or `1.5` CPUs as a percentage of one CPU.
+/// A memory limit: `512M`, `2G`, `1.5G`, `1073741824` (bytes), in [`MEMORY_RANGE`].
+pub fn parse_memory(s: &str) -> Result<u64, LimitError> {
+    parse_size("memory", s, 1, MEMORY_RANGE)
+}
+
+/// A disk size the API was sent, checked against [`DISK_SIZE_RANGE`].
+pub fn check_disk_size(bytes: u64) -> Result<(), LimitError> {
+    if DISK_SIZE_RANGE.contains(&bytes) {
+        return Ok(());
+    }
+    Err(LimitError::new(
+        "disk size",
+        bytes,
+        size_range_text(&DISK_SIZE_RANGE),
+    ))
+}
+
+/// `2` or `1.5` CPUs as a percentage of one CPU (0.01 to 1024 CPUs).
 pub fn parse_cpu(s: &str) -> Result<u32, LimitError> {
-    let bad = |why| LimitError {
-        what: "cpu",
-        value: s.to_string(),
-        why,
-    };
     let v: f64 = s
         .trim()
         .parse()
-        .map_err(|_| bad("use a number of CPUs like 2 or 0.5"))?;
-    if !v.is_finite() || v <= 0.0 || v > 1024.0 {
-        return Err(bad("must be between 0.01 and 1024 CPUs"));
+        .map_err(|_| LimitError::new("cpu", s, "use a number of CPUs like 2 or 0.5"))?;
+    let percent = (v * 100.0).round();
+    if !percent.is_finite()
+        || percent < *CPU_PERCENT_RANGE.start() as f64
+        || percent > *CPU_PERCENT_RANGE.end() as f64
+    {
+        return Err(LimitError::new("cpu", s, CPU_RANGE_TEXT));
     }
-    Ok((v * 100.0).round() as u32)
+    Ok(percent as u32)
 }
 
 #[cfg(test)]
@@ -117,20 +193,106 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parsing() {
-        assert_eq!(parse_memory("2G").unwrap(), 2 << 30);
-        assert_eq!(parse_memory("512M").unwrap(), 512 << 20);
-        assert_eq!(parse_memory("1.5g").unwrap(), 3 << 29);
-        assert_eq!(parse_memory("1048576").unwrap(), 1 << 20);
+    fn sizes_in_binary_units() {
+        assert_eq!(parse_memory("2G"), Ok(2 << 30));
+        assert_eq!(parse_memory("512M"), Ok(512 << 20));
+        assert_eq!(parse_memory("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_memory("16777216"), Ok(16 << 20));
+        assert_eq!(parse_memory("1024T"), Ok(1 << 50));
+        let batou = |what, s, unit, range| parse_size(what, s, unit, range);
+        assert_eq!(batou("memory", "2048", 1 << 20, MEMORY_RANGE), Ok(2 << 30));
+        assert_eq!(
+            batou("disk size", "2GiB", 1 << 30, DISK_SIZE_RANGE),
+            Ok(2 << 30)
+        );
+        assert_eq!(
+            batou("disk size", "20", 1 << 30, DISK_SIZE_RANGE),
+            Ok(20 << 30)
+        );
+    }
+
+    #[test]
+    fn sizes_out_of_range_are_named_with_the_range() {
+        let says = |r: Result<u64, LimitError>| r.unwrap_err().to_string();
+        assert_eq!(
+            says(parse_memory("99999999999999999999G")),
+            "invalid memory \"99999999999999999999G\": must be between 16M and 1024T"
+        );
+        assert_eq!(
+            says(parse_memory("1025T")),
+            "invalid memory \"1025T\": must be between 16M and 1024T"
+        );
+        for bad in ["-1G", "0", "1048576", "15M", "inf", "NaN", "1e400"] {
+            assert_eq!(
+                says(parse_memory(bad)),
+                format!("invalid memory {bad:?}: must be between 16M and 1024T")
+            );
+        }
+        assert_eq!(
+            says(parse_size(
+                "disk size",
+                "0.0000001",
+                1 << 30,
+                DISK_SIZE_RANGE
+            )),
+            "invalid disk size \"0.0000001\": must be between 1M and 1024T"
+        );
+        assert_eq!(
+            check_disk_size(u64::MAX).unwrap_err().to_string(),
+            "invalid disk size \"18446744073709551615\": must be between 1M and 1024T"
+        );
+        assert_eq!(check_disk_size(20 << 30), Ok(()));
+    }
+
+    #[test]
+    fn a_size_that_is_no_number_says_what_to_give() {
         assert_eq!(
             parse_memory("lots").unwrap_err().to_string(),
-            "invalid memory \"lots\": use a size like 512M or 2G"
+            "invalid memory \"lots\": use a number or a size like 512M or 2G"
         );
-        assert!(parse_memory("-1G").is_err());
-        assert_eq!(parse_cpu("2").unwrap(), 200);
-        assert_eq!(parse_cpu("0.5").unwrap(), 50);
-        assert!(parse_cpu("0").is_err());
-        assert!(parse_cpu("two").is_err());
+    }
+
+    #[test]
+    fn cpus_in_range() {
+        assert_eq!(parse_cpu("2"), Ok(200));
+        assert_eq!(parse_cpu("0.5"), Ok(50));
+        assert_eq!(parse_cpu("1024"), Ok(102_400));
+        for bad in ["-1", "0", "0.001", "1025", "inf", "NaN"] {
+            assert_eq!(
+                parse_cpu(bad).unwrap_err().to_string(),
+                format!("invalid cpu {bad:?}: must be between 0.01 and 1024 CPUs")
+            );
+        }
+        assert_eq!(
+            parse_cpu("two").unwrap_err().to_string(),
+            "invalid cpu \"two\": use a number of CPUs like 2 or 0.5"
+        );
+    }
+
+    #[test]
+    fn limits_the_api_gets_are_checked_against_the_same_ranges() {
+        let says = |l: Limits| l.validate().unwrap_err().to_string();
+        assert_eq!(
+            says(Limits {
+                memory_max: Some(u64::MAX),
+                ..Limits::default()
+            }),
+            "invalid memory \"18446744073709551615\": must be between 16M and 1024T"
+        );
+        assert_eq!(
+            says(Limits {
+                tasks_max: Some(u64::MAX),
+                ..Limits::default()
+            }),
+            "invalid tasks \"18446744073709551615\": must be between 1 and 4194304"
+        );
+        assert_eq!(
+            says(Limits {
+                cpu_percent: Some(0),
+                ..Limits::default()
+            }),
+            "invalid cpu \"0\": must be between 0.01 and 1024 CPUs"
+        );
     }
 
     #[test]

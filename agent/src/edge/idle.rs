@@ -1,7 +1,7 @@
 //! A connection that closes itself after a time without traffic either way:
-//! idle keep-alive connections and stalled clients do not hold a slot of
-//! `edge.max_connections` forever. Traffic only notes the time; the timer
-//! is moved when it fires early, so a busy connection costs no timer work
+//! idle keep-alive connections and stalled clients do not hold a slot
+//! (`edge/slots.rs`) forever. Traffic only notes the time; the timer is
+//! moved when it fires early, so a busy connection costs no timer work
 //! per read or write.
 
 use std::future::Future;

@@ -3,6 +3,7 @@
 //! from HTTP. It reads the container records (the derived state task hands
 //! it every new snapshot), never writes them: routes follow the records
 //! live, with no restart and without touching other routes' connections.
+//! Port 80 redirects only names it routes (no open redirect).
 //! What it shares with the rest of the agent is handed to it: the
 //! certificate store (it reads keys; the local CA path writes), the ACME
 //! responder (http-01 and tls-alpn-01 answers), and the DNS zone (it names
@@ -13,7 +14,9 @@ pub mod headers;
 mod idle;
 mod pages;
 mod proxy;
+mod redirect;
 pub mod routes;
+mod slots;
 mod tls;
 mod upstream;
 

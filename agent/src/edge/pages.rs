@@ -34,6 +34,10 @@ pub enum ProxyError {
     Misdirected { sni: HostName, host: HostName },
     #[error("No container answers to {0}.")]
     UnknownHost(HostName),
+    /// A name outside the public domain: this proxy serves none of those
+    /// (port 80 redirects no such name).
+    #[error("{0} is not served here.")]
+    NotServed(HostName),
     #[error("Container {0} is not running.")]
     NotRunning(ContainerName),
     #[error("The request path is not valid.")]
@@ -51,7 +55,9 @@ impl ProxyError {
         match self {
             ProxyError::NoChallenge | ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::NoHost | ProxyError::BadPath => StatusCode::BAD_REQUEST,
-            ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::Misdirected { .. } | ProxyError::NotServed(_) => {
+                StatusCode::MISDIRECTED_REQUEST
+            }
             ProxyError::NotRunning(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
@@ -113,6 +119,10 @@ mod tests {
                 421,
             ),
             (ProxyError::NotRunning("c1".parse().unwrap()), 503),
+            (
+                ProxyError::NotServed(HostName::parse("evil.example.com").unwrap()),
+                421,
+            ),
         ];
         for (e, status) in cases {
             let r: Response<Body> = e.into();

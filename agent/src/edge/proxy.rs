@@ -1,15 +1,18 @@
 //! The listeners and the request path. HTTPS: TLS (SNI picks the
 //! container's certificate), HTTP/1.1 or HTTP/2, the Host looked up in the
 //! route table, the request forwarded to the container with forwarding
-//! headers, websocket upgrades spliced through. HTTP: a 301 to HTTPS,
-//! except ACME http-01 challenges.
-//! Bounded everywhere: connections, handshake and header time, header size,
-//! idle time.
+//! headers, websocket upgrades spliced through. HTTP: ACME http-01
+//! challenges answered, anything else a 301 to HTTPS for names the proxy
+//! routes only (`redirect.rs`).
+//! Bounded everywhere: connections (in all and per source, `slots.rs`),
+//! handshake and header time, header size, idle time.
 
-use super::headers::{https_location, strip_hop_by_hop, to_upstream, upgrade_of};
+use super::headers::{strip_hop_by_hop, to_upstream, upgrade_of};
 use super::idle::Idle;
 use super::pages::{full, redirect, Body, ProxyError};
+use super::redirect::to_https;
 use super::routes::HostName;
+use super::slots::{Slot, Slots};
 use super::upstream::{client, UpstreamClient};
 use super::{Edge, EdgeError};
 use crate::sys::listen;
@@ -25,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 const ACME_HTTP_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -44,7 +47,7 @@ struct Accepted {
     stream: std::net::TcpStream,
     peer: SocketAddr,
     tls: bool,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
 }
 
 /// Bind all listeners first (so a taken port fails the agent's start), then
@@ -81,7 +84,7 @@ pub async fn start(edge: Arc<Edge>) -> Result<(), EdgeError> {
     let workers = Arc::new(Workers {
         txs: workers,
         next: AtomicUsize::new(0),
-        slots: Arc::new(Semaphore::new(cfg.max_connections)),
+        slots: Slots::new(cfg.max_connections, cfg.max_connections_per_source),
     });
     for (l, tls) in http
         .into_iter()
@@ -102,7 +105,7 @@ pub async fn start(edge: Arc<Edge>) -> Result<(), EdgeError> {
 struct Workers {
     txs: Vec<mpsc::UnboundedSender<Accepted>>,
     next: AtomicUsize,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
 }
 
 fn worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Accepted>) {
@@ -124,7 +127,7 @@ fn worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Accepted>) {
             let shared = shared.clone();
             tokio::spawn(async move {
                 connection(stream, a.peer, shared, a.tls).await;
-                drop(a.permit);
+                drop(a.slot);
             });
         }
     });
@@ -141,10 +144,14 @@ async fn accept_loop(listener: TcpListener, workers: Arc<Workers>, tls: bool) {
                 continue;
             }
         };
-        let Ok(permit) = workers.slots.clone().try_acquire_owned() else {
-            // Full: refuse at once rather than queue without bound.
-            drop(stream);
-            continue;
+        let slot = match workers.slots.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(e) => {
+                // Full: refuse at once rather than queue without bound.
+                tracing::debug!("edge: closed a connection from {peer}: {e}");
+                drop(stream);
+                continue;
+            }
         };
         let Ok(stream) = stream.into_std() else {
             continue;
@@ -154,7 +161,7 @@ async fn accept_loop(listener: TcpListener, workers: Arc<Workers>, tls: bool) {
             stream,
             peer,
             tls,
-            permit,
+            slot,
         });
     }
 }
@@ -253,13 +260,10 @@ fn answer_plain(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body
             .body(full(key_auth))
             .expect("valid response"));
     }
-    let (_, host) = request_host(&req).ok_or(ProxyError::NoHost)?;
-    let pq = path_and_query(&req);
-    Ok(redirect(&https_location(
-        host.as_str(),
-        shared.https_port,
-        pq,
-    )))
+    let host = request_host(&req).map(|(_, host)| host);
+    let table = shared.edge.routes();
+    let location = to_https(&table, host, path_and_query(&req), shared.https_port)?;
+    Ok(redirect(&location))
 }
 
 async fn proxy(

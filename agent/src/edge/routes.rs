@@ -107,6 +107,15 @@ impl RouteTable {
         (!c.is_empty() && rest.matches('.').count() <= 1).then_some(c)
     }
 
+    /// Whether `host` is the public domain or a name below it.
+    pub fn under_domain(&self, host: &HostName) -> bool {
+        host.0 == self.domain
+            || host
+                .0
+                .strip_suffix(self.domain.as_str())
+                .is_some_and(|rest| rest.ends_with('.'))
+    }
+
     /// Every routed container with the names its certificate covers: its
     /// name and `*.NAME` (`wildcard`), or its name and each alias's name;
     /// the container's own name first.
@@ -258,5 +267,15 @@ mod tests {
         assert_eq!(t.container_of(&host("a.b.c1.dev.test")), None);
         assert_eq!(t.container_of(&host("dev.test")), None);
         assert_eq!(t.container_of(&host("c1.xdev.test")), None);
+    }
+
+    #[test]
+    fn names_under_the_domain() {
+        let t = RouteTable::build("dev.test", HTTPS, &[]);
+        assert!(t.under_domain(&host("dev.test")));
+        assert!(t.under_domain(&host("a.b.c1.dev.test")));
+        assert!(!t.under_domain(&host("xdev.test")));
+        assert!(!t.under_domain(&host("dev.test.evil")));
+        assert!(!t.under_domain(&host("test")));
     }
 }

@@ -328,7 +328,7 @@ https_listen = ["127.0.0.1:{https_port}"]
         n
     }
 
-    fn command(&self, program: &str, args: &[&str]) -> Command {
+    fn command<A: AsRef<std::ffi::OsStr>>(&self, program: &str, args: &[A]) -> Command {
         let mut c = Command::new(program);
         c.args(args)
             .env("DEVHOST_SOCKET", &self.socket)
@@ -339,6 +339,17 @@ https_listen = ["127.0.0.1:{https_port}"]
 
     pub fn devhost(&self, args: &[&str]) -> Output {
         self.command(DEVHOST, args).output().unwrap()
+    }
+
+    /// `program ARGS` as root against this agent, the arguments any bytes
+    /// (not only UTF-8): for front-ends given what no shell would type.
+    pub fn run_bytes(&self, program: &str, args: &[&[u8]]) -> Output {
+        use std::os::unix::ffi::OsStrExt;
+        let args: Vec<&std::ffi::OsStr> = args
+            .iter()
+            .map(|a| std::ffi::OsStr::from_bytes(a))
+            .collect();
+        self.command(program, &args).output().unwrap()
     }
 
     /// `devhost` as another (non-root) user: uid/gid need no passwd entry.
@@ -358,6 +369,11 @@ https_listen = ["127.0.0.1:{https_port}"]
 
     pub fn fc_build(&self, args: &[&str]) -> Output {
         self.command(FC_BUILD, args).output().unwrap()
+    }
+
+    /// `fc-devhost ARGS` as root (no sudo).
+    pub fn fc_devhost(&self, args: &[&str]) -> Output {
+        self.command(FC_DEVHOST, args).output().unwrap()
     }
 
     /// `sudo fc-devhost ARGS` as batou runs it: root, with the variables
@@ -448,10 +464,16 @@ https_listen = ["127.0.0.1:{https_port}"]
     /// curl `http://HOST/PATH` on the edge's port 80: the status and where
     /// a redirect points (empty if it is none).
     pub fn http(&self, host: &str, path: &str) -> (u16, String) {
+        let (code, location, _) = self.http_page(host, path);
+        (code, location)
+    }
+
+    /// [`TestAgent::http`] and the page that came with the answer.
+    pub fn http_page(&self, host: &str, path: &str) -> (u16, String, String) {
         let port = self.http_port;
         let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
-            .args(["-w", "%{http_code} %{redirect_url}"])
+            .args(["-sS", "--max-time", "10"])
+            .args(["-w", "\n%{http_code} %{redirect_url}"])
             .arg("--resolve")
             .arg(format!("{host}:{port}:127.0.0.1"))
             .arg(format!("http://{host}:{port}{path}"))
@@ -459,8 +481,13 @@ https_listen = ["127.0.0.1:{https_port}"]
             .unwrap();
         assert_ok(&out, &format!("curl http://{host}{path}"));
         let t = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (code, location) = t.split_once(' ').unwrap_or((&t, ""));
-        (code.parse().unwrap(), location.to_string())
+        let (body, tail) = t.rsplit_once('\n').unwrap_or(("", &t));
+        let (code, location) = tail.split_once(' ').unwrap_or((tail, ""));
+        (
+            code.parse().unwrap(),
+            location.to_string(),
+            body.to_string(),
+        )
     }
 
     /// `dig @127.0.0.1 -p DNS_PORT ARGS…` against the agent's own DNS

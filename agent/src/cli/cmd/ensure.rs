@@ -1,7 +1,8 @@
 //! `devhost ensure NAME CHANNEL [ALIAS…] [--memory …] [--upstream [ALIAS=]SCHEME:PORT]…`.
 
 use crate::api::types::EnsureBody;
-use crate::container::limits::{parse_cpu, parse_memory, Limits};
+use crate::cli::args::whole;
+use crate::container::limits::{parse_cpu, parse_memory, Limits, IO_WEIGHT_MAX, TASKS_MAX};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -31,17 +32,17 @@ pub fn body(
 /// Limits and upstreams from the command line, checked before anything is sent.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct EnsureArgs {
-    /// Memory limit (MemoryMax), e.g. 2G.
-    #[arg(long)]
+    /// Memory limit (MemoryMax), 16M–1024T, e.g. 2G.
+    #[arg(long, allow_negative_numbers = true)]
     pub memory: Option<String>,
-    /// CPU quota in CPUs, e.g. 2 or 0.5.
-    #[arg(long)]
+    /// CPU quota in CPUs, 0.01–1024, e.g. 2 or 0.5.
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu: Option<String>,
-    /// Maximum number of tasks (TasksMax).
-    #[arg(long)]
+    /// Maximum number of tasks (TasksMax), 1–4194304.
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<u64>(1, TASKS_MAX))]
     pub tasks: Option<u64>,
     /// IO weight, 1–10000 (IOWeight).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<u64>(1, IO_WEIGHT_MAX))]
     pub io_weight: Option<u64>,
     /// Where the proxy sends requests for the container (`http:8080`) or one
     /// alias (`api=http:8080`) instead of the agent's `edge.upstream`

@@ -1,5 +1,6 @@
 //! `devhost extend NAME --days N`: cleanup does not disable the container
-//! before N days from now (deploying it resets the clock as well).
+//! before N days from now (deploying it resets the clock as well). N is at
+//! least 1 (checked by the parser); the agent checks its maximum.
 
 use crate::api::types::ExtendBody;
 use std::path::Path;
@@ -9,10 +10,6 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str, days: u32) -> i32 {
         Ok(n) => n,
         Err(code) => return code,
     };
-    if days == 0 {
-        eprintln!("error: --days must be at least 1");
-        return crate::cli::EXIT_USAGE;
-    }
     let body = serde_json::to_vec(&ExtendBody { days }).expect("serializes");
     crate::cli::run_streamed(
         &crate::cli::client(sock),

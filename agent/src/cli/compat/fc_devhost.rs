@@ -63,7 +63,7 @@ pub struct EnsureArgs {
     #[arg(long, default_value = "")]
     pub aliases: String,
     /// Disk size: GiB or a size like 20G (recorded).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub disk_size: Option<String>,
     /// A Hydra evaluation whose channel to build from.
     #[arg(long, conflicts_with_all = ["image_url", "channel_url"])]
@@ -89,8 +89,9 @@ impl EnsureArgs {
         let memory_max = self
             .memory
             .as_deref()
-            .map(|m| crate::fcdevhost::parse_size("memory", m, 1 << 20))
-            .transpose()?;
+            .map(crate::fcdevhost::memory)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let cpu_percent = self
             .cpu
             .as_deref()
@@ -106,8 +107,9 @@ impl EnsureArgs {
         let disk_size = self
             .disk_size
             .as_deref()
-            .map(|d| crate::fcdevhost::parse_size("disk size", d, 1 << 30))
-            .transpose()?;
+            .map(crate::fcdevhost::disk_size)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let update_channel = match (self.update_channel, self.no_update_channel) {
             (_, true) => Some(false),
             (true, _) => Some(true),
@@ -137,13 +139,9 @@ pub fn main(args: &[String]) -> i32 {
     if let Err(code) = crate::cli::drop_sudo() {
         return code;
     }
-    let argv = std::iter::once("fc-devhost".to_string()).chain(args.iter().cloned());
-    let cli = match Cli::try_parse_from(argv) {
+    let cli: Cli = match crate::cli::args::parse("fc-devhost", args) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-        }
+        Err(code) => return code,
     };
     match cli.command {
         Command::List { long, user } => list(long, user),
@@ -308,7 +306,7 @@ mod tests {
         let a = ensure_args(&["ensure", "--memory", "lots", "--channel-url", "/c", "n"]);
         assert_eq!(
             a.body().unwrap_err(),
-            "invalid memory \"lots\": use a number (or a size like 512M, 2G)"
+            "invalid memory \"lots\": use a number or a size like 512M or 2G"
         );
         let a = ensure_args(&["ensure", "--cpu", "-1", "--channel-url", "/c", "n"]);
         assert!(a.body().unwrap_err().contains("invalid cpu \"-1\""));

@@ -92,6 +92,14 @@ pub async fn reconcile(env: &Subsystems) -> Reconciled {
                 before.as_str()
             ));
         }
+        let root = steps::root_dir(env, &r);
+        if root.symlink_metadata().is_err() {
+            findings.push(format!(
+                "{}: its root directory {} is missing; record kept (a start makes an empty one: what was in it is gone)",
+                r.name,
+                root.display()
+            ));
+        }
         let plan = steps::net_plan(env, &r);
         if r.phase == Phase::Running && !env.netlink.netns_exists(&plan.netns) {
             findings.push(format!(

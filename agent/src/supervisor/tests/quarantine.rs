@@ -254,3 +254,75 @@ async fn a_failed_save_keeps_the_record_as_it_was() {
     assert!(!info.pinned, "memory says what the disk says");
     assert!(!h.record("web01").unwrap().pinned);
 }
+
+/// What a test does to a whole record file.
+type Damage = fn(&[u8]) -> Vec<u8>;
+
+/// A whole record of `web01` that says it is `web02`'s.
+fn renamed(whole: &[u8]) -> Vec<u8> {
+    String::from_utf8(whole.to_vec())
+        .unwrap()
+        .replace("\"name\": \"web01\"", "\"name\": \"web02\"")
+        .into_bytes()
+}
+
+#[test]
+fn every_kind_of_damaged_record_is_quarantined() {
+    let damages: [(&str, Damage); 5] = [
+        ("empty", |_| Vec::new()),
+        ("not JSON", |_| b"\x00\xffgarbage".to_vec()),
+        ("wrong types", |_| br#"{"name": 7, "phase": []}"#.to_vec()),
+        ("half", |w| w[..w.len() / 2].to_vec()),
+        ("another container's", renamed),
+    ];
+    for (what, damage) in damages {
+        let h = Harness::new();
+        let (_, whole) = with_truncated_record(&h);
+        let bytes = damage(&whole);
+        std::fs::write(h.cfg.paths.state_dir.join("records/web01.json"), &bytes).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let sup = h.start().await;
+            let q = sup.info().await.unwrap().quarantined;
+            assert_eq!(q.len(), 1, "{what}: {q:?}");
+            assert_eq!(q[0].name, "web01", "{what}");
+            assert!(sup.list().await.unwrap().is_empty(), "{what}");
+        });
+        assert_eq!(
+            std::fs::read(quarantine_file(&h)).unwrap(),
+            bytes,
+            "{what}: kept as it was"
+        );
+        assert!(h.running("web01"), "{what}: left running");
+    }
+}
+
+#[test]
+fn a_record_whose_root_is_gone_is_kept_and_reported() {
+    let h = Harness::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let sup = h.start().await;
+                run(&sup, "web01", ensure()).await.unwrap();
+                run(&sup, "web01", Op::Stop).await.unwrap();
+            });
+        })
+        .join()
+        .unwrap()
+    });
+    std::fs::remove_dir_all(h.dir.path().join("containers/web01")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let sup = h.start().await;
+        let findings = sup.info().await.unwrap().findings;
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.starts_with("web01: its root directory") && f.contains("is missing")),
+            "{findings:?}"
+        );
+        assert!(h.record("web01").is_some(), "the record is kept");
+    });
+}

@@ -92,7 +92,16 @@ pub fn parse_memory(s: &str) -> Result<u64, LimitError> {
     if !v.is_finite() || v <= 0.0 {
         return Err(bad("must be positive"));
     }
-    Ok((v * mult as f64) as u64)
+    // Checked after scaling: a fraction of a byte is none, and a size past
+    // u64 would be cut to u64::MAX, which systemd reads as "infinity".
+    let bytes = (v * mult as f64).floor();
+    if bytes < 1.0 {
+        return Err(bad("must be at least one byte"));
+    }
+    if bytes >= u64::MAX as f64 {
+        return Err(bad("is larger than any memory"));
+    }
+    Ok(bytes as u64)
 }
 
 /// `2` or `1.5` CPUs as a percentage of one CPU.
@@ -106,10 +115,12 @@ pub fn parse_cpu(s: &str) -> Result<u32, LimitError> {
         .trim()
         .parse()
         .map_err(|_| bad("use a number of CPUs like 2 or 0.5"))?;
-    if !v.is_finite() || v <= 0.0 || v > 1024.0 {
+    // Checked after rounding too: 0.001 CPUs is 0 percent, no CPU at all.
+    let percent = (v * 100.0).round();
+    if !v.is_finite() || v <= 0.0 || v > 1024.0 || percent < 1.0 {
         return Err(bad("must be between 0.01 and 1024 CPUs"));
     }
-    Ok((v * 100.0).round() as u32)
+    Ok(percent as u32)
 }
 
 #[cfg(test)]
@@ -131,6 +142,31 @@ mod tests {
         assert_eq!(parse_cpu("0.5").unwrap(), 50);
         assert!(parse_cpu("0").is_err());
         assert!(parse_cpu("two").is_err());
+    }
+
+    #[test]
+    fn sizes_and_counts_that_round_to_nothing_or_overflow() {
+        // Found by container::proptests: these were accepted as 0 bytes,
+        // u64::MAX bytes (systemd's "infinity") and 0 % of a CPU.
+        assert_eq!(
+            parse_memory("0.1").unwrap_err().to_string(),
+            "invalid memory \"0.1\": must be at least one byte"
+        );
+        assert_eq!(
+            parse_memory("1e30G").unwrap_err().to_string(),
+            "invalid memory \"1e30G\": is larger than any memory"
+        );
+        assert_eq!(
+            parse_memory("17e6T").unwrap_err().why,
+            "is larger than any memory"
+        );
+        assert_eq!(parse_memory("0.5K").unwrap(), 512);
+        assert_eq!(
+            parse_cpu("0.001").unwrap_err().to_string(),
+            "invalid cpu \"0.001\": must be between 0.01 and 1024 CPUs"
+        );
+        assert_eq!(parse_cpu("0.005").unwrap(), 1);
+        assert_eq!(parse_cpu("1024").unwrap(), 102_400);
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod activity;
 pub mod headers;
 mod idle;
 mod pages;
+#[cfg(test)]
+mod proptests;
 mod proxy;
 pub mod routes;
 mod tls;

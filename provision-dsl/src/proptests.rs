@@ -161,7 +161,7 @@ fn placed_within(s: &Script, src: &str) -> Result<(), TestCaseError> {
 fn parsing_any_text_never_panics() {
     props::check(
         "parsing_any_text_never_panics",
-        2000,
+        1000,
         script_text(),
         |src| {
             match parse(&src) {
@@ -187,7 +187,7 @@ fn parsing_any_text_never_panics() {
 fn printed_scripts_parse_to_the_same_statements() {
     props::check(
         "printed_scripts_parse_to_the_same_statements",
-        1000,
+        500,
         prop::collection::vec(command(), 0..6),
         |cmds| {
             let text = print(&cmds);
@@ -217,7 +217,7 @@ fn expanded_steps_keep_their_paths_inside() {
     ];
     props::check(
         "expanded_steps_keep_their_paths_inside",
-        1000,
+        500,
         (scripts, env()),
         |(text, env)| {
             let Ok(script) = parse(&text) else {

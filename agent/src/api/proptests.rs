@@ -110,7 +110,7 @@ where
 
 #[test]
 fn any_bytes_decode_or_are_refused() {
-    props::check("any_bytes_decode_or_are_refused", 2000, body_bytes(), |b| {
+    props::check("any_bytes_decode_or_are_refused", 1000, body_bytes(), |b| {
         decodes_and_round_trips::<EnsureBody>(&b)?;
         decodes_and_round_trips::<CleanupBody>(&b)?;
         decodes_and_round_trips::<ExtendBody>(&b)?;
@@ -232,7 +232,7 @@ fn valid_bodies_round_trip() {
     );
     props::check(
         "valid_bodies_round_trip",
-        500,
+        300,
         bodies,
         |(ensure, provision, cleanup, extend)| {
             round_trips_and_refuses_strangers(&ensure)?;

@@ -332,7 +332,7 @@ fn num_cpus() -> usize {
 fn any_text_loads_or_is_refused_with_a_config_error() {
     props::check(
         "any_text_loads_or_is_refused_with_a_config_error",
-        1500,
+        1000,
         text(),
         |text| {
             match Config::from_toml(&text) {

@@ -34,7 +34,7 @@ where
 #[test]
 fn container_names_keep_their_rule() {
     let input = text("[a-zA-Z0-9_.\\-/ é]{0,14}");
-    props::check("container_names_keep_their_rule", 2000, input, |s| {
+    props::check("container_names_keep_their_rule", 1000, input, |s| {
         match s.parse::<ContainerName>() {
             Ok(n) => {
                 prop_assert_eq!(n.as_str(), s.as_str());
@@ -67,7 +67,7 @@ fn names_that_keep_the_rule_are_accepted() {
     let valid = format!("[a-zA-Z0-9_][a-zA-Z0-9_-]{{0,{}}}", MAX_NAME_LEN - 1);
     props::check(
         "names_that_keep_the_rule_are_accepted",
-        500,
+        300,
         valid.as_str(),
         |s| {
             prop_assert!(s.parse::<ContainerName>().is_ok(), "{s:?}");
@@ -87,7 +87,7 @@ fn is_label(s: &str) -> bool {
 #[test]
 fn aliases_are_dns_labels() {
     let input = text("[a-zA-Z0-9_.\\- ]{0,6}|[a-z0-9-]{60,66}");
-    props::check("aliases_are_dns_labels", 2000, input, |s| {
+    props::check("aliases_are_dns_labels", 1000, input, |s| {
         match s.parse::<Alias>() {
             Ok(a) => {
                 prop_assert!(is_label(a.as_str()), "{a}");
@@ -103,7 +103,7 @@ fn aliases_are_dns_labels() {
 #[test]
 fn alias_lists_hold_distinct_labels() {
     let input = text("[ 'a-zA-Z0-9\\-]{0,24}");
-    props::check("alias_lists_hold_distinct_labels", 1000, input, |s| {
+    props::check("alias_lists_hold_distinct_labels", 500, input, |s| {
         if let Ok(list) = Alias::parse_list(&s) {
             for (i, a) in list.iter().enumerate() {
                 prop_assert!(is_label(a.as_str()), "{a}");
@@ -123,7 +123,7 @@ fn channel_urls_are_urls_or_absolute_paths() {
     ];
     props::check(
         "channel_urls_are_urls_or_absolute_paths",
-        2000,
+        1000,
         input,
         |s| {
             match s.parse::<ChannelUrl>() {
@@ -171,7 +171,7 @@ fn quantity() -> impl Strategy<Value = String> {
 fn memory_sizes_are_positive_whole_bytes() {
     props::check(
         "memory_sizes_are_positive_whole_bytes",
-        2000,
+        1000,
         quantity(),
         |s| {
             if let Ok(bytes) = parse_memory(&s) {
@@ -187,7 +187,7 @@ fn memory_sizes_are_positive_whole_bytes() {
 fn cpu_counts_are_within_the_documented_range() {
     props::check(
         "cpu_counts_are_within_the_documented_range",
-        2000,
+        1000,
         quantity(),
         |s| {
             if let Ok(percent) = parse_cpu(&s) {
@@ -218,7 +218,7 @@ fn limits() -> impl Strategy<Value = Limits> {
 fn limits_merge_validate_and_round_trip() {
     props::check(
         "limits_merge_validate_and_round_trip",
-        1000,
+        500,
         (limits(), limits()),
         |(a, b)| {
             let json = serde_json::to_string(&a).unwrap();
@@ -254,7 +254,7 @@ fn upstreams_print_and_parse_back() {
     ];
     props::check(
         "upstreams_print_and_parse_back",
-        2000,
+        1000,
         (input, upstream()),
         |(s, valid)| {
             if let Ok(u) = s.parse::<Upstream>() {
@@ -272,7 +272,7 @@ fn upstream_maps_round_trip() {
     let aliases = prop::collection::btree_map("[a-z][a-z0-9]{0,5}", upstream(), 0..4);
     props::check(
         "upstream_maps_round_trip",
-        500,
+        300,
         (prop::option::of(upstream()), aliases),
         |(container, aliases)| {
             let u = Upstreams {

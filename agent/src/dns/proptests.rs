@@ -119,7 +119,7 @@ fn answers_are_for_names_in_the_zone() {
     });
     props::check(
         "answers_are_for_names_in_the_zone",
-        2000,
+        1000,
         case,
         |(z, name, t)| {
             let r = z.answer(&name, t);

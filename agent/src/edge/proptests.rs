@@ -28,7 +28,7 @@ fn host_text() -> impl Strategy<Value = String> {
 fn host_names_are_normalized_dns_names() {
     props::check(
         "host_names_are_normalized_dns_names",
-        2000,
+        1000,
         host_text(),
         |raw| {
             let Some(h) = HostName::parse(&raw) else {
@@ -142,7 +142,7 @@ fn rewritten_headers_are_the_proxys() {
     );
     props::check(
         "rewritten_headers_are_the_proxys",
-        2000,
+        1000,
         input,
         |(headers, host, client, proto)| {
             let upgrade = upgrade_of(&headers);

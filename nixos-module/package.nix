@@ -17,6 +17,7 @@ rustPlatform.buildRustPackage {
       ../Cargo.toml
       ../Cargo.lock
       ../agent
+      ../props
       ../provision-dsl
     ];
   };

@@ -17,6 +17,8 @@ mod exec;
 mod expand;
 mod lexer;
 mod parser;
+#[cfg(test)]
+mod proptests;
 
 pub use ast::{Command, Part, Script, Statement, Word};
 pub use error::{ExpandError, ParseError};

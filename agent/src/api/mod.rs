@@ -4,6 +4,8 @@
 
 pub mod client;
 pub mod error;
+#[cfg(test)]
+mod proptests;
 pub mod server;
 pub mod shell;
 pub mod types;

@@ -8,6 +8,8 @@ pub mod cleanup;
 pub mod edge;
 mod error;
 pub mod host;
+#[cfg(test)]
+mod proptests;
 
 pub use error::{invalid, ConfigError};
 pub use host::{

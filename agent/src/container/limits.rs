@@ -296,6 +296,24 @@ mod tests {
     }
 
     #[test]
+    fn sizes_and_counts_that_round_to_nothing_or_overflow() {
+        // Found by container::proptests: these were accepted as 0 bytes,
+        // u64::MAX bytes (systemd's "infinity") and 0 % of a CPU.
+        for bad in ["0.1", "1e30G", "17e6T", "0.5K"] {
+            assert_eq!(
+                parse_memory(bad).unwrap_err().to_string(),
+                format!("invalid memory {bad:?}: must be between 16M and 1024T")
+            );
+        }
+        assert_eq!(
+            parse_cpu("0.001").unwrap_err().to_string(),
+            "invalid cpu \"0.001\": must be between 0.01 and 1024 CPUs"
+        );
+        assert_eq!(parse_cpu("0.005").unwrap(), 1);
+        assert_eq!(parse_cpu("1024").unwrap(), 102_400);
+    }
+
+    #[test]
     fn validation_and_merge() {
         let mut l = Limits {
             memory_max: Some(1 << 30),

@@ -3,6 +3,8 @@
 
 pub mod limits;
 pub mod names;
+#[cfg(test)]
+mod proptests;
 pub mod record;
 pub mod upstream;
 

@@ -10,6 +10,8 @@
 //! and hands it to the server (reads), the edge (which containers have
 //! names) and the ACME responder (challenge values).
 
+#[cfg(test)]
+mod proptests;
 pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -78,9 +78,14 @@ pub fn to_upstream(
         prior if prior.is_empty() => client.clone(),
         prior => format!("{}, {client}", prior.join(", ")),
     };
-    let set = |h: &mut HeaderMap, name: &'static str, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
+    // A value that cannot be a header value drops the header: what the
+    // container sees is the proxy's word or nothing, never the client's.
+    let set = |h: &mut HeaderMap, name: &'static str, v: &str| match HeaderValue::from_str(v) {
+        Ok(v) => {
             h.insert(name, v);
+        }
+        Err(_) => {
+            h.remove(name);
         }
     };
     set(&mut headers, "x-forwarded-for", &forwarded_for);
@@ -191,6 +196,24 @@ mod tests {
             "https",
         );
         assert!(got.get("upgrade").is_none());
+    }
+
+    #[test]
+    fn forwarded_headers_are_never_the_clients() {
+        // Found by edge::proptests: a host that cannot be a header value
+        // left the client's own X-Forwarded-Host and -Server in place.
+        let got = to_upstream(
+            map(&[
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-server", "evil.example"),
+            ]),
+            "c1.dev.test\0",
+            "127.0.0.1".parse().unwrap(),
+            "https",
+        );
+        assert!(got.get("x-forwarded-host").is_none());
+        assert!(got.get("x-forwarded-server").is_none());
+        assert_eq!(got["x-real-ip"], "127.0.0.1");
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod activity;
 pub mod headers;
 mod idle;
 mod pages;
+#[cfg(test)]
+mod proptests;
 mod proxy;
 mod redirect;
 pub mod routes;

@@ -115,6 +115,9 @@ impl<'a> Lexer<'a> {
             let (line, col) = (self.line, self.col);
             match c {
                 ' ' | '\t' | '\n' => break,
+                // CRLF line ends: the `\r` ends the word, as the `\n` would
+                // (inside quotes it is kept as written).
+                '\r' if self.peek2() == Some('\n') => break,
                 '\'' => {
                     self.bump();
                     loop {
@@ -150,6 +153,9 @@ impl<'a> Lexer<'a> {
                 }
                 '\\' => {
                     self.bump();
+                    if self.peek() == Some('\r') && self.peek2() == Some('\n') {
+                        self.bump();
+                    }
                     match self.bump() {
                         Some('\n') => {}
                         Some(e) => lit.push(e),
@@ -212,6 +218,11 @@ pub fn lines(file: &str, src: &str) -> Result<Vec<Line>, ParseError> {
                 }
             }
             '\\' if lx.peek2() == Some('\n') => {
+                lx.bump();
+                lx.bump();
+            }
+            '\\' if lx.peek2() == Some('\r') && lx.chars.get(lx.pos + 2) == Some(&'\n') => {
+                lx.bump();
                 lx.bump();
                 lx.bump();
             }

@@ -275,3 +275,16 @@ fn execution_stops_at_the_first_failure_and_says_where() {
         "nothing after the failing step ran"
     );
 }
+
+#[test]
+fn a_script_saved_with_crlf_line_ends_reads_as_with_lf() {
+    let lf = "COPY app/ /srv/app/\nRUN apt-get \\\n  install -y git\nECHO x /etc/x\n";
+    let crlf = lf.replace('\n', "\r\n");
+    assert_eq!(parse(&crlf).unwrap(), parse(lf).unwrap());
+    // Inside quotes a line end is kept as written.
+    let quoted = parse("ECHO 'a\r\nb' /etc/x\r\n").unwrap();
+    let Command::Echo { expression, .. } = &quoted.statements[0].command else {
+        panic!("{quoted:?}")
+    };
+    assert_eq!(expression.parts, vec![Part::Lit("a\r\nb".into())]);
+}

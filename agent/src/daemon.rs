@@ -200,6 +200,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         nix_safety,
         host_warnings: warnings,
         clock: crate::clock::Clock::system(),
+        provisioner: std::sync::Arc::new(crate::provision::provisioner::Enter),
     };
     let handle = Supervisor::start(env).await?;
     let listener = UnixListener::bind(&socket).map_err(io("binding", &socket))?;

@@ -9,6 +9,7 @@
 
 mod copy;
 pub mod entry;
+pub mod provisioner;
 
 use crate::api::types::{ApiError, ProvisionAction, ProvisionBody, ProvisionFile};
 use crate::enter::write::{Batch, WriteOp};

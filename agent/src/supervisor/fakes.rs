@@ -16,6 +16,8 @@ use crate::nix::NixError;
 use crate::nspawn::backend::{Backend, Running, StartRequest};
 use crate::nspawn::NspawnError;
 use crate::progress::Progress;
+use crate::provision::provisioner::{ProvisionFailure, Provisioner, Request};
+use crate::provision::ProvisionError;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -33,6 +35,8 @@ pub enum Step {
     Start,
     Stop,
     Nft,
+    /// One provisioning step.
+    Provision,
 }
 
 /// One call, with what identifies it.
@@ -49,6 +53,8 @@ pub enum Call {
     Stop(String),
     /// The NAT table, with the container addresses in it.
     Nft(Vec<String>),
+    /// Provisioning step `1`-based of a container.
+    Provision(String, usize),
 }
 
 impl Call {
@@ -61,6 +67,7 @@ impl Call {
             Call::Start(_) => Step::Start,
             Call::Stop(_) => Step::Stop,
             Call::Nft(_) => Step::Nft,
+            Call::Provision(..) => Step::Provision,
         }
     }
 }
@@ -187,12 +194,34 @@ impl Fakes {
     pub fn nix(&self) -> Arc<dyn NixBuilder> {
         Arc::new(FakeNix(self.clone()))
     }
+    pub fn provisioner(&self) -> Arc<dyn Provisioner> {
+        Arc::new(FakeProvisioner(self.clone()))
+    }
 }
 
 struct FakeBackend(Fakes);
 struct FakeNetlink(Fakes);
 struct FakeNft(Fakes);
 struct FakeNix(Fakes);
+struct FakeProvisioner(Fakes);
+
+/// Each step recorded; a failure planted there fails it as a step fails.
+#[async_trait]
+impl Provisioner for FakeProvisioner {
+    async fn provision(&self, req: Request<'_>) -> Result<usize, ProvisionFailure> {
+        for (i, step) in req.plan.steps.iter().enumerate() {
+            self.0
+                .enter(Call::Provision(req.name.to_string(), i + 1))
+                .await
+                .map_err(|e| provision_dsl::StepError {
+                    location: step.location(),
+                    what: format!("step {}", i + 1),
+                    source: ProvisionError::InContainer(e),
+                })?;
+        }
+        Ok(req.plan.steps.len())
+    }
+}
 
 fn planted(name: &ContainerName, what: &'static str, e: String) -> NspawnError {
     NspawnError::Io {
@@ -267,8 +296,8 @@ impl Backend for FakeBackend {
         Ok(false)
     }
 
-    async fn leader(&self, _: &ContainerName) -> Option<u32> {
-        None
+    async fn leader(&self, name: &ContainerName) -> Option<u32> {
+        self.0.world.lock().unwrap().running.get(name).copied()
     }
 
     async fn console_tail(&self, _: &ContainerName, _: &Path, _: usize) -> String {

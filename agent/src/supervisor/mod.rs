@@ -47,6 +47,8 @@ pub struct Subsystems {
     pub netlink: Arc<dyn Netlink>,
     pub nft: Arc<dyn Nft>,
     pub nix: Arc<dyn NixBuilder>,
+    /// Runs provisioning steps in a running container.
+    pub provisioner: Arc<dyn crate::provision::provisioner::Provisioner>,
     /// What the host's Nix settings allow (read at start).
     pub nix_safety: crate::nix::check::NixSafety,
     /// Host settings that are unsafe or too low, for `devhost info`.

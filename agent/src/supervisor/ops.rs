@@ -496,38 +496,30 @@ async fn provision(
             path: path.clone(),
             source,
         })?;
-    // A container started before devhost isolated containers: its root is
-    // host root, and so would a script be. It is provisioned again after a
-    // restart, which gives it a user namespace.
-    if crate::sys::proc::own_user_namespace(leader) == Some(false) {
-        return Err(SupervisorError::NotIsolated(r.name.clone()));
-    }
-    let setup = |source| SupervisorError::ProvisionSetup {
-        name: r.name.clone(),
-        source,
-    };
-    let target = crate::provision::entry::target(leader)
-        .map_err(|e| setup(crate::provision::ProvisionError::Target(e)))?;
-    let run = crate::provision::entry::method_for(leader, env.backend.kind() == "systemd");
-    let mut exec = crate::provision::ContainerExecutor {
-        name: r.name.to_string(),
-        target,
-        run,
-        files: &plan.files,
-        copy_as: plan.copy_as.clone(),
-        progress: ctx.progress.clone(),
-        transcript,
-    };
-    // The owner of what COPY writes is looked up before any step runs
-    // (nothing half-applied), and only when something is copied.
-    if plan
-        .steps
-        .iter()
-        .any(|s| matches!(s.action, provision_dsl::Action::Copy { .. }))
-    {
-        exec.check_copy_owner().await.map_err(setup)?;
-    }
-    let n = crate::provision::run_plan(plan, exec).await?;
+    use crate::provision::provisioner::{ProvisionFailure, Request};
+    let n = env
+        .provisioner
+        .provision(Request {
+            name: &r.name,
+            leader,
+            registered: env.backend.kind() == "systemd",
+            plan,
+            progress: &ctx.progress,
+            transcript,
+        })
+        .await
+        .map_err(|e| match e {
+            // A container started before devhost isolated containers: its
+            // root is host root, and so would a script be. It is
+            // provisioned again after a restart, which gives it a user
+            // namespace.
+            ProvisionFailure::NotIsolated => SupervisorError::NotIsolated(r.name.clone()),
+            ProvisionFailure::Setup(source) => SupervisorError::ProvisionSetup {
+                name: r.name.clone(),
+                source,
+            },
+            ProvisionFailure::Step(e) => SupervisorError::Provision(e),
+        })?;
     if env.cfg.cleanup.policy.count_activity {
         let mut r = r.clone();
         r.last_activity = Some(env.clock.now());

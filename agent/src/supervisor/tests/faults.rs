@@ -20,9 +20,10 @@ enum Case {
     Destroy,
     CleanupDisable,
     CleanupDelete,
+    Provision,
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 8] = [
     Case::Create,
     Case::Start,
     Case::EnsureStopped,
@@ -30,7 +31,26 @@ const CASES: [Case; 7] = [
     Case::Destroy,
     Case::CleanupDisable,
     Case::CleanupDelete,
+    Case::Provision,
 ];
+
+/// A provisioning plan of three RUN steps.
+fn three_steps() -> Op {
+    let steps = (1..=3)
+        .map(|i| provision_dsl::Step {
+            file: "provision.sh".into(),
+            line: i,
+            action: provision_dsl::Action::Run {
+                command: format!("step {i}"),
+            },
+        })
+        .collect();
+    Op::Provision(Arc::new(crate::provision::Plan {
+        steps,
+        files: Default::default(),
+        copy_as: None,
+    }))
+}
 
 impl Case {
     async fn setup(self, h: &Harness, sup: &Handle) {
@@ -40,7 +60,7 @@ impl Case {
                 run(sup, "web01", ensure()).await.unwrap();
                 run(sup, "web01", Op::Stop).await.unwrap();
             }
-            Case::Stop | Case::Destroy => {
+            Case::Stop | Case::Destroy | Case::Provision => {
                 run(sup, "web01", ensure()).await.unwrap();
             }
             Case::CleanupDisable => {
@@ -61,6 +81,7 @@ impl Case {
             Case::Start => run(sup, "web01", Op::Start).await.is_ok(),
             Case::Stop => run(sup, "web01", Op::Stop).await.is_ok(),
             Case::Destroy => run(sup, "web01", Op::Destroy).await.is_ok(),
+            Case::Provision => run(sup, "web01", three_steps()).await.is_ok(),
             Case::CleanupDisable | Case::CleanupDelete => sweep(sup).await.failures() == 0,
         }
     }
@@ -183,4 +204,33 @@ fn a_crash_at_every_side_effect_of_every_operation_is_reconciled() {
         covered > CASES.len(),
         "{covered} fault points: the cases ran"
     );
+}
+
+#[tokio::test]
+async fn a_failed_provisioning_step_stops_the_run_and_is_named() {
+    let h = Harness::new();
+    let sup = h.start().await;
+    run(&sup, "web01", ensure()).await.unwrap();
+    h.fakes.plant(Step::Provision, 2, Fault::Fail);
+    let e = run(&sup, "web01", three_steps()).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "provision.sh:2: step 2 failed: Provision failed as planted"
+    );
+    let steps: Vec<Call> = h
+        .fakes
+        .calls()
+        .into_iter()
+        .filter(|c| c.step() == Step::Provision)
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            Call::Provision("web01".into(), 1),
+            Call::Provision("web01".into(), 2)
+        ],
+        "step 3 never ran"
+    );
+    assert!(h.running("web01"));
+    assert_eq!(h.record("web01").unwrap().phase, Phase::Running);
 }

@@ -61,6 +61,7 @@ enable = false
             netlink: self.fakes.netlink(),
             nft: self.fakes.nft(),
             nix: self.fakes.nix(),
+            provisioner: self.fakes.provisioner(),
             nix_safety: Default::default(),
             host_warnings: Vec::new(),
             edge: None,

@@ -6,6 +6,7 @@
 //! so a crash leaves the old or the new certificate, never a mix.
 
 pub mod acme;
+pub mod authority;
 pub mod budget;
 mod held;
 pub mod local_ca;
@@ -278,3 +279,5 @@ impl CertFiles {
         }
     }
 }
+#[cfg(test)]
+mod faults;

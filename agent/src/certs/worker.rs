@@ -9,6 +9,7 @@
 //! reopened budget. A result for names no longer wanted is thrown away.
 
 use super::acme::Acme;
+use super::authority::Authority;
 use super::budget::{Budget, HeldBack};
 use super::manager::{self, Why};
 use super::responder::Responder;
@@ -50,7 +51,12 @@ enum Ended {
 type OrderDone = (String, Vec<String>, Why, Ended);
 
 /// One order: the DNS pre-check, the budget's admission, the order.
-async fn order(acme: Arc<Acme>, budget: Arc<Budget>, names: &[String], renewal: bool) -> Ended {
+async fn order(
+    acme: Arc<dyn Authority>,
+    budget: Arc<Budget>,
+    names: &[String],
+    renewal: bool,
+) -> Ended {
     if let Err(e) = acme.precheck(names).await {
         return Ended::Failed(e);
     }
@@ -71,7 +77,7 @@ struct State {
     certs: Arc<Certificates>,
     cfg: CertsConfig,
     responder: Arc<Responder>,
-    acme: Option<Arc<Acme>>,
+    acme: Option<Arc<dyn Authority>>,
     budget: Arc<Budget>,
     retries: HashMap<String, Retry>,
     in_flight: HashMap<String, Vec<String>>,
@@ -133,7 +139,7 @@ impl State {
             .set_work(container, Some(Work::Failed { why, retry_at: at }));
     }
 
-    async fn account(&mut self, challenge: Challenge) -> Result<Arc<Acme>, CertError> {
+    async fn account(&mut self, challenge: Challenge) -> Result<Arc<dyn Authority>, CertError> {
         if let Some(a) = &self.acme {
             return Ok(a.clone());
         }
@@ -144,7 +150,7 @@ impl State {
             self.responder.clone(),
         );
         let acme = match tokio::time::timeout(Duration::from_secs(60), open).await {
-            Ok(r) => Arc::new(r?),
+            Ok(r) => Arc::new(r?) as Arc<dyn Authority>,
             Err(_) => {
                 return Err(CertError::Io {
                     what: format!("ACME directory {}", self.cfg.acme.directory),
@@ -216,7 +222,7 @@ impl State {
             tracing::info!(
                 "certificate for {container}: ordering {} from {} ({why:?}, {})",
                 names.join(", "),
-                acme.directory,
+                acme.directory(),
                 challenge.as_str()
             );
             self.in_flight.insert(container.clone(), names.clone());
@@ -274,7 +280,19 @@ pub async fn run(
     certs: Arc<Certificates>,
     cfg: CertsConfig,
     responder: Arc<Responder>,
+    wanted: watch::Receiver<Option<Wanted>>,
+) {
+    run_with(certs, cfg, responder, wanted, None).await
+}
+
+/// [`run`], ordering from `authority` when given (tests), else from the
+/// configured ACME directory (opened at the first order).
+pub async fn run_with(
+    certs: Arc<Certificates>,
+    cfg: CertsConfig,
+    responder: Arc<Responder>,
     mut wanted: watch::Receiver<Option<Wanted>>,
+    authority: Option<Arc<dyn Authority>>,
 ) {
     let budget = Arc::new(Budget::load(
         cfg.dir.join("acme").join("ledger.json"),
@@ -284,7 +302,7 @@ pub async fn run(
         certs,
         cfg,
         responder,
-        acme: None,
+        acme: authority,
         budget,
         retries: HashMap::new(),
         in_flight: HashMap::new(),

@@ -51,6 +51,9 @@ impl Certificates {
             dir: dir.to_path_buf(),
         };
         let ca = LocalCa::load_or_create(&dir.join("local-ca"), label)?;
+        for done in files.recover() {
+            tracing::warn!("{done}");
+        }
         let (loaded, problems) = files.load_all();
         let held = Held {
             served: loaded.into_iter().collect(),

@@ -8,6 +8,8 @@
 pub mod acme;
 pub mod authority;
 pub mod budget;
+mod files;
+pub use files::CertFiles;
 mod held;
 pub mod local_ca;
 pub mod manager;
@@ -17,12 +19,11 @@ pub mod worker;
 
 pub use held::Certificates;
 
-use crate::sys::fs::atomic_write;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 
 /// The one crypto provider (ring) for every TLS client and server here.
@@ -208,76 +209,5 @@ pub fn load(
     })
 }
 
-/// The certificates on disk, below the state dir.
-#[derive(Debug, Clone)]
-pub struct CertFiles {
-    pub dir: PathBuf,
-}
-
-impl CertFiles {
-    fn live(&self, container: &str) -> PathBuf {
-        self.dir.join("live").join(container)
-    }
-
-    pub fn save(&self, container: &str, issued: &Issued, meta: &Meta) -> Result<(), CertError> {
-        let d = self.live(container);
-        std::fs::create_dir_all(&d).map_err(io(d.display()))?;
-        let write = |file: &str, body: &[u8], mode| {
-            atomic_write(&d.join(file), body, mode).map_err(|e| CertError::Io {
-                what: d.join(file).display().to_string(),
-                source: e.into(),
-            })
-        };
-        // The key first: a cert.pem never names a key that is not there.
-        write("key.pem", issued.key_pem.as_bytes(), 0o600)?;
-        write("cert.pem", issued.chain_pem.as_bytes(), 0o644)?;
-        write(
-            "meta.json",
-            &serde_json::to_vec_pretty(meta).expect("serializes"),
-            0o644,
-        )
-    }
-
-    /// Every stored certificate (unreadable ones are reported, not served).
-    pub fn load_all(&self) -> (Vec<(String, Loaded)>, Vec<String>) {
-        let mut ok = Vec::new();
-        let mut problems = Vec::new();
-        let Ok(rd) = std::fs::read_dir(self.dir.join("live")) else {
-            return (ok, problems);
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            match self.load_one(&name, &e.path()) {
-                Ok(l) => ok.push((name, l)),
-                Err(err) => problems.push(err.to_string()),
-            }
-        }
-        ok.sort_by(|a, b| a.0.cmp(&b.0));
-        (ok, problems)
-    }
-
-    fn load_one(&self, name: &str, d: &Path) -> Result<Loaded, CertError> {
-        let read = |f: &str| std::fs::read_to_string(d.join(f)).map_err(io(d.join(f).display()));
-        let meta: Meta =
-            serde_json::from_str(&read("meta.json")?).map_err(|e| CertError::Invalid {
-                container: name.to_string(),
-                why: format!("meta.json: {e}"),
-            })?;
-        let issued = Issued {
-            chain_pem: read("cert.pem")?,
-            key_pem: read("key.pem")?,
-        };
-        load(name, &issued, &meta.issuer, &meta.names)
-    }
-
-    pub fn remove(&self, container: &str) -> Result<(), CertError> {
-        let d = self.live(container);
-        match std::fs::remove_dir_all(&d) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(d.display())(e)),
-        }
-    }
-}
 #[cfg(test)]
 mod faults;

@@ -201,6 +201,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         host_warnings: warnings,
         clock: crate::clock::Clock::system(),
         provisioner: std::sync::Arc::new(crate::provision::provisioner::Enter),
+        fetcher: std::sync::Arc::new(crate::nix::fetch::Http),
     };
     let handle = Supervisor::start(env).await?;
     let listener = UnixListener::bind(&socket).map_err(io("binding", &socket))?;

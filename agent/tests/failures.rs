@@ -31,7 +31,9 @@ fn failed_build_reports_nix_error_and_leaves_nothing() {
     let out = agent.fc_build(&["ensure", &name, &missing, ""]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out).contains("cannot be downloaded"),
+        text(&out).contains(&format!(
+            "cannot fetch the channel {missing}: the server answered HTTP 404 (for {missing})"
+        )),
         "{}",
         text(&out)
     );

@@ -1,12 +1,15 @@
 //! Nothing is lost under faults: a full state disk refuses what needs room
 //! and leaves no trace of it, while stop and destroy (which free room) still
-//! work; a channel server that never answers costs a bounded wait, and a
-//! build stops when its client goes away or its container is destroyed.
+//! work; a channel server that never answers costs a bounded wait, a fetch
+//! stops when its client goes away or its container is destroyed, a channel
+//! is downloaded once and then revalidated, and one too large is refused.
 
 mod common;
 
 use common::*;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Fill the filesystem of `dir` with a file there (removed by the caller).
@@ -80,28 +83,32 @@ fn stop_and_destroy_work_on_a_full_state_disk() {
 }
 
 /// A channel server that accepts connections and never answers; its
-/// address. It lives as long as the test process.
-fn silent_server() -> std::net::SocketAddr {
+/// address, and how many connections it accepted. It lives as long as the
+/// test process.
+fn silent_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = accepted.clone();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for c in l.incoming().flatten() {
             held.push(c);
+            a.fetch_add(1, SeqCst);
         }
     });
-    addr
+    (addr, accepted)
 }
 
-fn hung_channel_agent(stall_secs: u64) -> (TestAgent, String) {
+fn hung_channel_agent(stall_secs: u64) -> (TestAgent, String, Arc<AtomicUsize>) {
     let agent = TestAgent::start(Options {
         nix_toml: format!(
             "fetch_connect_timeout_secs = 2\nfetch_stall_timeout_secs = {stall_secs}\nfetch_attempts = 1\n"
         ),
         ..Options::default()
     });
-    let url = format!("http://{}/nixexprs.tar.xz", silent_server());
-    (agent, url)
+    let (addr, accepted) = silent_server();
+    (agent, format!("http://{addr}/nixexprs.tar.xz"), accepted)
 }
 
 /// `devhost ensure NAME URL` running in the background.
@@ -130,9 +137,10 @@ fn builds_of(name: &str) -> Vec<u32> {
         .collect()
 }
 
-fn wait_for_build(agent: &TestAgent, name: &str) {
-    wait_until(Duration::from_secs(60), "the build runs", || {
-        !builds_of(name).is_empty()
+/// Until the ensure of `name` waits for the silent channel server.
+fn wait_for_fetch(agent: &TestAgent, name: &str, accepted: &AtomicUsize) {
+    wait_until(Duration::from_secs(60), "the channel fetch runs", || {
+        accepted.load(SeqCst) > 0
             && agent.status_json(name).map(|s| s["phase"] == "building") == Some(true)
     });
 }
@@ -144,7 +152,7 @@ fn a_channel_server_that_never_answers_fails_the_build_with_its_url() {
     else {
         return;
     };
-    let (agent, url) = hung_channel_agent(2);
+    let (agent, url, _) = hung_channel_agent(2);
     let name = agent.name("hung");
     // Without the stall timeout this would wait for the hour of
     // build_timeout_secs.
@@ -153,7 +161,7 @@ fn a_channel_server_that_never_answers_fails_the_build_with_its_url() {
     let t = text(&out);
     assert!(
         t.contains(&format!(
-            "nix-build failed (exit status: 1): cannot download the channel {url}: 127.0.0.1 accepts connections but did not answer within 2 s"
+            "cannot fetch the channel {url}: 127.0.0.1 accepts connections but did not answer within 2 s"
         )),
         "{t}"
     );
@@ -161,37 +169,38 @@ fn a_channel_server_that_never_answers_fails_the_build_with_its_url() {
 }
 
 #[test]
-fn a_build_is_killed_when_its_client_goes_away() {
-    let Some(()) = prerequisites("a_build_is_killed_when_its_client_goes_away") else {
+fn a_fetch_stops_when_its_client_goes_away() {
+    let Some(()) = prerequisites("a_fetch_stops_when_its_client_goes_away") else {
         return;
     };
-    let (agent, url) = hung_channel_agent(600);
+    let (agent, url, accepted) = hung_channel_agent(600);
     let name = agent.name("gone");
     let mut client = ensure_in_background(&agent, &name, &url);
-    wait_for_build(&agent, &name);
+    wait_for_fetch(&agent, &name, &accepted);
     client.kill().unwrap();
     client.wait().unwrap();
     wait_until(
         Duration::from_secs(30),
-        "nix-build is gone and the creation rolled back",
-        || builds_of(&name).is_empty() && agent.try_status(&name).is_none(),
+        "the fetch stopped and the creation rolled back",
+        || agent.try_status(&name).is_none(),
     );
+    assert!(builds_of(&name).is_empty());
 }
 
 #[test]
-fn a_destroy_stops_a_build_instead_of_waiting_behind_it() {
-    let Some(()) = prerequisites("a_destroy_stops_a_build_instead_of_waiting_behind_it") else {
+fn a_destroy_stops_a_fetch_instead_of_waiting_behind_it() {
+    let Some(()) = prerequisites("a_destroy_stops_a_fetch_instead_of_waiting_behind_it") else {
         return;
     };
-    let (agent, url) = hung_channel_agent(600);
+    let (agent, url, accepted) = hung_channel_agent(600);
     let name = agent.name("dstr");
     let client = ensure_in_background(&agent, &name, &url);
-    wait_for_build(&agent, &name);
+    wait_for_fetch(&agent, &name, &accepted);
     assert_ok(&agent.devhost(&["destroy", &name]), "destroy");
     let out = client.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains("nix-build was stopped: the container is being destroyed"),
+        text(&out).contains("the fetch was stopped: the container is being destroyed"),
         "{}",
         text(&out)
     );
@@ -273,4 +282,51 @@ fn kill_9_at_random_moments_of_ensure_and_destroy_loses_nothing() {
     assert_ok(&agent.devhost(&["destroy", &name]), "destroy at the end");
     assert_eq!(agent.traces_of(&name, addr), Vec::<String>::new());
     eprintln!("kill -9 loops with nothing lost: {loops}");
+}
+
+#[test]
+fn a_channel_is_downloaded_once_and_then_revalidated() {
+    let Some(()) = prerequisites("a_channel_is_downloaded_once_and_then_revalidated") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let (url, counts) = serve_counted();
+    let first = agent.name("rv1");
+    let second = agent.name("rv2");
+    assert_ok(&agent.devhost(&["ensure", &first, &url]), "first ensure");
+    let out = agent.devhost(&["ensure", &second, &url]);
+    assert_ok(&out, "second ensure");
+    assert!(
+        text(&out).contains(&format!("channel {url} unchanged since its last download")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        (counts.full.load(SeqCst), counts.unchanged.load(SeqCst)),
+        (1, 1),
+        "one download, one revalidation"
+    );
+}
+
+#[test]
+fn a_channel_larger_than_the_limit_is_refused() {
+    let Some(()) = prerequisites("a_channel_larger_than_the_limit_is_refused") else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        nix_toml: "max_channel_bytes = 1000\n".into(),
+        ..Options::default()
+    });
+    let (url, _) = serve_counted();
+    let name = agent.name("big");
+    let out = agent.devhost(&["ensure", &name, &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "cannot fetch the channel {url}: it is larger than 1000 bytes (nix.max_channel_bytes)"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(agent.try_status(&name).is_none());
 }

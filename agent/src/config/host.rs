@@ -137,8 +137,10 @@ pub struct Nix {
     /// Nix's `stalled-download-timeout`: a fetch that receives nothing
     /// this long fails.
     pub fetch_stall_timeout_secs: u64,
-    /// Nix's `download-attempts`.
+    /// Nix's `download-attempts`, and the agent's own for a channel.
     pub fetch_attempts: u32,
+    /// Largest http(s) channel tarball the agent downloads, in bytes.
+    pub max_channel_bytes: u64,
 }
 
 impl Default for Nix {
@@ -157,6 +159,7 @@ impl Default for Nix {
             fetch_connect_timeout_secs: 10,
             fetch_stall_timeout_secs: 60,
             fetch_attempts: 2,
+            max_channel_bytes: 2 << 30,
         }
     }
 }
@@ -436,6 +439,9 @@ impl Nix {
                 return Err(invalid(key, format!("{secs} is not 1 to 3600")));
             }
         }
+        if self.max_channel_bytes == 0 {
+            return Err(invalid("nix.max_channel_bytes", "must be at least 1"));
+        }
         if !(1..=10).contains(&self.fetch_attempts) {
             return Err(invalid(
                 "nix.fetch_attempts",
@@ -457,6 +463,7 @@ impl Nix {
                 connect_timeout: Duration::from_secs(self.fetch_connect_timeout_secs),
                 stall_timeout: Duration::from_secs(self.fetch_stall_timeout_secs),
                 attempts: self.fetch_attempts,
+                max_bytes: self.max_channel_bytes,
             },
         })
     }

@@ -5,6 +5,7 @@
 //! host's Nix settings is unsafe.
 
 pub mod check;
+pub mod fetch;
 pub mod local;
 pub mod plan;
 pub mod probe;
@@ -28,6 +29,11 @@ pub enum NixError {
     },
     #[error("nix-build did not finish within {0} s and was stopped")]
     Timeout(u64),
+    #[error("cannot fetch the channel {url}: {source}")]
+    Fetch {
+        url: String,
+        source: fetch::FetchError,
+    },
     #[error("nix-build was stopped: {0}")]
     Stopped(crate::cancel::Reason),
     #[error("nix-build printed no store path (output: {0:?})")]

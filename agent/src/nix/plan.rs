@@ -30,6 +30,8 @@ pub struct FetchLimits {
     pub connect_timeout: Duration,
     pub stall_timeout: Duration,
     pub attempts: u32,
+    /// Largest channel tarball the agent downloads.
+    pub max_bytes: u64,
 }
 
 /// The configuration every container gets. Names are validated
@@ -222,6 +224,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(10),
                 stall_timeout: Duration::from_secs(60),
                 attempts: 2,
+                max_bytes: 1 << 30,
             },
         });
         assert_eq!(prog, "unshare");

@@ -1,9 +1,8 @@
-//! Why a channel URL could not be fetched, in words. Nix (2.8) reports a
-//! search path entry it could not download only as "cannot be downloaded,
-//! ignoring" and then fails with "file 'nixpkgs/nixos' was not found"; the
-//! real cause is lost. When a build fails that way, the agent asks the
-//! server itself, once, bounded by the fetch limits: the host that does not
-//! resolve, the connection refused, the HTTP status, or the silence.
+//! Why a channel URL could not be fetched, in words: when a request of the
+//! channel fetch ([`super::fetch`]) fails, the agent looks once at each
+//! stage, bounded by the fetch limits, and names the first that fails —
+//! the host that does not resolve, the connection refused, the HTTP
+//! status, or the silence — instead of a client library's error chain.
 
 use super::plan::FetchLimits;
 use http_body_util::{BodyExt, Empty};
@@ -87,12 +86,12 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-type Client = hyper_util::client::legacy::Client<
+pub(super) type Client = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Empty<Bytes>,
 >;
 
-fn client() -> Client {
+pub(super) fn client() -> Client {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(c);
@@ -120,6 +119,7 @@ mod tests {
         connect_timeout: Duration::from_secs(2),
         stall_timeout: Duration::from_secs(1),
         attempts: 1,
+        max_bytes: 1 << 20,
     };
 
     fn server(answer: Option<&'static [u8]>) -> std::net::SocketAddr {

@@ -11,6 +11,7 @@ use crate::container::ContainerName;
 use crate::net::apply::{Netlink, Nft};
 use crate::net::plan::IpBatch;
 use crate::net::NetError;
+use crate::nix::fetch::{Fetch, FetchError, Fetched, Fetcher};
 use crate::nix::runner::NixBuilder;
 use crate::nix::NixError;
 use crate::nspawn::backend::{Backend, Running, StartRequest};
@@ -37,6 +38,8 @@ pub enum Step {
     Nft,
     /// One provisioning step.
     Provision,
+    /// A channel fetched.
+    Fetch,
 }
 
 /// One call, with what identifies it.
@@ -55,6 +58,8 @@ pub enum Call {
     Nft(Vec<String>),
     /// Provisioning step `1`-based of a container.
     Provision(String, usize),
+    /// A channel fetched, by URL.
+    Fetch(String),
 }
 
 impl Call {
@@ -68,6 +73,7 @@ impl Call {
             Call::Stop(_) => Step::Stop,
             Call::Nft(_) => Step::Nft,
             Call::Provision(..) => Step::Provision,
+            Call::Fetch(_) => Step::Fetch,
         }
     }
 }
@@ -194,6 +200,9 @@ impl Fakes {
     pub fn nix(&self) -> Arc<dyn NixBuilder> {
         Arc::new(FakeNix(self.clone()))
     }
+    pub fn fetcher(&self) -> Arc<dyn Fetcher> {
+        Arc::new(FakeFetcher(self.clone()))
+    }
     pub fn provisioner(&self) -> Arc<dyn Provisioner> {
         Arc::new(FakeProvisioner(self.clone()))
     }
@@ -204,6 +213,24 @@ struct FakeNetlink(Fakes);
 struct FakeNft(Fakes);
 struct FakeNix(Fakes);
 struct FakeProvisioner(Fakes);
+struct FakeFetcher(Fakes);
+
+/// A channel "in the store" at once; stops like the real one when told.
+#[async_trait]
+impl Fetcher for FakeFetcher {
+    async fn fetch(&self, req: &Fetch<'_>) -> Result<Fetched, FetchError> {
+        tokio::select! {
+            r = self.0.enter(Call::Fetch(req.url.to_string())) => r.map_err(FetchError::Unreachable)?,
+            why = req.cancel.cancelled() => return Err(FetchError::Stopped(why)),
+            () = req.progress.gone() => return Err(FetchError::Stopped(crate::cancel::Reason::CallerGone)),
+        }
+        Ok(Fetched {
+            entry: "file:///nix/store/00000000000000000000000000000000-nixexprs.tar.xz".into(),
+            unchanged: false,
+            bytes: 1,
+        })
+    }
+}
 
 /// Each step recorded; a failure planted there fails it as a step fails.
 #[async_trait]

@@ -47,6 +47,8 @@ pub struct Subsystems {
     pub netlink: Arc<dyn Netlink>,
     pub nft: Arc<dyn Nft>,
     pub nix: Arc<dyn NixBuilder>,
+    /// Fetches http(s) channels.
+    pub fetcher: Arc<dyn crate::nix::fetch::Fetcher>,
     /// Runs provisioning steps in a running container.
     pub provisioner: Arc<dyn crate::provision::provisioner::Provisioner>,
     /// What the host's Nix settings allow (read at start).

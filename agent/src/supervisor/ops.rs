@@ -173,10 +173,43 @@ async fn channel_entry(
     caller: &crate::access::Caller,
 ) -> Result<String, SupervisorError> {
     let url = r.channel.as_str();
-    if url.starts_with("http://") || url.starts_with("https://") {
-        return Ok(url.to_string());
-    }
     let cfg = &ctx.env.cfg;
+    if url.starts_with("http://") || url.starts_with("https://") {
+        let t = Instant::now();
+        let fetched = ctx
+            .env
+            .fetcher
+            .fetch(&crate::nix::fetch::Fetch {
+                url,
+                limits: cfg.nix.fetch,
+                cache_dir: &cfg.paths.state_dir.join("channels"),
+                work_dir: &cfg.paths.state_dir.join("tmp"),
+                nix_store: &crate::nix::plan::sibling_program(&cfg.nix.nix_build, "nix-store"),
+                progress: &ctx.progress,
+                cancel: &ctx.cancel,
+            })
+            .await
+            .map_err(|source| SupervisorError::Build {
+                name: r.name.clone(),
+                source: crate::nix::NixError::Fetch {
+                    url: url.to_string(),
+                    source,
+                },
+            })?;
+        ctx.progress.log(if fetched.unchanged {
+            format!(
+                "channel {url} unchanged since its last download ({} ms)",
+                t.elapsed().as_millis()
+            )
+        } else {
+            format!(
+                "fetched the channel {url} ({} bytes, {} ms)",
+                fetched.bytes,
+                t.elapsed().as_millis()
+            )
+        });
+        return Ok(fetched.entry);
+    }
     let reader = crate::sys::identity::Identity::lookup(caller.uid, caller.gid);
     let t = Instant::now();
     let path = crate::nix::local::import(&crate::nix::local::LocalChannel {
@@ -277,15 +310,10 @@ async fn build(
             &ctx.cancel,
         )
         .await;
-    let path = match path {
-        Ok(p) => p,
-        Err(e) => {
-            return Err(SupervisorError::Build {
-                name: r.name.clone(),
-                source: with_fetch_cause(e, &entry, cfg.nix.fetch).await,
-            })
-        }
-    };
+    let path = path.map_err(|source| SupervisorError::Build {
+        name: r.name.clone(),
+        source,
+    })?;
     ctx.progress.log(format!(
         "system {path} built in {} ms",
         t.elapsed().as_millis()
@@ -572,30 +600,4 @@ async fn forget(ctx: &JobCtx, r: Record) -> Result<Outcome, SupervisorError> {
         container: None,
         cleanup: None,
     })
-}
-
-/// A build that failed because Nix could not fetch the channel says so only
-/// as "cannot be downloaded, ignoring": ask the server why, once.
-async fn with_fetch_cause(
-    e: crate::nix::NixError,
-    channel: &str,
-    limits: crate::nix::plan::FetchLimits,
-) -> crate::nix::NixError {
-    match e {
-        crate::nix::NixError::BuildFailed {
-            status,
-            cause: None,
-            tail,
-        } if tail.contains(&format!("'{channel}' cannot be downloaded")) => {
-            let why = crate::nix::probe::why_unreachable(channel, limits)
-                .await
-                .unwrap_or_else(|| "it answers now; try again".to_string());
-            crate::nix::NixError::BuildFailed {
-                status,
-                cause: Some(format!("cannot download the channel {channel}: {why}")),
-                tail,
-            }
-        }
-        e => e,
-    }
 }

@@ -65,7 +65,8 @@ pub fn channel() -> &'static Channel {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let served = path.clone();
-        std::thread::spawn(move || serve(listener, served, tarball));
+        let counts = Counts::default();
+        std::thread::spawn(move || serve(listener, served, tarball, counts));
         Channel {
             url: format!("http://127.0.0.1:{port}{path}"),
             dir,
@@ -74,10 +75,35 @@ pub fn channel() -> &'static Channel {
     })
 }
 
-fn serve(listener: TcpListener, path: String, body: Vec<u8>) {
+/// What a channel server sent: whole tarballs, and `304 Not Modified`s.
+#[derive(Clone, Default)]
+pub struct Counts {
+    pub full: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub unchanged: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The fixture channel served by a server of its own (its URL), counting
+/// what it sends.
+pub fn serve_counted() -> (String, Counts) {
+    let ch = channel();
+    let tarball = std::fs::read(ch.dir.join("nixexprs.tar.xz")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts = Counts::default();
+    let c = counts.clone();
+    std::thread::spawn(move || serve(listener, "/nixexprs.tar.xz".into(), tarball, c));
+    (format!("http://127.0.0.1:{port}/nixexprs.tar.xz"), counts)
+}
+
+fn serve(listener: TcpListener, path: String, body: Vec<u8>, counts: Counts) {
+    let mut h = DefaultHasher::new();
+    body.hash(&mut h);
+    let etag = format!("\"{:016x}\"", h.finish());
     for stream in listener.incoming().flatten() {
         let path = path.clone();
         let body = body.clone();
+        let etag = etag.clone();
+        let counts = counts.clone();
         std::thread::spawn(move || {
             let mut s = stream;
             let mut req = Vec::new();
@@ -94,8 +120,25 @@ fn serve(listener: TcpListener, path: String, body: Vec<u8>) {
                 .unwrap_or("")
                 .to_string();
             let target = line.split_whitespace().nth(1).unwrap_or("");
-            if target == path {
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/x-xz\r\nConnection: close\r\n\r\n", body.len());
+            let matches = String::from_utf8_lossy(&req).lines().any(|l| {
+                l.to_ascii_lowercase().starts_with("if-none-match:")
+                    && l.split_once(':').map(|(_, v)| v.trim()) == Some(etag.as_str())
+            });
+            if target == path && matches {
+                counts
+                    .unchanged
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let head = format!(
+                    "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
+                );
+                let _ = s.write_all(head.as_bytes());
+            } else if target == path {
+                if !line.starts_with("HEAD") {
+                    counts
+                        .full
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/x-xz\r\nETag: {etag}\r\nConnection: close\r\n\r\n", body.len());
                 let _ = s.write_all(head.as_bytes());
                 if !line.starts_with("HEAD") {
                     let _ = s.write_all(&body);

@@ -19,7 +19,7 @@ mod wait;
 #[allow(unused_imports)] // not every test binary uses every helper
 pub use agent::{Kind, Options, TestAgent};
 #[allow(unused_imports)]
-pub use channel::channel;
+pub use channel::{channel, serve_counted};
 #[allow(unused_imports)]
 pub use shared::Shared;
 #[allow(unused_imports)]

@@ -62,6 +62,7 @@ enable = false
             nft: self.fakes.nft(),
             nix: self.fakes.nix(),
             provisioner: self.fakes.provisioner(),
+            fetcher: self.fakes.fetcher(),
             nix_safety: Default::default(),
             host_warnings: Vec::new(),
             edge: None,
@@ -147,7 +148,13 @@ fn user(uid: u32) -> Caller {
     }
 }
 
-const CREATE_STEPS: [Step; 4] = [Step::Build, Step::NetUp, Step::Sysctls, Step::Start];
+const CREATE_STEPS: [Step; 5] = [
+    Step::Fetch,
+    Step::Build,
+    Step::NetUp,
+    Step::Sysctls,
+    Step::Start,
+];
 
 #[tokio::test]
 async fn a_new_container_is_built_networked_and_started_in_that_order() {
@@ -157,6 +164,7 @@ async fn a_new_container_is_built_networked_and_started_in_that_order() {
     assert_eq!(
         h.fakes.calls(),
         vec![
+            Call::Fetch(CHANNEL.into()),
             Call::Build("web01".into()),
             Call::NetUp(format!("{PREFIX}web01")),
             Call::Sysctls(format!("{PREFIX}web01")),
@@ -329,7 +337,7 @@ async fn stop_and_start_keep_the_address_and_rebuild_the_network() {
     assert_eq!((r.phase, r.addresses), (Phase::Running, before));
     let ns = format!("{PREFIX}web01");
     assert_eq!(
-        h.fakes.calls()[4..],
+        h.fakes.calls()[5..],
         [
             Call::Stop("web01".into()),
             Call::NetDown(ns.clone()),

@@ -12,6 +12,8 @@ pub enum Reason {
     CallerGone,
     /// A destroy of the same container is waiting.
     Destroyed,
+    /// Shared work nobody waits for any more.
+    Unwanted,
 }
 
 impl std::fmt::Display for Reason {
@@ -19,6 +21,7 @@ impl std::fmt::Display for Reason {
         f.write_str(match self {
             Reason::CallerGone => "its caller went away",
             Reason::Destroyed => "the container is being destroyed",
+            Reason::Unwanted => "nobody waits for it any more",
         })
     }
 }

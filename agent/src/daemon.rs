@@ -198,6 +198,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         nft: Arc::new(NftCommand),
         nix: Arc::new(NixBuild),
         nix_safety,
+        builds: crate::supervisor::build::Builds::new(cfg.nix.max_builds),
         host_warnings: warnings,
         clock: crate::clock::Clock::system(),
         provisioner: std::sync::Arc::new(crate::provision::provisioner::Enter),

@@ -8,7 +8,8 @@
 //! - [`access`]: who the caller is and what they may do.
 //! - [`supervisor`]: the one owner of container state; jobs; reconcile.
 //! - [`container`]: validated names and the persistent record.
-//! - [`nix`]: configuration.nix and nix-build (pure plan + runner).
+//! - [`nix`]: configuration.nix and nix-build (pure plan + runner), channel
+//!   fetch and import, the shared systems' cache.
 //! - [`net`]: address pool, netns/veth plan, NAT ruleset, hosts block.
 //! - [`nspawn`]: nspawn argv and the backends that run it.
 //! - [`cleanup`]: the policy that disables and deletes unused containers.
@@ -25,9 +26,10 @@
 //! - [`state`]: records on disk and the agent lock.
 //! - [`sys`]: raw system calls (safe file writes, /proc, namespaces,
 //!   capabilities, seccomp, credentials).
-//! - [`config`], [`daemon`], [`progress`], [`clock`], [`shared`]:
-//!   configuration, the agent process, progress streaming, the agent's
-//!   "now", the lock that shared state sits behind.
+//! - [`config`], [`daemon`], [`progress`], [`clock`], [`shared`],
+//!   [`cancel`], [`flight`]: configuration, the agent process, progress
+//!   streaming, the agent's "now", the lock that shared state sits behind,
+//!   why long work stops, work many callers share.
 
 pub mod access;
 pub mod api;
@@ -44,6 +46,7 @@ pub mod edge;
 pub mod enter;
 pub mod environment;
 pub mod fcdevhost;
+pub mod flight;
 pub mod net;
 pub mod nix;
 pub mod nspawn;

@@ -270,8 +270,13 @@ fn sigkill_mid_ensure_rolls_back_and_retry_succeeds() {
         return;
     };
     let ch = channel();
+    // The tag finds this test's builders among all (systems are shared:
+    // nothing in the build names the container).
+    let tag = format!("kill-{}", std::process::id());
     let mut agent = TestAgent::start(Options {
-        nix_extra_config: "devhost.fixture.buildDelay = 6;".into(),
+        nix_extra_config: format!(
+            "devhost.fixture.buildDelay = 6; devhost.fixture.tag = \"{tag}\";"
+        ),
         ..Options::default()
     });
     let name = agent.name("kill");
@@ -325,7 +330,7 @@ fn sigkill_mid_ensure_rolls_back_and_retry_succeeds() {
     );
 
     // Nor any builder of its system (single-user Nix leaves them running).
-    let marker = format!("-nixos-system-{name}-");
+    let marker = format!("DEVHOST_FIXTURE_TAG={tag}\0");
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(env) = std::fs::read(entry.path().join("environ")) {
             let env = String::from_utf8_lossy(&env);

@@ -144,11 +144,17 @@ fn a_channel_cannot_read_what_its_caller_cannot() {
     for out in &outputs {
         assert!(!text(out).contains(&secret_value), "{}", text(out));
     }
+    let shared_logs = std::fs::read_dir(agent.dir.join("state/systems"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| std::fs::read_to_string(d.path()).unwrap_or_default());
     let logs = std::fs::read_dir(agent.dir.join("state/containers"))
         .into_iter()
         .flatten()
         .flatten()
         .map(|d| std::fs::read_to_string(d.path().join("build.log")).unwrap_or_default())
+        .chain(shared_logs)
         .collect::<String>();
     assert!(!logs.contains(&secret_value), "build logs: {logs}");
     assert!(

@@ -194,6 +194,10 @@ pub struct ContainerInfo {
     /// VM image URL asked for (recorded; a container needs none).
     #[serde(default)]
     pub image_url: Option<String>,
+    /// What the operation on it waits for, while it waits (a build another
+    /// container started, a build slot, a boot slot).
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 impl ContainerInfo {
@@ -226,6 +230,7 @@ impl ContainerInfo {
             disk_size: r.disk_size,
             disk_quota: None,
             disk_used: None,
+            waiting: None,
             image_url: r.image_url.clone(),
         }
     }

@@ -119,9 +119,15 @@ pub struct Nix {
     pub extra_config: String,
     /// A build running longer than this is killed.
     pub build_timeout_secs: u64,
-    /// Reuse a system built from the same http(s) channel URL and the same
-    /// configuration for this long without running Nix (0: never).
+    /// A built system is reused by later containers with the same channel
+    /// content and configuration for at most this long (0: never reused).
     pub reuse_secs: u64,
+    /// Containers with the same channel and configuration share one built
+    /// system (false: each container evaluates its own).
+    pub share_systems: bool,
+    /// Builds (evaluations) of different systems run at once (0: half the
+    /// host's cores, at least 1); the rest wait in order.
+    pub max_builds: usize,
     /// Where indirect GC roots go (as `nix-build -o` registers them).
     pub gcroots_auto_dir: PathBuf,
     /// Paths outside the channel that a channel's evaluation may read
@@ -151,7 +157,9 @@ impl Default for Nix {
             base_imports: Vec::new(),
             extra_config: String::new(),
             build_timeout_secs: 3600,
-            reuse_secs: 3600,
+            reuse_secs: 30 * 86400,
+            share_systems: true,
+            max_builds: 0,
             gcroots_auto_dir: "/nix/var/nix/gcroots/auto".into(),
             allowed_paths: Vec::new(),
             allowed_uris: Vec::new(),
@@ -377,6 +385,9 @@ pub struct NixConfig {
     pub build_timeout: Duration,
     /// Zero: never reuse.
     pub reuse_for: Duration,
+    pub share_systems: bool,
+    /// At least 1.
+    pub max_builds: usize,
     pub gcroots_auto_dir: PathBuf,
     pub allowed_paths: Vec<PathBuf>,
     pub allowed_uris: Vec<String>,
@@ -439,6 +450,12 @@ impl Nix {
                 return Err(invalid(key, format!("{secs} is not 1 to 3600")));
             }
         }
+        if self.max_builds > 1024 {
+            return Err(invalid(
+                "nix.max_builds",
+                format!("{} is not 0 (from the cores) to 1024", self.max_builds),
+            ));
+        }
         if self.max_channel_bytes == 0 {
             return Err(invalid("nix.max_channel_bytes", "must be at least 1"));
         }
@@ -455,6 +472,11 @@ impl Nix {
             extra_config: self.extra_config,
             build_timeout: Duration::from_secs(self.build_timeout_secs),
             reuse_for: Duration::from_secs(self.reuse_secs),
+            share_systems: self.share_systems,
+            max_builds: match self.max_builds {
+                0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
+                n => n,
+            },
             gcroots_auto_dir: self.gcroots_auto_dir,
             allowed_paths: self.allowed_paths,
             allowed_uris: self.allowed_uris,

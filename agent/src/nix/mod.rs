@@ -1,16 +1,17 @@
 //! Building a container's system with the real `nix-build`: the generated
 //! `configuration.nix` and the argv are pure ([`plan`]); [`runner`] runs the
 //! build, streams its output and keeps the tail for errors; [`local`] reads
-//! a local channel with its caller's rights; [`check`] says what in the
-//! host's Nix settings is unsafe.
+//! a local channel with its caller's rights; [`fetch`] an http(s) one;
+//! [`systems`] finds a system built before by what it is built from;
+//! [`check`] says what in the host's Nix settings is unsafe.
 
 pub mod check;
 pub mod fetch;
 pub mod local;
 pub mod plan;
 pub mod probe;
-pub mod reuse;
 pub mod runner;
+pub mod systems;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NixError {
@@ -32,10 +33,22 @@ pub enum NixError {
     #[error("cannot fetch the channel {url}: {source}")]
     Fetch {
         url: String,
-        source: fetch::FetchError,
+        /// Shared by every container that waited for the fetch.
+        source: std::sync::Arc<fetch::FetchError>,
     },
     #[error("nix-build was stopped: {0}")]
     Stopped(crate::cancel::Reason),
+    /// The build several containers waited for failed (every one of them
+    /// gets this, the one that started it too).
+    #[error("{source} (the build of system {key} started for {started_by}; its log: {})", log.display())]
+    Shared {
+        key: String,
+        started_by: String,
+        log: std::path::PathBuf,
+        source: std::sync::Arc<NixError>,
+    },
+    #[error("the shared build ended without a result (it panicked)")]
+    Lost,
     #[error("nix-build printed no store path (output: {0:?})")]
     NoOutput(String),
     #[error("cannot use the local channel {path} (read as uid {uid}): {why}")]

@@ -27,15 +27,23 @@ pub fn fetch_failure(line: &str) -> Option<String> {
 #[async_trait]
 pub trait NixBuilder: Send + Sync {
     /// Run `program args…`; return the store path it printed.
+    /// `started_by`: the container whose ensure started the build.
+    #[allow(clippy::too_many_arguments)]
     async fn build(
         &self,
         program: &str,
         args: &[String],
         log_file: &Path,
         timeout: Duration,
+        started_by: &crate::container::ContainerName,
         progress: &Progress,
         cancel: &Cancel,
     ) -> Result<String, NixError>;
+
+    /// Is this store path (still) there?
+    fn in_store(&self, path: &str) -> bool {
+        Path::new(path).exists()
+    }
 }
 
 pub struct NixBuild;
@@ -48,6 +56,7 @@ impl NixBuilder for NixBuild {
         args: &[String],
         log_file: &Path,
         timeout: Duration,
+        started_by: &crate::container::ContainerName,
         progress: &Progress,
         cancel: &Cancel,
     ) -> Result<String, NixError> {
@@ -62,7 +71,13 @@ impl NixBuilder for NixBuild {
             .await
             .map_err(spawn_err)?;
         let _ = log
-            .write_all(format!("$ {program} {}\n", args.join(" ")).as_bytes())
+            .write_all(
+                format!(
+                    "devhost: started for {started_by}\n$ {program} {}\n",
+                    args.join(" ")
+                )
+                .as_bytes(),
+            )
             .await;
         let mut cmd = Command::new(program);
         // The search path is exactly what the plan gives (`nix-path` is

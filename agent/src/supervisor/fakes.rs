@@ -88,6 +88,8 @@ pub struct World {
     /// Host-side links and the namespace their peer is in.
     pub links: BTreeMap<String, String>,
     pub nft: Option<String>,
+    /// Systems built (the fake store).
+    pub store: BTreeSet<String>,
     next_pid: u32,
     counts: BTreeMap<Step, usize>,
 }
@@ -97,6 +99,8 @@ pub struct World {
 pub enum Fault {
     Fail,
     Hang,
+    /// Hang until released, then fail.
+    HangThenFail,
 }
 
 /// The world and the faults planted in it; cheap to clone, shared.
@@ -185,6 +189,11 @@ impl Fakes {
                 self.release.notified().await;
                 Ok(())
             }
+            Some(Fault::HangThenFail) => {
+                self.hanging.notify_one();
+                self.release.notified().await;
+                Err(format!("{step:?} failed as planted, after a while"))
+            }
         }
     }
 
@@ -208,6 +217,15 @@ impl Fakes {
     }
 }
 
+/// A store-path-like hash of `s` (32 characters).
+fn store_hash(s: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 struct FakeBackend(Fakes);
 struct FakeNetlink(Fakes);
 struct FakeNft(Fakes);
@@ -225,7 +243,7 @@ impl Fetcher for FakeFetcher {
             () = req.progress.gone() => return Err(FetchError::Stopped(crate::cancel::Reason::CallerGone)),
         }
         Ok(Fetched {
-            entry: "file:///nix/store/00000000000000000000000000000000-nixexprs.tar.xz".into(),
+            entry: format!("file:///nix/store/{}-nixexprs.tar.xz", store_hash(req.url)),
             unchanged: false,
             bytes: 1,
         })
@@ -436,20 +454,15 @@ impl NixBuilder for FakeNix {
         args: &[String],
         _log: &Path,
         _timeout: Duration,
+        started_by: &crate::container::ContainerName,
         progress: &Progress,
         cancel: &crate::cancel::Cancel,
     ) -> Result<String, NixError> {
-        // `-o PROFILES/NAME/system`: the container it builds for.
-        let out = args
+        let name = started_by.to_string();
+        // The channel Nix reads: what the fake fetcher made of the URL.
+        let channel = args
             .iter()
-            .position(|a| a == "-o")
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or_default();
-        let name = Path::new(&out)
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
+            .find_map(|a| a.strip_prefix("nixpkgs="))
             .unwrap_or_default();
         // A hanging build stops as the real one does.
         tokio::select! {
@@ -461,8 +474,18 @@ impl NixBuilder for FakeNix {
             why = cancel.cancelled() => return Err(NixError::Stopped(why)),
             () = progress.gone() => return Err(NixError::Stopped(crate::cancel::Reason::CallerGone)),
         }
+        // One system per channel, as the real build gives.
+        self.0.world.lock().unwrap().store.insert(format!(
+            "/nix/store/{}-nixos-system-unnamed",
+            &store_hash(channel)
+        ));
         Ok(format!(
-            "/nix/store/00000000000000000000000000000000-nixos-system-{name}"
+            "/nix/store/{}-nixos-system-unnamed",
+            &store_hash(channel)
         ))
+    }
+
+    fn in_store(&self, path: &str) -> bool {
+        self.0.world.lock().unwrap().store.contains(path)
     }
 }

@@ -8,6 +8,7 @@
 
 mod admit;
 mod boot;
+pub mod build;
 mod derived;
 mod error;
 #[cfg(test)]
@@ -59,6 +60,8 @@ pub struct Subsystems {
     pub edge: Option<Arc<crate::edge::Edge>>,
     /// "Now" for everything the supervisor dates.
     pub clock: crate::clock::Clock,
+    /// Builds, fetches and imports shared by the containers that need them.
+    pub builds: build::Builds,
 }
 
 /// Operations waiting for one name (beyond the one running): more are
@@ -95,6 +98,13 @@ impl Supervisor {
     pub async fn start(env: Subsystems) -> Result<Handle, SupervisorError> {
         let env = Arc::new(env);
         env.store.ensure_dirs()?;
+        // Out-links of builds the agent did not see to their end.
+        crate::nix::systems::clear_work(
+            &crate::nix::systems::cache_dir(&env.cfg.paths.state_dir),
+            &env.cfg.nix.gcroots_auto_dir,
+        );
+        // The per-container cache of earlier versions: by key now.
+        let _ = std::fs::remove_dir_all(env.cfg.paths.state_dir.join("build-cache"));
         let reconcile::Reconciled {
             records,
             quarantined,
@@ -448,6 +458,7 @@ fn held_entries(
 pub(super) async fn info_of(env: &Subsystems, r: &Record) -> ContainerInfo {
     let pid = env.backend.find(&r.name).await.map(|x| x.pid);
     let mut info = ContainerInfo::new(r, pid);
+    info.waiting = env.builds.waiting(&r.name);
     info.certificate = env.edge.as_ref().and_then(|e| e.cert_info(r.name.as_str()));
     let d = sweep::decision_for(env, r, pid.is_some(), env.clock.now());
     info.cleanup = Some(d.reason);

@@ -6,10 +6,7 @@
 use super::{steps, Handle, Outcome, Subsystems, SupervisorError};
 use crate::api::types::ContainerInfo;
 use crate::container::{Phase, Record};
-use crate::nix::plan::{build_argv, configuration_nix, system_link, BuildSpec};
-use crate::nix::reuse;
 use crate::progress::Progress;
-use crate::sys::fs::atomic_write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -149,7 +146,7 @@ async fn create_steps(
 ) -> Result<(), SupervisorError> {
     let env = &ctx.env;
     ctx.phase(r, Phase::Building).await?;
-    let system = build(ctx, r, caller).await?;
+    let system = super::build::build(ctx, r, caller).await?;
     r.system_path = Some(system);
     ctx.phase(r, Phase::Networking).await?;
     let t = Instant::now();
@@ -163,171 +160,6 @@ async fn create_steps(
     ctx.phase(r, Phase::Starting).await?;
     steps::start_container(env, r, &ctx.progress).await?;
     Ok(())
-}
-
-/// The channel as Nix reads it: an http(s) URL as it is; a local path
-/// copied into the store with the caller's rights (never the agent's).
-async fn channel_entry(
-    ctx: &JobCtx,
-    r: &Record,
-    caller: &crate::access::Caller,
-) -> Result<String, SupervisorError> {
-    let url = r.channel.as_str();
-    let cfg = &ctx.env.cfg;
-    if url.starts_with("http://") || url.starts_with("https://") {
-        let t = Instant::now();
-        let fetched = ctx
-            .env
-            .fetcher
-            .fetch(&crate::nix::fetch::Fetch {
-                url,
-                limits: cfg.nix.fetch,
-                cache_dir: &cfg.paths.state_dir.join("channels"),
-                work_dir: &cfg.paths.state_dir.join("tmp"),
-                nix_store: &crate::nix::plan::sibling_program(&cfg.nix.nix_build, "nix-store"),
-                progress: &ctx.progress,
-                cancel: &ctx.cancel,
-            })
-            .await
-            .map_err(|source| SupervisorError::Build {
-                name: r.name.clone(),
-                source: crate::nix::NixError::Fetch {
-                    url: url.to_string(),
-                    source,
-                },
-            })?;
-        ctx.progress.log(if fetched.unchanged {
-            format!(
-                "channel {url} unchanged since its last download ({} ms)",
-                t.elapsed().as_millis()
-            )
-        } else {
-            format!(
-                "fetched the channel {url} ({} bytes, {} ms)",
-                fetched.bytes,
-                t.elapsed().as_millis()
-            )
-        });
-        return Ok(fetched.entry);
-    }
-    let reader = crate::sys::identity::Identity::lookup(caller.uid, caller.gid);
-    let t = Instant::now();
-    let path = crate::nix::local::import(&crate::nix::local::LocalChannel {
-        path: std::path::Path::new(r.channel.search_path_entry()),
-        reader: &reader,
-        nix_store: &crate::nix::plan::sibling_program(&cfg.nix.nix_build, "nix-store"),
-        work_dir: &cfg.paths.state_dir.join("tmp"),
-        max_bytes: cfg.nix.max_local_channel_bytes,
-    })
-    .await
-    .map_err(|source| SupervisorError::Build {
-        name: r.name.clone(),
-        source,
-    })?;
-    ctx.progress.log(format!(
-        "read the local channel as uid {} into {path} ({} ms)",
-        reader.uid,
-        t.elapsed().as_millis()
-    ));
-    Ok(path)
-}
-
-/// Generate configuration.nix and run nix-build; the system link in the
-/// container's profile is its GC root.
-async fn build(
-    ctx: &JobCtx,
-    r: &Record,
-    caller: &crate::access::Caller,
-) -> Result<String, SupervisorError> {
-    let env = &ctx.env;
-    let cfg = &env.cfg;
-    let dir = env.store.container_dir(&r.name);
-    std::fs::create_dir_all(&dir).map_err(|source| SupervisorError::Io {
-        what: "creating",
-        path: dir.clone(),
-        source,
-    })?;
-    let conf_path = dir.join("configuration.nix");
-    let conf = configuration_nix(&r.name, &cfg.nix.base_imports, &cfg.nix.extra_config);
-    atomic_write(&conf_path, conf.as_bytes(), 0o644)?;
-    let out_link = system_link(&cfg.paths.profiles_dir, &r.name);
-    if let Some(parent) = out_link.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| SupervisorError::Io {
-            what: "creating",
-            path: parent.to_path_buf(),
-            source,
-        })?;
-    }
-    let state_dir = &cfg.paths.state_dir;
-    let now = ctx.env.clock.now();
-    let found = reuse::lookup(
-        state_dir,
-        &r.name,
-        &r.channel,
-        &conf,
-        now,
-        cfg.nix.reuse_for,
-        |p| std::path::Path::new(p).exists(),
-    );
-    if let Some(system) = found {
-        reuse::link_system(&out_link, &system, &cfg.nix.gcroots_auto_dir).map_err(|source| {
-            SupervisorError::Io {
-                what: "linking",
-                path: out_link.clone(),
-                source,
-            }
-        })?;
-        ctx.progress.log(format!(
-            "system {system} built in 0 ms (reused: same channel URL and configuration)"
-        ));
-        return Ok(system);
-    }
-    let entry = channel_entry(ctx, r, caller).await?;
-    let allowed = crate::nix::plan::allowed_paths(&cfg.nix.base_imports, &cfg.nix.allowed_paths);
-    let (program, args) = build_argv(&BuildSpec {
-        nix_build: &cfg.nix.nix_build,
-        extra_args: &cfg.nix.extra_args,
-        channel: &entry,
-        configuration: &conf_path,
-        allowed_paths: &allowed,
-        allowed_uris: &cfg.nix.allowed_uris,
-        out_link: &out_link,
-        fetch: cfg.nix.fetch,
-    });
-    ctx.progress.log(format!(
-        "building the system of {} from {}",
-        r.name, r.channel
-    ));
-    let t = Instant::now();
-    let path = env
-        .nix
-        .build(
-            &program,
-            &args,
-            &env.store.build_log(&r.name),
-            cfg.nix.build_timeout,
-            &ctx.progress,
-            &ctx.cancel,
-        )
-        .await;
-    let path = path.map_err(|source| SupervisorError::Build {
-        name: r.name.clone(),
-        source,
-    })?;
-    ctx.progress.log(format!(
-        "system {path} built in {} ms",
-        t.elapsed().as_millis()
-    ));
-    let built = reuse::Built {
-        channel: r.channel.to_string(),
-        configuration: conf,
-        system: path.clone(),
-        built: now,
-    };
-    if let Err(e) = reuse::remember(state_dir, &r.name, &built) {
-        tracing::warn!("{}: cannot remember the built system: {e}", r.name);
-    }
-    Ok(path)
 }
 
 /// Ensure of an existing container: refresh what the caller gave, count it

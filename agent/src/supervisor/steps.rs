@@ -281,7 +281,7 @@ pub async fn remove_everything(
         source,
     })?;
     let link = crate::nix::plan::system_link(&env.cfg.paths.profiles_dir, &r.name);
-    let _ = std::fs::remove_file(crate::nix::reuse::auto_root(
+    let _ = std::fs::remove_file(crate::nix::systems::auto_root(
         &env.cfg.nix.gcroots_auto_dir,
         &link,
     ));

@@ -135,10 +135,13 @@ impl TestAgent {
             .hosts_file
             .clone()
             .unwrap_or_else(|| format!("{d}/hosts"));
-        let extra_config = opts
-            .nix_extra_config
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"");
+        // Systems of this agent are its own: nothing another test built
+        // is found in the store (a slow build is slow), as a new channel.
+        let mut nix_extra_config = opts.nix_extra_config.clone();
+        if !nix_extra_config.contains("devhost.fixture.tag") {
+            nix_extra_config.push_str(&format!(" devhost.fixture.tag = \"agent-{tag}\";"));
+        }
+        let extra_config = nix_extra_config.replace('\\', "\\\\").replace('"', "\\\"");
         let allowed_paths = &opts.nix_allowed_paths;
         let containers_dir = opts
             .containers_dir

@@ -20,6 +20,9 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
     }
     println!("name:        {}", c.name);
     println!("state:       {}", c.state);
+    if let Some(w) = &c.waiting {
+        println!("waiting:     {w}");
+    }
     if let Some(pid) = c.pid {
         println!("pid:         {pid}");
     }

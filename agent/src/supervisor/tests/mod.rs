@@ -8,6 +8,7 @@ use super::fakes::{Call, Fakes, Fault, Step};
 use super::*;
 use std::time::Duration;
 
+const OTHER_CHANNEL: &str = "https://channels.test/other/nixexprs.tar.xz";
 const CHANNEL: &str = "https://example.org/nixexprs.tar.xz";
 const PREFIX: &str = "dhu-";
 
@@ -64,6 +65,7 @@ enable = false
             provisioner: self.fakes.provisioner(),
             fetcher: self.fakes.fetcher(),
             nix_safety: Default::default(),
+            builds: crate::supervisor::build::Builds::new(2),
             host_warnings: Vec::new(),
             edge: None,
             clock: self.clock.clone(),
@@ -122,8 +124,12 @@ enable = false
 }
 
 fn ensure() -> Op {
+    ensure_from(CHANNEL)
+}
+
+fn ensure_from(channel: &str) -> Op {
     Op::Ensure(EnsureSpec {
-        channel: CHANNEL.parse().unwrap(),
+        channel: channel.parse().unwrap(),
         aliases: vec![],
         owner_uid: None,
         limits: Default::default(),
@@ -274,8 +280,8 @@ async fn operations_on_one_name_wait_their_turn_and_other_names_do_not() {
     h.fakes.hanging.notified().await;
     // A second ensure of the same name waits behind the hanging one …
     let second = tokio::spawn(async move { run(&s2, "aaa", ensure()).await });
-    // … while another name goes through.
-    run(&sup, "bbb", ensure()).await.unwrap();
+    // … while another name (of another system) goes through.
+    run(&sup, "bbb", ensure_from(OTHER_CHANNEL)).await.unwrap();
     assert!(!first.is_finished() && !second.is_finished());
     h.fakes.release.notify_one();
     first.await.unwrap().unwrap();
@@ -679,6 +685,7 @@ async fn a_container_disabled_by_cleanup_starts_again_only_once_extended() {
 }
 
 mod quarantine;
+mod sharing;
 
 #[tokio::test]
 async fn a_destroy_stops_the_build_it_would_wait_behind() {

@@ -190,6 +190,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         None
     };
     let env = Subsystems {
+        admission: crate::admission::Admission::real(&cfg),
         edge,
         cfg: cfg.clone(),
         store,

@@ -11,6 +11,8 @@
 //! - [`nix`]: configuration.nix and nix-build (pure plan + runner).
 //! - [`net`]: address pool, netns/veth plan, NAT ruleset, hosts block.
 //! - [`nspawn`]: nspawn argv and the backends that run it.
+//! - [`admission`]: boots at most N at once, and refused up front when
+//!   the host's limits (inotify, PIDs, disk) have no room for them.
 //! - [`cleanup`]: the policy that disables and deletes unused containers.
 //! - [`edge`]: the HTTPS reverse proxy (routes, TLS, pages).
 //! - [`certs`]: the certificate store the proxy reads and the worker writes;
@@ -30,6 +32,7 @@
 //!   "now", the lock that shared state sits behind.
 
 pub mod access;
+pub mod admission;
 pub mod api;
 pub mod cancel;
 pub mod certs;

@@ -15,6 +15,7 @@ mod fakes;
 mod handle;
 mod op;
 mod ops;
+mod preflight;
 mod reconcile;
 mod steps;
 mod sweep;
@@ -59,6 +60,8 @@ pub struct Subsystems {
     pub edge: Option<Arc<crate::edge::Edge>>,
     /// "Now" for everything the supervisor dates.
     pub clock: crate::clock::Clock,
+    /// The boot gate and the host-limit preflight.
+    pub admission: crate::admission::Admission,
 }
 
 /// Operations waiting for one name (beyond the one running): more are
@@ -128,13 +131,19 @@ impl Supervisor {
         let (snapshots, snap_rx) = watch::channel(snapshot);
         let (applied_tx, applied) = watch::channel(derived::Applied::default());
         let retry = Arc::new(tokio::sync::Notify::new());
+        let published = snap_rx.clone();
         tokio::spawn(derived::run(
             env.clone(),
             snap_rx,
             applied_tx,
             retry.clone(),
         ));
-        let handle = Handle { tx, applied, retry };
+        let handle = Handle {
+            tx,
+            applied,
+            retry,
+            records: published,
+        };
         let sup = Supervisor {
             records: records.into_iter().map(|r| (r.name.clone(), r)).collect(),
             quarantined,

@@ -102,7 +102,8 @@ impl Sysctl {
         }
     }
 
-    /// What the devhost NixOS role sets (`nixos-module/default.nix`).
+    /// What the devhost NixOS role sets (`nixos-module/default.nix`; NixOS
+    /// itself sets `kernel.pid_max` on 64-bit).
     pub fn role_value(self) -> Option<u64> {
         match self {
             Sysctl::InotifyInstances => Some(ROLE_INOTIFY_INSTANCES),
@@ -135,7 +136,7 @@ impl Sysctl {
 pub const ROLE_INOTIFY_INSTANCES: u64 = 8192;
 /// `fs.inotify.max_user_watches` as the NixOS role sets it.
 pub const ROLE_INOTIFY_WATCHES: u64 = 1_048_576;
-/// The kernel's largest `pid_max` (64-bit), which the role sets.
+/// The kernel's largest `pid_max` (64-bit), which NixOS sets.
 pub const PID_MAX_LIMIT: u64 = 4_194_304;
 
 /// A limit the boot would exceed.
@@ -285,6 +286,10 @@ impl std::fmt::Display for Shortfall {
                     write!(f, " (sysctl -w {key}=…")?;
                 }
                 match limit.role_value() {
+                    Some(v) if *limit == Sysctl::PidMax => write!(
+                        f,
+                        "; NixOS sets boot.kernel.sysctl.\"{key}\" = {v} on 64-bit)"
+                    )?,
                     Some(v) => write!(
                         f,
                         "; the NixOS role sets boot.kernel.sysctl.\"{key}\" = {v})"
@@ -329,10 +334,12 @@ impl std::fmt::Display for Warning {
     }
 }
 
-/// Bytes as MiB (or GiB with a decimal from 10 GiB on).
+/// Bytes as MiB, or GiB (from 10 GiB) or TiB (from 10 TiB) with a decimal.
 fn mib(bytes: u64) -> String {
     let m = bytes >> 20;
-    if m >= 10 * 1024 {
+    if m >= 10 << 20 {
+        format!("{:.1} TiB", bytes as f64 / (1u64 << 40) as f64)
+    } else if m >= 10 << 10 {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
     } else {
         format!("{m} MiB")
@@ -461,7 +468,7 @@ mod tests {
         );
         assert_eq!(
             texts[2],
-            "kernel.pid_max = 32768: 32750 threads in use, a container needs about 50; raise it (sysctl -w kernel.pid_max=4194304; the NixOS role sets boot.kernel.sysctl.\"kernel.pid_max\" = 4194304), or lower admission.threads_per_container if it is too high"
+            "kernel.pid_max = 32768: 32750 threads in use, a container needs about 50; raise it (sysctl -w kernel.pid_max=4194304; NixOS sets boot.kernel.sysctl.\"kernel.pid_max\" = 4194304 on 64-bit), or lower admission.threads_per_container if it is too high"
         );
         assert_eq!(
             texts[3],
@@ -512,6 +519,14 @@ mod tests {
             },
         };
         assert_eq!(decide(&unread, &NEEDS, &claims), Verdict::default());
+    }
+
+    #[test]
+    fn sizes_are_said_in_a_unit_that_reads() {
+        assert_eq!(
+            [mib(5 << 20), mib(10239 << 20), mib(12 << 30), mib(1 << 50)],
+            ["5 MiB", "10239 MiB", "12.0 GiB", "1024.0 TiB"]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! build and at the boot slot leave nothing of a creation (and a refused
 //! start leaves the container stopped with its record); boots wait for a
 //! slot in order, never more at once than the bound, and say so; a waiter
-//! that is destroyed leaves the line.
+//! that is destroyed, or whose client goes away, leaves the line.
 
 use super::*;
 use crate::admission::verdict::{Disk, Inotify};
@@ -317,4 +317,45 @@ async fn memory_limits_beyond_the_hosts_memory_are_a_warning() {
         warned,
         ["warning: the memory limits of 2 containers add up to 3072 MiB, more than this host's 1024 MiB (MemTotal): they can be out of memory before their limits"]
     );
+}
+
+#[tokio::test]
+async fn a_waiter_whose_client_goes_away_leaves_the_line_and_nothing_behind() {
+    let mut h = Harness::new();
+    h.cfg.admission.max_parallel_boots = 1;
+    let sup = h.start().await;
+    h.fakes.plant(Step::Start, 1, Fault::Hang);
+    let s = sup.clone();
+    let first = tokio::spawn(async move { run(&s, "aaa", ensure()).await });
+    until("the first boot", || starts(&h).len() == 1).await;
+    let (progress, mut rx) = Progress::channel(256);
+    let s = sup.clone();
+    let waiter = tokio::spawn(async move {
+        s.run("bbb".parse().unwrap(), ensure(), Caller::root(), progress)
+            .await
+    });
+    let mut seen = Vec::new();
+    until("bbb in line", || {
+        seen.extend(lines(&mut rx));
+        seen.iter()
+            .any(|l| l.starts_with("waiting for a boot slot"))
+    })
+    .await;
+    drop(rx);
+    let e = waiter.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SupervisorError::Admission(AdmissionError::Stopped {
+                why: crate::cancel::Reason::CallerGone,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(h.traces("bbb"), Vec::<String>::new());
+    h.fakes.release.notify_one();
+    first.await.unwrap().unwrap();
+    run(&sup, "ccc", ensure()).await.unwrap();
+    assert_eq!(starts(&h), ["aaa", "ccc"]);
 }

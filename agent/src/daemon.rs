@@ -59,10 +59,10 @@ pub fn host_warnings() -> Vec<String> {
             .and_then(|s| s.trim().parse::<u64>().ok())
     };
     if let Some(n) = read("/proc/sys/fs/inotify/max_user_instances") {
-        if n < 512 {
+        if n < 1024 {
             w.push(format!(
-                "fs.inotify.max_user_instances is {n}: systemd containers need one or more each, and beyond about {} running containers they die at boot with \"Too many open files\"; set it to 512 or more (the NixOS module does)",
-                n / 2
+                "fs.inotify.max_user_instances is {n}: every container's instances count against root's, a systemd container takes about 8, and the agent refuses boots that would not fit (admission.inotify_instances_per_container, about {} containers); set it to 8192 (the NixOS role does)",
+                n / crate::config::admission::INOTIFY_INSTANCES_PER_CONTAINER
             ));
         }
     }
@@ -190,6 +190,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         None
     };
     let env = Subsystems {
+        admission: crate::admission::Admission::real(&cfg),
         edge,
         cfg: cfg.clone(),
         store,

@@ -12,6 +12,8 @@
 //!   fetch and import, the shared systems' cache.
 //! - [`net`]: address pool, netns/veth plan, NAT ruleset, hosts block.
 //! - [`nspawn`]: nspawn argv and the backends that run it.
+//! - [`admission`]: boots at most N at once, and refused up front when
+//!   the host's limits (inotify, PIDs, disk) have no room for them.
 //! - [`cleanup`]: the policy that disables and deletes unused containers.
 //! - [`edge`]: the HTTPS reverse proxy (routes, TLS, pages).
 //! - [`certs`]: the certificate store the proxy reads and the worker writes;
@@ -32,6 +34,7 @@
 //!   why long work stops, work many callers share.
 
 pub mod access;
+pub mod admission;
 pub mod api;
 pub mod cancel;
 pub mod certs;

@@ -103,7 +103,7 @@ const ALL_SET: &str = r#"(import ./defaults.nix) // {
   countActivity = true;
   adminGroup = "admins";
   userGroup = "developers";
-  settings = { edge = { workers = 3; }; certs = { max_new_per_week = 20; }; paths = { hosts_file = "/run/devhost/hosts"; }; };
+  settings = { edge = { workers = 3; }; certs = { max_new_per_week = 20; }; paths = { hosts_file = "/run/devhost/hosts"; }; admission = { max_parallel_boots = 6; }; };
 }"#;
 
 #[test]
@@ -123,6 +123,7 @@ fn module_settings_are_the_agents_config() {
     assert_eq!(c.nix, want.nix);
     assert_eq!(c.cleanup, want.cleanup);
     assert_eq!(c.default_limits, want.default_limits);
+    assert_eq!(c.admission, want.admission);
     assert_eq!(c.edge.domain, "example.com");
     assert!(c.edge.enable);
 
@@ -163,6 +164,7 @@ fn module_settings_are_the_agents_config() {
     // `settings` adds keys and overrides rendered ones, section by section.
     assert_eq!(c.edge.workers, 3);
     assert_eq!(c.edge.certs.acme.limits.new_per_week, 20);
+    assert_eq!(c.admission.max_parallel_boots, 6);
     assert_eq!(c.paths.hosts_file, PathBuf::from("/run/devhost/hosts"));
     assert_eq!(c.paths.state_dir, PathBuf::from("/var/lib/devhost"));
 
@@ -229,7 +231,25 @@ fn module_evaluates_with_nixpkgs_lib() {
         .unwrap()
         .ends_with("/bin/devhost cleanup"));
     assert_eq!(on["sysctl"]["net.ipv4.ip_forward"], 1);
-    assert_eq!(on["sysctl"]["fs.inotify.max_user_instances"], 512);
+    // What the preflight's messages say the role sets, and room for many
+    // containers at the [admission] estimates.
+    use devhost::admission::verdict as v;
+    use devhost::config::admission as a;
+    assert_eq!(
+        on["sysctl"]["fs.inotify.max_user_instances"],
+        v::ROLE_INOTIFY_INSTANCES
+    );
+    assert_eq!(
+        on["sysctl"]["fs.inotify.max_user_watches"],
+        v::ROLE_INOTIFY_WATCHES
+    );
+    // kernel.pid_max is NixOS's own (its systemd module: 4194304 on 64-bit).
+    assert!(on["sysctl"].get("kernel.pid_max").is_none());
+    const {
+        assert!(v::ROLE_INOTIFY_INSTANCES / a::INOTIFY_INSTANCES_PER_CONTAINER >= 500);
+        assert!(v::ROLE_INOTIFY_WATCHES / a::INOTIFY_WATCHES_PER_CONTAINER >= 500);
+        assert!(v::PID_MAX_LIMIT / a::THREADS_PER_CONTAINER >= 500);
+    }
     assert_eq!(on["tcpPorts"], serde_json::json!([80, 443]));
     assert_eq!(on["udpPorts"], serde_json::json!([]));
     assert_eq!(on["enableContainers"], false);

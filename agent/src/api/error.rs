@@ -17,6 +17,9 @@ pub fn kind_of(e: &SupervisorError) -> ErrorKind {
         Name(_) | BadMoment { .. } | ExtendDays { .. } => ErrorKind::BadRequest,
         QueueFull { .. } => ErrorKind::Busy,
         Disabled { .. } | NotRunning(_) | NotIsolated(_) | Addresses(_) => ErrorKind::Failed,
+        // The host's limits: an admin raises them (or frees disk).
+        Admission(crate::admission::AdmissionError::Refused { .. }) => ErrorKind::Conflict,
+        Admission(crate::admission::AdmissionError::Stopped { .. }) => ErrorKind::Failed,
         Build { .. } | Step(_) | Limits { .. } | Provision(_) | ProvisionSetup { .. } => {
             ErrorKind::Failed
         }

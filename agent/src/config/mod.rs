@@ -3,6 +3,7 @@
 //! structs (unknown keys refused) are checked into a validated [`Config`];
 //! every default lives here and is documented in `docs/configuration.md`.
 
+pub mod admission;
 pub mod certs;
 pub mod cleanup;
 pub mod edge;
@@ -36,6 +37,7 @@ pub struct RawConfig {
     /// Limits of a new container where its ensure gives none.
     pub limits: crate::container::Limits,
     pub fc_devhost: crate::fcdevhost::FcDevhost,
+    pub admission: admission::Admission,
 }
 
 /// The validated configuration the agent runs with.
@@ -50,6 +52,7 @@ pub struct Config {
     pub cleanup: cleanup::CleanupConfig,
     pub default_limits: crate::container::Limits,
     pub fc_devhost: crate::fcdevhost::FcDevhost,
+    pub admission: admission::AdmissionConfig,
 }
 
 impl Config {
@@ -85,6 +88,7 @@ impl RawConfig {
         let nspawn = self.nspawn.validate()?;
         let edge = edge::validate(self.edge, self.certs, self.dns, &self.paths.state_dir)?;
         let cleanup = self.cleanup.validate()?;
+        let admission = self.admission.validate()?;
         self.limits
             .validate()
             .map_err(|e| invalid("limits", e.to_string()))?;
@@ -100,6 +104,7 @@ impl RawConfig {
             cleanup,
             default_limits: self.limits,
             fc_devhost: self.fc_devhost,
+            admission,
             paths: self.paths,
         })
     }

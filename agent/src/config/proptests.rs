@@ -149,6 +149,16 @@ const KEYS: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("fc_devhost", &[("hydra_channel_url", Str)]),
+    (
+        "admission",
+        &[
+            ("max_parallel_boots", Int),
+            ("inotify_instances_per_container", Int),
+            ("inotify_watches_per_container", Int),
+            ("threads_per_container", Int),
+            ("min_free_disk_mib", Int),
+        ],
+    ),
 ];
 
 /// Strings that are good for some key and bad for others.
@@ -321,6 +331,10 @@ fn keeps_the_rules(c: &Config) -> Result<(), TestCaseError> {
     prop_assert!(policy.disable_after < policy.delete_after);
     prop_assert!((1..=3650).contains(&c.cleanup.max_extend_days));
     prop_assert!(c.default_limits.validate().is_ok());
+    let a = &c.admission;
+    prop_assert!((1..=1024).contains(&a.max_parallel_boots));
+    prop_assert!(a.needs.threads <= crate::container::limits::TASKS_MAX);
+    prop_assert!(a.needs.min_free_disk <= 1 << 50);
     Ok(())
 }
 

@@ -53,6 +53,9 @@ pub enum SupervisorError {
     NotIsolated(ContainerName),
     #[error(transparent)]
     Addresses(NetError),
+    /// The host has no room for a boot, or waiting for one was stopped.
+    #[error(transparent)]
+    Admission(#[from] crate::admission::AdmissionError),
 
     // --- Failures while acting.
     #[error("building {name}: {source}")]

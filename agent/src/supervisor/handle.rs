@@ -74,6 +74,8 @@ pub struct Handle {
     pub(super) applied: watch::Receiver<derived::Applied>,
     /// Asks the derived-state task to try a failed sync again now.
     pub(super) retry: std::sync::Arc<tokio::sync::Notify>,
+    /// The newest records the supervisor published.
+    pub(super) records: watch::Receiver<derived::Snapshot>,
 }
 
 fn gone() -> SupervisorError {
@@ -195,6 +197,11 @@ impl Handle {
     /// A finding for `devhost info` (what a sweep or boot noticed).
     pub(crate) async fn finding(&self, text: String) {
         let _ = self.tx.send(Msg::Finding { text }).await;
+    }
+
+    /// The records as last published (jobs read the others' from here).
+    pub(super) fn records(&self) -> std::sync::Arc<Vec<Record>> {
+        self.records.borrow().records.clone()
     }
 
     /// A job on `name` has ended: the next queued one may start.

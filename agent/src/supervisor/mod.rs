@@ -16,6 +16,7 @@ mod fakes;
 mod handle;
 mod op;
 mod ops;
+mod preflight;
 mod reconcile;
 mod steps;
 mod sweep;
@@ -62,6 +63,8 @@ pub struct Subsystems {
     pub clock: crate::clock::Clock,
     /// Builds, fetches and imports shared by the containers that need them.
     pub builds: build::Builds,
+    /// The boot gate and the host-limit preflight.
+    pub admission: crate::admission::Admission,
 }
 
 /// Operations waiting for one name (beyond the one running): more are
@@ -138,13 +141,19 @@ impl Supervisor {
         let (snapshots, snap_rx) = watch::channel(snapshot);
         let (applied_tx, applied) = watch::channel(derived::Applied::default());
         let retry = Arc::new(tokio::sync::Notify::new());
+        let published = snap_rx.clone();
         tokio::spawn(derived::run(
             env.clone(),
             snap_rx,
             applied_tx,
             retry.clone(),
         ));
-        let handle = Handle { tx, applied, retry };
+        let handle = Handle {
+            tx,
+            applied,
+            retry,
+            records: published,
+        };
         let sup = Supervisor {
             records: records.into_iter().map(|r| (r.name.clone(), r)).collect(),
             quarantined,

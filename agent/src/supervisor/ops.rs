@@ -145,6 +145,7 @@ async fn create_steps(
     caller: &crate::access::Caller,
 ) -> Result<(), SupervisorError> {
     let env = &ctx.env;
+    super::preflight::before_build(ctx, r).await?;
     ctx.phase(r, Phase::Building).await?;
     let system = super::build::build(ctx, r, caller).await?;
     r.system_path = Some(system);
@@ -158,7 +159,7 @@ async fn create_steps(
     ctx.progress
         .log(format!("network ready in {} ms", t.elapsed().as_millis()));
     ctx.phase(r, Phase::Starting).await?;
-    steps::start_container(env, r, &ctx.progress).await?;
+    super::preflight::boot(ctx, r).await?;
     Ok(())
 }
 
@@ -251,7 +252,7 @@ async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, Superv
         r.phase = Phase::Starting;
         ctx.progress.phase(Phase::Starting);
         ctx.sup.save(&r).await?;
-        Ok::<_, SupervisorError>(steps::start_container(env, &r, &ctx.progress).await?)
+        super::preflight::boot(ctx, &r).await
     }
     .await;
     match result {

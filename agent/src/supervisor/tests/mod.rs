@@ -15,6 +15,8 @@ const PREFIX: &str = "dhu-";
 struct Harness {
     dir: tempfile::TempDir,
     fakes: Fakes,
+    /// What the host has and uses, as the preflight reads it.
+    probe: crate::admission::probe::FakeProbe,
     clock: crate::clock::Clock,
     cfg: Config,
 }
@@ -49,6 +51,7 @@ enable = false
         Harness {
             dir,
             fakes: Fakes::default(),
+            probe: crate::admission::probe::FakeProbe::roomy(),
             clock: crate::clock::Clock::manual("2026-01-31T03:00:00Z".parse().unwrap()),
             cfg,
         }
@@ -69,6 +72,10 @@ enable = false
             host_warnings: Vec::new(),
             edge: None,
             clock: self.clock.clone(),
+            admission: crate::admission::Admission::new(
+                &self.cfg,
+                std::sync::Arc::new(self.probe.clone()),
+            ),
         }
     }
 
@@ -686,6 +693,8 @@ async fn a_container_disabled_by_cleanup_starts_again_only_once_extended() {
 
 mod quarantine;
 mod sharing;
+
+mod admission;
 
 #[tokio::test]
 async fn a_destroy_stops_the_build_it_would_wait_behind() {

@@ -191,12 +191,23 @@ fn a_changed_local_channel_is_built_again() {
     assert_ok(&agent.devhost(&["ensure", &b, &url]), "ensure b");
     assert_eq!(nix.runs(), 1, "unchanged: shared");
     let fc = copy.join("fc/nixos/default.nix");
-    let mut s = std::fs::read_to_string(&fc).unwrap();
-    s.push_str("# moved\n");
-    std::fs::write(&fc, s).unwrap();
+    let s = std::fs::read_to_string(&fc).unwrap();
+    std::fs::write(&fc, s.replace("hello from fc", "hello from the moved fc")).unwrap();
     assert_ok(&agent.devhost(&["ensure", &c, &url]), "ensure c");
     assert_eq!(nix.runs(), 2, "changed: built again");
     assert_ne!(system_of(&agent, &a), system_of(&agent, &c));
+    assert_eq!(
+        http_get(agent.address(&c), 80).unwrap().trim(),
+        format!("hello from the moved fc {c}")
+    );
+    // Only what changes the result is a new system: a comment is another
+    // channel, evaluated once more, giving the same system.
+    let d = agent.name("mvd");
+    let s = std::fs::read_to_string(&fc).unwrap();
+    std::fs::write(&fc, format!("{s}# a comment\n")).unwrap();
+    assert_ok(&agent.devhost(&["ensure", &d, &url]), "ensure d");
+    assert_eq!(nix.runs(), 3);
+    assert_eq!(system_of(&agent, &c), system_of(&agent, &d));
 }
 
 #[test]

@@ -253,6 +253,57 @@ pub fn clear_work(dir: &Path, gcroots_auto: &Path) {
     }
 }
 
+/// Forget what can no longer be reused: entries whose system is gone from
+/// the store or older than `max_age`, with their configuration and log;
+/// logs of builds that failed, once older than `max_age`.
+pub fn prune(
+    dir: &Path,
+    now: DateTime<Utc>,
+    max_age: std::time::Duration,
+    in_store: impl Fn(&str) -> bool,
+) -> usize {
+    let Ok(d) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let old = |t: DateTime<Utc>| {
+        now.signed_duration_since(t).num_seconds() >= max_age.as_secs().min(i64::MAX as u64) as i64
+    };
+    let mut pruned = 0;
+    for e in d.flatten() {
+        let p = e.path();
+        let Some(key) = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(SystemKey::parse)
+        else {
+            continue;
+        };
+        let stale = match p.extension().and_then(|x| x.to_str()) {
+            Some("json") => match std::fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Built>(&b).ok())
+            {
+                Some(b) => old(b.built) || !in_store(&b.system),
+                // Not ours to judge: kept.
+                None => false,
+            },
+            Some("log") if !entry_path(dir, &key).exists() => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| old(DateTime::<Utc>::from(t))),
+            _ => false,
+        };
+        if stale {
+            let (nix, log) = work_paths(dir, &key);
+            for f in [entry_path(dir, &key), nix, log] {
+                let _ = std::fs::remove_file(f);
+            }
+            pruned += 1;
+        }
+    }
+    pruned
+}
+
 /// The indirect GC root Nix would register for `link` (stable name).
 pub fn auto_root(gcroots_auto: &Path, link: &Path) -> PathBuf {
     // FNV-1a: stable across builds, so destroy finds what ensure made.
@@ -414,6 +465,40 @@ mod tests {
         assert!(link.symlink_metadata().is_err());
         assert!(auto_root(&roots, &link).symlink_metadata().is_err());
         assert!(nix.exists() && log.exists() && dir.join(format!("{k}.json")).exists());
+    }
+
+    #[test]
+    fn entries_of_collected_or_old_systems_are_pruned_with_their_files() {
+        let d = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let mk = |entry: &str, system: &str, age: i64| {
+            let k = key(&inputs(entry, "c", &[])).unwrap();
+            let b = Built {
+                key: k.to_string(),
+                channel: "u".into(),
+                entry: entry.into(),
+                system: system.into(),
+                built: now - chrono::Duration::seconds(age),
+                by: "web01".into(),
+            };
+            remember(d.path(), &b).unwrap();
+            let (nix, log) = work_paths(d.path(), &k);
+            std::fs::write(nix, "{}").unwrap();
+            std::fs::write(log, "").unwrap();
+            k
+        };
+        let live = mk("a", "/nix/store/a-sys", 10);
+        let gone = mk("b", "/nix/store/b-sys", 10);
+        let old = mk("c", "/nix/store/c-sys", 7200);
+        std::fs::write(d.path().join("notes.txt"), "mine").unwrap();
+        let n = prune(d.path(), now, HOUR, |p| p != "/nix/store/b-sys");
+        assert_eq!(n, 2);
+        assert!(lookup(d.path(), &live, now, HOUR, |_| true).is_some());
+        for k in [gone, old] {
+            let (nix, log) = work_paths(d.path(), &k);
+            assert!(!entry_path(d.path(), &k).exists() && !nix.exists() && !log.exists());
+        }
+        assert!(d.path().join("notes.txt").exists(), "not ours: kept");
     }
 
     #[test]

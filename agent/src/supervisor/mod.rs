@@ -101,11 +101,13 @@ impl Supervisor {
     pub async fn start(env: Subsystems) -> Result<Handle, SupervisorError> {
         let env = Arc::new(env);
         env.store.ensure_dirs()?;
-        // Out-links of builds the agent did not see to their end.
-        crate::nix::systems::clear_work(
-            &crate::nix::systems::cache_dir(&env.cfg.paths.state_dir),
-            &env.cfg.nix.gcroots_auto_dir,
-        );
+        // Out-links of builds the agent did not see to their end, and
+        // systems that can no longer be reused.
+        let systems = crate::nix::systems::cache_dir(&env.cfg.paths.state_dir);
+        crate::nix::systems::clear_work(&systems, &env.cfg.nix.gcroots_auto_dir);
+        crate::nix::systems::prune(&systems, env.clock.now(), env.cfg.nix.reuse_for, |p| {
+            env.nix.in_store(p)
+        });
         // The per-container cache of earlier versions: by key now.
         let _ = std::fs::remove_dir_all(env.cfg.paths.state_dir.join("build-cache"));
         let reconcile::Reconciled {

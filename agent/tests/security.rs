@@ -962,3 +962,52 @@ fn a_uids_shells_are_bounded() {
         }
     });
 }
+
+#[test]
+fn a_shared_system_is_never_handed_to_a_user_who_cannot_read_its_channel() {
+    let Some(()) =
+        prerequisites("a_shared_system_is_never_handed_to_a_user_who_cannot_read_its_channel")
+    else {
+        return;
+    };
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let agent = TestAgent::start(Options::default());
+    // Alice's own channel, in a directory only she can enter.
+    let private = agent.dir.join("alice-only");
+    std::fs::create_dir(&private).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&channel().unpacked)
+        .arg(private.join("channel"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("chown")
+        .args(["-R", &format!("{ALICE}:{}", users_gid())])
+        .arg(&private)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    chown(&private, Some(ALICE), Some(users_gid())).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let url = format!("file://{}", private.join("channel").display());
+    let mine = agent.name("prva");
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["ensure", &mine, &url]),
+        "alice's ensure from her channel",
+    );
+    // The same path, built and cached: Bob still has to read it himself.
+    let theirs = agent.name("prvb");
+    let out = agent.devhost_as(BOB, users_gid(), &["ensure", &theirs, &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "cannot use the local channel {}",
+            private.join("channel").display()
+        )) && text(&out).contains(&format!("read as uid {BOB}")),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("reused"), "{}", text(&out));
+    assert!(agent.try_status(&theirs).is_none());
+}

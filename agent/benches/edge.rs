@@ -18,12 +18,15 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::pebble::{certs_toml, ApiCa, Pebble};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::wrk::{wrk, Nginx, Wrk};
+use support::{rss_kib, tree_rss_kib};
 
 const FRESH_ROUNDS: usize = 5;
 /// Rounds over all targets; `BENCH_ROUNDS` overrides.
@@ -40,140 +43,6 @@ fn wrk_secs() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10)
-}
-
-struct Wrk {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn ms(v: &str) -> f64 {
-    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
-    let n: f64 = num.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => n / 1000.0,
-        "ms" => n,
-        "s" => n * 1000.0,
-        _ => f64::NAN,
-    }
-}
-
-/// wrk against `url` with `hosts` as /etc/hosts.
-fn wrk(hosts: &Path, url: &str, secs: u32) -> Wrk {
-    let out = Command::new("unshare")
-        .args(["-m", "--", "sh", "-c"])
-        // $0 is the hosts file, "$@" the wrk command: no input is parsed by the shell.
-        .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
-        .arg(hosts)
-        .args([
-            "wrk",
-            "-t1",
-            "-c32",
-            &format!("-d{secs}s"),
-            "--latency",
-            url,
-        ])
-        .output()
-        .expect("wrk");
-    let s = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "wrk {url}: {s}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let field = |prefix: &str| {
-        s.lines()
-            .map(|l| l.trim())
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(|r| r.trim().to_string())
-            .unwrap_or_default()
-    };
-    let errors = field("Non-2xx or 3xx responses:");
-    assert!(errors.is_empty(), "wrk {url}: {errors} bad answers\n{s}");
-    Wrk {
-        rps: field("Requests/sec:").parse().unwrap_or(f64::NAN),
-        p50_ms: ms(&field("50%")),
-        p99_ms: ms(&field("99%")),
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A process and its children (nginx's master and workers).
-fn tree_rss_kib(pid: u32) -> u64 {
-    let kids =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    rss_kib(pid)
-        + kids
-            .split_whitespace()
-            .filter_map(|k| k.parse().ok())
-            .map(tree_rss_kib)
-            .sum::<u64>()
-}
-
-/// An nginx (master and workers), stopped on drop.
-struct Nginx {
-    pid_file: PathBuf,
-}
-
-impl Nginx {
-    fn start(dir: &Path, name: &str, http: &str, netns: Option<&str>) -> Nginx {
-        let d = dir.join(name);
-        std::fs::create_dir_all(d.join("tmp")).unwrap();
-        let conf = d.join("nginx.conf");
-        let pid_file = d.join("nginx.pid");
-        let t = d.join("tmp").display().to_string();
-        std::fs::write(
-            &conf,
-            format!(
-                "worker_processes auto;\npid {};\nerror_log {}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {t};\n  proxy_temp_path {t};\n  fastcgi_temp_path {t};\n  uwsgi_temp_path {t};\n  scgi_temp_path {t};\n{http}\n}}\n",
-                pid_file.display(),
-                d.display()
-            ),
-        )
-        .unwrap();
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "nginx"]);
-                c
-            }
-            None => Command::new("nginx"),
-        };
-        let out = cmd.arg("-c").arg(&conf).arg("-p").arg(&d).output().unwrap();
-        assert!(out.status.success(), "nginx {name}: {}", text(&out));
-        Nginx { pid_file }
-    }
-
-    fn pid(&self) -> u32 {
-        std::fs::read_to_string(&self.pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let pid = self.pid();
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {

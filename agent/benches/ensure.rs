@@ -5,104 +5,16 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::*;
 use std::io::Read;
-use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use support::bare::bare_boot;
+use support::{ms_in, stats};
 
 const ROUNDS: usize = 15;
 const RE_ENSURE_ROUNDS: usize = 50;
-
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let med = v[v.len() / 2];
-    let p90 = v[((v.len() as f64) * 0.9) as usize - 1];
-    (med, p90, v[0])
-}
-
-/// The number right after `marker` in the progress output ("built in 12 ms").
-fn ms_in(out: &str, marker: &str) -> f64 {
-    out.lines()
-        .find_map(|l| l.split(marker).nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|x| x.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-/// Boot the system with bare systemd-nspawn until READY=1, with a user
-/// namespace (as devhost's containers) or without; ms.
-fn bare_boot(system: &str, root: &std::path::Path, name: &str, userns: bool) -> f64 {
-    let _ = std::fs::remove_dir_all(root);
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::create_dir_all(root.join("usr")).unwrap();
-    std::fs::write(root.join("etc/os-release"), "").unwrap();
-    let sock_path = root.with_extension("notify");
-    let _ = std::fs::remove_file(&sock_path);
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let t = Instant::now();
-    let mut child = Command::new("systemd-nspawn")
-        .args(["--keep-unit", "--register=no", "-M", name, "-D"])
-        .arg(root)
-        .args([
-            "--notify-ready=yes",
-            "--kill-signal=SIGRTMIN+3",
-            "--console=read-only",
-            "--bind-ro=/nix/store",
-            "--private-network",
-        ])
-        .args(if userns {
-            &["--private-users=pick", "--private-users-ownership=map"][..]
-        } else {
-            &[][..]
-        })
-        .arg(format!("{system}/init"))
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = sock.recv(&mut buf).expect("READY=1 from bare nspawn");
-        if String::from_utf8_lossy(&buf[..n])
-            .lines()
-            .any(|l| l == "READY=1")
-        {
-            break;
-        }
-    }
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
-                .unwrap_or_default();
-            for k in kids
-                .split_whitespace()
-                .filter_map(|k| k.parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(k),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = child.kill();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = std::fs::remove_file(&sock_path);
-    let _ = std::fs::remove_dir_all(root);
-    ms
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {

@@ -25,6 +25,22 @@ fn claim_subnet() -> (u8, nix::fcntl::Flock<File>) {
     panic!("no free test subnet in 10.231.0.0/16");
 }
 
+/// A /22 of 10.230.0.0/16 (256 containers) that no other test or bench
+/// holds, for runs of more containers than a /24 takes (64): its network
+/// address and the lock held for the agent's life.
+fn claim_wide_pool() -> (String, nix::fcntl::Flock<File>) {
+    let d = Path::new("/run/devhost-test-subnets");
+    std::fs::create_dir_all(d).unwrap();
+    for _ in 0..2000 {
+        let n = u8::from_str_radix(&random_hex(2), 16).unwrap() % 64;
+        let f = File::create(d.join(format!("wide-{n}.lock"))).unwrap();
+        if let Ok(l) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            return (format!("10.230.{}.0/22", 4 * n as u32), l);
+        }
+    }
+    panic!("no free wide test pool in 10.230.0.0/16");
+}
+
 /// Where the agent runs: on this host (direct backend), or as a systemd
 /// service inside a booted stand-in (systemd backend).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +72,7 @@ pub struct TestAgent {
     child: Option<Child>,
     agent_env: Vec<(String, String)>,
     _subnet_lock: nix::fcntl::Flock<File>,
+    _pool_lock: Option<nix::fcntl::Flock<File>>,
 }
 
 pub struct Options {
@@ -85,6 +102,9 @@ pub struct Options {
     /// The state directory on a tmpfs of this size (e.g. "16m"), to fill
     /// it; unmounted with the agent.
     pub state_tmpfs: Option<&'static str>,
+    /// Addresses for 256 containers (a /22 of 10.230.0.0/16 of its own)
+    /// instead of the /24 (64), for benchmarks of many containers.
+    pub wide_pool: bool,
 }
 
 impl Default for Options {
@@ -103,6 +123,7 @@ impl Default for Options {
             containers_dir: None,
             state_tmpfs: None,
             nix_toml: String::new(),
+            wide_pool: false,
         }
     }
 }
@@ -117,6 +138,12 @@ impl TestAgent {
         // Non-root test callers must reach the socket.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let (subnet, lock) = claim_subnet();
+        let (pool, pool_lock) = if opts.wide_pool {
+            let (p, l) = claim_wide_pool();
+            (p, Some(l))
+        } else {
+            (format!("10.231.{subnet}.0/24"), None)
+        };
         let netns_prefix = format!("dht{tag}-");
         let table = format!("dht{tag}");
         let socket = dir.join("run/agent.sock");
@@ -171,7 +198,7 @@ user_group = "users"
 {access_toml}
 
 [network]
-pool = "10.231.{subnet}.0/24"
+pool = "{pool}"
 # An interface that does not exist: test NAT can never carry traffic out.
 nat_interface = "dhtnonat0"
 nft_table = "{table}"
@@ -254,6 +281,7 @@ https_listen = ["127.0.0.1:{https_port}"]
             child: None,
             agent_env: opts.agent_env.clone(),
             _subnet_lock: lock,
+            _pool_lock: pool_lock,
         };
         a.spawn();
         a
@@ -331,7 +359,8 @@ https_listen = ["127.0.0.1:{https_port}"]
         n
     }
 
-    fn command<A: AsRef<std::ffi::OsStr>>(&self, program: &str, args: &[A]) -> Command {
+    /// `program ARGS` against this agent (its socket), as root, no input.
+    pub fn command<A: AsRef<std::ffi::OsStr>>(&self, program: &str, args: &[A]) -> Command {
         let mut c = Command::new(program);
         c.args(args)
             .env("DEVHOST_SOCKET", &self.socket)

@@ -116,7 +116,7 @@ fn print_failures(label: &str, o: &Outcome) {
             println!("    {k} × {m}");
         }
     }
-    if !o.ready_ms.is_empty() && !(o.refused.is_empty() && o.died.is_empty()) {
+    if !o.ready_ms.is_empty() && (!o.refused.is_empty() || !o.died.is_empty()) {
         println!(
             "{label}: the {} ready took {:.1}–{:.1} s",
             o.ready_ms.len(),

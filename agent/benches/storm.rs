@@ -9,10 +9,10 @@
 //!    nothing can die of it here: what this shows is what the agent's
 //!    preflight refuses up front.
 //! 3. With `BENCH_STORM_FULL=1` (slow: every container copies the Debian
-//!    tree of tests/fixtures/fullsystem into its root and boots systemd):
-//!    the storm at 128 with the full system, whose systemd takes inotify
-//!    instances — how many are ready, refused up front (with the message)
-//!    and died at boot.
+//!    tree of tests/fixtures/fullsystem into its root and boots systemd,
+//!    ≈ 5 minutes more): the storm of the full system, whose systemd takes
+//!    inotify instances, with the limit raised and then at 128 — how many
+//!    are ready, refused up front (with the message) and died at boot.
 //!
 //! The sysctl is put back when the bench ends, also when it fails (and by
 //! the next run when it was killed). Prints Markdown tables for
@@ -40,6 +40,27 @@ struct Outcome {
     refused: Vec<(String, f64)>,
     /// Failed after systemd-nspawn had started: (message, ms).
     died: Vec<(String, f64)>,
+    /// The end of the first death's output (what its console said last).
+    died_tail: String,
+}
+
+/// `t` without terminal colour sequences (systemd's console has them).
+fn plain(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    let mut chars = t.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters… final letter
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// What a failed ensure said, the same for every container (its name
@@ -52,11 +73,10 @@ fn failure_message(t: &str, name: &str) -> String {
         .or_else(|| t.lines().rev().find(|l| !l.trim().is_empty()))
         .unwrap_or("")
         .trim();
-    let cause = t.lines().find(|l| {
-        ["Too many open files", "inotify", "Failed to", "refus"]
-            .iter()
-            .any(|w| l.contains(w))
-    });
+    // The most telling line of the container's log, by kind.
+    let cause = ["Too many open files", "inotify", "refus", "Failed to"]
+        .iter()
+        .find_map(|w| t.lines().find(|l| l.contains(w)));
     let m = match cause {
         Some(c) if c.trim() != error => format!("{error} … {}", c.trim()),
         _ => error.to_string(),
@@ -78,13 +98,18 @@ fn ensure_storm(agent: &TestAgent, nix: &NixCounter, names: &[String], url: &str
         ready_ms: Vec::new(),
         refused: Vec::new(),
         died: Vec::new(),
+        died_tail: String::new(),
     };
     for (d, n) in done.iter().zip(names) {
-        let t = text(&d.out);
+        let t = plain(&text(&d.out));
         if d.out.status.success() {
             o.ready_ms.push(d.ms);
         } else if t.contains("systemd-nspawn started") || t.contains("started devhost-") {
             o.died.push((failure_message(&t, n), d.ms));
+            if o.died_tail.is_empty() {
+                let lines: Vec<&str> = t.lines().collect();
+                o.died_tail = lines[lines.len().saturating_sub(15)..].join("\n    ");
+            }
         } else {
             o.refused.push((failure_message(&t, n), d.ms));
         }
@@ -116,7 +141,14 @@ fn print_failures(label: &str, o: &Outcome) {
             println!("    {k} × {m}");
         }
     }
-    if !o.ready_ms.is_empty() && (!o.refused.is_empty() || !o.died.is_empty()) {
+    if !o.died_tail.is_empty() {
+        println!(
+            "  the first death's output ended with:\n    {}",
+            o.died_tail
+        );
+    }
+    let some_failed = !o.refused.is_empty() || !o.died.is_empty();
+    if some_failed && !o.ready_ms.is_empty() {
         println!(
             "{label}: the {} ready took {:.1}–{:.1} s",
             o.ready_ms.len(),
@@ -189,8 +221,8 @@ fn main() {
     let at128 = ensure_storm(&agent, &nix, &names_of(rounds), &ch.url);
     drop(low);
 
-    // 3. The full system at 128 (opt-in).
-    let full_at128 = full.then(|| {
+    // 3. The full system (opt-in): with the limit raised, then at 128.
+    let full_storms = full.then(|| {
         let (tree, _) = full_system_tree();
         let fagent = TestAgent::start(Options {
             wide_pool: true,
@@ -206,11 +238,16 @@ fn main() {
             "first ensure (full system)",
         );
         assert_ok(&fagent.devhost(&["destroy", &warm]), "destroy");
-        let fnames: Vec<String> = (0..n).map(|i| fagent.name(&format!("f{i}"))).collect();
+        let fnames = |letter: char| -> Vec<String> {
+            (0..n)
+                .map(|i| fagent.name(&format!("{letter}{i}")))
+                .collect()
+        };
+        let high = ensure_storm(&fagent, &nix, &fnames('f'), &ch.url);
         let low = Sysctl::set(INOTIFY, "128");
-        let o = ensure_storm(&fagent, &nix, &fnames, &ch.url);
+        let at128 = ensure_storm(&fagent, &nix, &fnames('g'), &ch.url);
         drop(low);
-        o
+        (high, at128)
     });
     drop(raised);
 
@@ -257,10 +294,10 @@ fn main() {
             println!("- a bare boot failed: {f}");
         }
     }
-    println!("\n| {n} at once, `max_user_instances` = 128 | ready | refused up front | died at boot | total (s) | evaluations |\n|---|---:|---:|---:|---:|---:|");
+    println!("\n| {n} at once | ready | refused up front | died at boot | total (s) | evaluations |\n|---|---:|---:|---:|---:|---:|");
     let line = |label: &str, o: &Outcome| {
         println!(
-            "| {label} | {} | {} | {} | {:.2} | {} |",
+            "| {label} | {}/{n} | {} | {} | {:.2} | {} |",
             o.ready_ms.len(),
             o.refused.len(),
             o.died.len(),
@@ -268,16 +305,29 @@ fn main() {
             o.evaluations
         )
     };
-    line("fast fixture (mini-init: no inotify instance)", &at128);
-    match &full_at128 {
-        Some(o) => line("full system (Debian, systemd)", o),
+    line(
+        "fast fixture (mini-init: no inotify instance), `max_user_instances` = 128",
+        &at128,
+    );
+    match &full_storms {
+        Some((high, low)) => {
+            line(
+                "full system (Debian, systemd), `max_user_instances` ≥ 8192",
+                high,
+            );
+            line(
+                "**full system (Debian, systemd), `max_user_instances` = 128**",
+                low,
+            );
+        }
         None => println!("| full system (Debian, systemd) | not run: BENCH_STORM_FULL=1 | | | | |"),
     }
     for (r, s) in storms.iter().enumerate() {
         print_failures(&format!("round {}", r + 1), s);
     }
     print_failures("at 128, fast fixture", &at128);
-    if let Some(o) = &full_at128 {
-        print_failures("at 128, full system", o);
+    if let Some((high, low)) = &full_storms {
+        print_failures("full system, limit raised", high);
+        print_failures("full system at 128", low);
     }
 }

@@ -50,16 +50,25 @@ fn owned(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// The temporary name [`atomic_write`] uses for `name`: `.NAME.tmp-PID-TID`.
+/// Unique per thread, and a write runs start to end on its thread (it never
+/// yields), so two writers of one path never share their temporary file —
+/// two tasks of the agent on two threads once renamed each other's away.
+pub fn temp_name(name: &OsStr) -> String {
+    format!(
+        ".{}.tmp-{}-{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        nix::unistd::gettid()
+    )
+}
+
 /// Replace `path` with `contents` atomically: readers see the old or the new
 /// file, never a part, also across a crash.
 pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().unwrap_or(OsStr::new("file"));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = dir.join(temp_name(name));
     let wrap = |op, p: &Path| {
         let p = p.to_path_buf();
         move |source| FsError::Io {
@@ -508,6 +517,30 @@ fn close_range(first: u32, flags: u32) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writers_of_one_path_on_many_threads_never_take_each_others_file() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("x.json");
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..200 {
+                        atomic_write(path, &[t; 64], 0o644).unwrap();
+                    }
+                });
+            }
+        });
+        let content = std::fs::read(&path).unwrap();
+        assert_eq!(content.len(), 64);
+        assert!(content.iter().all(|b| *b == content[0]), "one write, whole");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
 
     #[test]
     fn atomic_write_replaces_and_sets_mode() {

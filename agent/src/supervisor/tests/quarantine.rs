@@ -226,7 +226,8 @@ async fn a_first_save_that_fails_leaves_no_phantom() {
         .cfg
         .paths
         .state_dir
-        .join(format!("records/.web01.json.tmp-{}", std::process::id()));
+        .join("records")
+        .join(crate::sys::fs::temp_name("web01.json".as_ref()));
     std::fs::create_dir_all(&blocker).unwrap();
     let e = run(&sup, "web01", ensure()).await.unwrap_err();
     assert!(matches!(e, SupervisorError::Record { .. }), "{e:?}");
@@ -246,7 +247,8 @@ async fn a_failed_save_keeps_the_record_as_it_was() {
         .cfg
         .paths
         .state_dir
-        .join(format!("records/.web01.json.tmp-{}", std::process::id()));
+        .join("records")
+        .join(crate::sys::fs::temp_name("web01.json".as_ref()));
     std::fs::create_dir_all(&blocker).unwrap();
     let e = run(&sup, "web01", Op::Pin(true)).await.unwrap_err();
     assert!(matches!(e, SupervisorError::Record { .. }), "{e:?}");

@@ -42,11 +42,14 @@ pub enum Left {
     Lost,
 }
 
+type Sinks = Arc<Mutex<Vec<(u64, Sink)>>>;
+
 struct Shared<V> {
     result: watch::Receiver<Option<V>>,
     canceller: Canceller,
     started_by: String,
-    sinks: Arc<Mutex<Vec<Sink>>>,
+    sinks: Sinks,
+    next_sink: std::sync::atomic::AtomicU64,
 }
 
 impl<V> Drop for Shared<V> {
@@ -59,8 +62,21 @@ impl<V> Drop for Shared<V> {
 /// A place in the queue for one flight's result.
 pub struct Ticket<V> {
     shared: Arc<Shared<V>>,
+    /// This caller's sink, taken out when it stops waiting: nothing of the
+    /// work reaches a caller that left (its stream ends with its own error).
+    sink: u64,
     /// This caller started the work.
     pub leader: bool,
+}
+
+impl<V> Drop for Ticket<V> {
+    fn drop(&mut self) {
+        self.shared
+            .sinks
+            .lock()
+            .expect("not poisoned")
+            .retain(|(id, _)| *id != self.sink);
+    }
 }
 
 type Map<K, V> = Arc<Mutex<HashMap<K, Weak<Shared<V>>>>>;
@@ -94,22 +110,27 @@ where
         let mut map = self.map.lock().expect("not poisoned");
         if let Some(shared) = map.get(&key).and_then(Weak::upgrade) {
             if shared.result.borrow().is_none() {
-                shared.sinks.lock().expect("not poisoned").push(sink);
+                let id = shared
+                    .next_sink
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.sinks.lock().expect("not poisoned").push((id, sink));
                 return Ticket {
                     shared,
+                    sink: id,
                     leader: false,
                 };
             }
         }
         let (canceller, cancel) = crate::cancel::pair();
         let (tx, rx) = watch::channel(None);
-        let sinks = Arc::new(Mutex::new(vec![sink]));
+        let sinks: Sinks = Arc::new(Mutex::new(vec![(0, sink)]));
         let (progress, mut events) = Progress::channel(1024);
         let shared = Arc::new(Shared {
             result: rx,
             canceller,
             started_by: who.to_string(),
             sinks: sinks.clone(),
+            next_sink: 1.into(),
         });
         map.insert(key.clone(), Arc::downgrade(&shared));
         drop(map);
@@ -119,7 +140,7 @@ where
         tokio::spawn(async move {
             let forward = async {
                 while let Some(event) = events.recv().await {
-                    for s in sinks.lock().expect("not poisoned").iter_mut() {
+                    for (_, s) in sinks.lock().expect("not poisoned").iter_mut() {
                         s.put(&event);
                     }
                 }
@@ -137,6 +158,7 @@ where
         });
         Ticket {
             shared,
+            sink: 0,
             leader: true,
         }
     }
@@ -293,6 +315,47 @@ mod tests {
         })
         .await
         .expect("the flight ends");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_left_hears_nothing_more_of_the_work() {
+        let flights: Flights<&str, u32> = Flights::default();
+        let (go, said) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (p1, mut rx1) = Progress::channel(16);
+        let (g, s) = (go.clone(), said.clone());
+        let a = flights.join(
+            "k",
+            "a",
+            Sink {
+                progress: p1.clone(),
+                log: None,
+            },
+            move |_, progress| async move {
+                g.notified().await;
+                progress.log("after a left");
+                s.notify_one();
+                1
+            },
+        );
+        let (p2, _rx2) = Progress::channel(16);
+        let b = flights.join(
+            "k",
+            "b",
+            Sink {
+                progress: p2.clone(),
+                log: None,
+            },
+            |_, _| async { 0 },
+        );
+        let (c, cancel) = crate::cancel::pair();
+        c.cancel(Reason::CallerGone);
+        assert!(a.wait(&cancel, &p1).await.is_err());
+        drop(p1);
+        go.notify_one();
+        said.notified().await;
+        assert_eq!(b.wait(&Cancel::never(), &p2).await, Ok(1));
+        // The work held no sender of a's: its stream has ended, empty.
+        assert!(rx1.recv().await.is_none());
     }
 
     #[tokio::test]

@@ -40,7 +40,7 @@ pub enum NixError {
     Stopped(crate::cancel::Reason),
     /// The build several containers waited for failed (every one of them
     /// gets this, the one that started it too).
-    #[error("{source} (the build of system {key} started for {started_by}; its log: {})", log.display())]
+    #[error("{source} (the build of system {key} started for {started_by}; its log, for root: {})", log.display())]
     Shared {
         key: String,
         started_by: String,
@@ -49,6 +49,8 @@ pub enum NixError {
     },
     #[error("the shared build ended without a result (it panicked)")]
     Lost,
+    #[error("identifying the system panicked: {0}")]
+    Panicked(String),
     #[error("nix-build printed no store path (output: {0:?})")]
     NoOutput(String),
     #[error("cannot use the local channel {path} (read as uid {uid}): {why}")]

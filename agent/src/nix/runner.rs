@@ -16,6 +16,9 @@ use tokio::process::Command;
 
 const TAIL_LINES: usize = 25;
 
+/// Nix's global GC lock (single-user Nix and the daemon alike).
+const GC_LOCK: &str = "/nix/var/nix/gc.lock";
+
 /// A line saying a download failed (`unable to download 'URL': why`),
 /// without Nix's `warning: `/`error: ` prefix: the real cause of a build
 /// that then fails with "file 'nixpkgs/nixos' was not found".
@@ -44,6 +47,14 @@ pub trait NixBuilder: Send + Sync {
     fn in_store(&self, path: &str) -> bool {
         Path::new(path).exists()
     }
+
+    /// Make `link` point at the store path `system` and register it as an
+    /// indirect GC root, as Nix registers a permanent root: holding Nix's GC
+    /// lock shared (`/nix/var/nix/gc.lock`), which a garbage collection
+    /// holds exclusively from reading the roots to deleting, so none can
+    /// take the system meanwhile. False when it is not (any more) in the
+    /// store.
+    async fn add_root(&self, system: &str, link: &Path, gcroots_auto: &Path) -> bool;
 }
 
 pub struct NixBuild;
@@ -169,6 +180,25 @@ impl NixBuilder for NixBuild {
             .find(|l| l.starts_with("/nix/store/"))
             .map(|l| l.trim().to_string())
             .ok_or(NixError::NoOutput(stdout))
+    }
+
+    async fn add_root(&self, system: &str, link: &Path, gcroots_auto: &Path) -> bool {
+        let (system, link, roots) = (
+            system.to_string(),
+            link.to_path_buf(),
+            gcroots_auto.to_path_buf(),
+        );
+        tokio::task::spawn_blocking(move || {
+            use nix::fcntl::{Flock, FlockArg};
+            // Waits while a collection runs; none starts until released.
+            let _lock = std::fs::File::open(GC_LOCK)
+                .ok()
+                .and_then(|f| Flock::lock(f, FlockArg::LockShared).ok());
+            Path::new(&system).exists()
+                && super::systems::link_system(&link, &system, &roots).is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 

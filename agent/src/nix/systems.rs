@@ -57,6 +57,8 @@ pub struct KeyInputs<'a> {
     pub extra_args: &'a [String],
     /// Paths outside the channel evaluation may read.
     pub allowed_paths: &'a [PathBuf],
+    /// URI prefixes evaluation may fetch.
+    pub allowed_uris: &'a [String],
     /// Set when systems are not shared (`nix.share_systems = false`): the
     /// key is then the container's own.
     pub container: Option<&'a ContainerName>,
@@ -65,9 +67,11 @@ pub struct KeyInputs<'a> {
 /// How much of the allowed paths is read to identify them.
 const MAX_ENTRIES: usize = 20_000;
 const MAX_BYTES: u64 = 256 << 20;
+/// Directories and links followed deep (a link loop ends here).
+const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} is too large to identify (more than {MAX_ENTRIES} entries or {} MiB): its system is built every time", path.display(), MAX_BYTES >> 20)]
+#[error("{} is too large to identify (more than {MAX_ENTRIES} entries, {} MiB or {MAX_DEPTH} levels): its system is built every time", path.display(), MAX_BYTES >> 20)]
 pub struct Unidentifiable {
     pub path: PathBuf,
 }
@@ -92,6 +96,9 @@ pub fn key(inputs: &KeyInputs) -> Result<SystemKey, Unidentifiable> {
     for a in inputs.extra_args {
         field(&mut h, "arg", a.as_bytes());
     }
+    for u in inputs.allowed_uris {
+        field(&mut h, "uri", u.as_bytes());
+    }
     let mut budget = Budget {
         entries: 0,
         bytes: 0,
@@ -99,7 +106,8 @@ pub fn key(inputs: &KeyInputs) -> Result<SystemKey, Unidentifiable> {
     for p in inputs.allowed_paths {
         field(&mut h, "path", p.as_os_str().as_encoded_bytes());
         if !in_store(p) {
-            digest_tree(&mut h, p, &mut budget).map_err(|()| Unidentifiable { path: p.clone() })?;
+            digest_tree(&mut h, p, &mut budget, 0)
+                .map_err(|()| Unidentifiable { path: p.clone() })?;
         }
     }
     if let Some(name) = inputs.container {
@@ -117,9 +125,14 @@ fn in_store(p: &Path) -> bool {
 }
 
 /// Names, kinds, link targets and file contents below `p`, in order.
-fn digest_tree(h: &mut ring::digest::Context, p: &Path, budget: &mut Budget) -> Result<(), ()> {
+fn digest_tree(
+    h: &mut ring::digest::Context,
+    p: &Path,
+    budget: &mut Budget,
+    depth: usize,
+) -> Result<(), ()> {
     budget.entries += 1;
-    if budget.entries > MAX_ENTRIES {
+    if budget.entries > MAX_ENTRIES || depth > MAX_DEPTH {
         return Err(());
     }
     let mut tag = |t: &str, bytes: &[u8]| {
@@ -135,8 +148,16 @@ fn digest_tree(h: &mut ring::digest::Context, p: &Path, budget: &mut Budget) -> 
         }
     };
     if meta.is_symlink() {
+        // Nix follows the link: what it points to is what is read (on
+        // NixOS `/etc/devhost/base.nix` is a link whose target's name
+        // never changes while its content does). A loop runs out of budget.
         let target = std::fs::read_link(p).unwrap_or_default();
         tag("link", target.as_os_str().as_encoded_bytes());
+        match std::fs::canonicalize(p) {
+            Ok(real) if in_store(&real) => tag("store", real.as_os_str().as_encoded_bytes()),
+            Ok(real) => digest_tree(h, &real, budget, depth + 1)?,
+            Err(e) => tag("dangling", format!("{:?}", e.kind()).as_bytes()),
+        }
     } else if meta.is_dir() {
         let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(p) {
             Ok(d) => d.flatten().map(|e| e.file_name()).collect(),
@@ -151,7 +172,7 @@ fn digest_tree(h: &mut ring::digest::Context, p: &Path, budget: &mut Budget) -> 
             h.update(b"entry");
             h.update(&(n.len() as u64).to_le_bytes());
             h.update(n.as_encoded_bytes());
-            digest_tree(h, &p.join(&n), budget)?;
+            digest_tree(h, &p.join(&n), budget, depth + 1)?;
         }
     } else if meta.is_file() {
         budget.bytes += meta.len();
@@ -347,6 +368,7 @@ mod tests {
             configuration: conf,
             extra_args: &[],
             allowed_paths: paths,
+            allowed_uris: &[],
             container: None,
         }
     }
@@ -405,6 +427,37 @@ mod tests {
         assert_ne!(k2, key(&inputs("e", "c", &paths)).unwrap(), "a new link");
         let missing = vec![d.path().join("gone")];
         assert!(key(&inputs("e", "c", &missing)).is_ok(), "a missing path");
+    }
+
+    #[test]
+    fn a_linked_file_is_identified_by_the_content_it_points_to() {
+        // As NixOS's /etc/devhost/base.nix -> /etc/static/devhost/base.nix.
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("static-base.nix");
+        std::fs::write(&target, "{ a = 1; }").unwrap();
+        let link = d.path().join("base.nix");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let paths = vec![link];
+        let k = key(&inputs("e", "c", &paths)).unwrap();
+        std::fs::write(&target, "{ a = 2; }").unwrap();
+        assert_ne!(k, key(&inputs("e", "c", &paths)).unwrap());
+        let looping = d.path().join("loop");
+        std::fs::create_dir(&looping).unwrap();
+        std::os::unix::fs::symlink(&looping, looping.join("again")).unwrap();
+        assert!(
+            key(&inputs("e", "c", &[looping])).is_err(),
+            "a loop runs out of budget"
+        );
+        let uris = vec!["https://x.test/".to_string()];
+        assert_ne!(
+            key(&inputs("e", "c", &[])).unwrap(),
+            key(&KeyInputs {
+                allowed_uris: &uris,
+                ..inputs("e", "c", &[])
+            })
+            .unwrap(),
+            "what evaluation may fetch is part of the key"
+        );
     }
 
     #[test]

@@ -161,24 +161,43 @@ pub(super) async fn build(
     }
     let entry = channel_entry(ctx, r, caller).await?;
     let allowed = crate::nix::plan::allowed_paths(&cfg.nix.base_imports, &cfg.nix.allowed_paths);
-    let inputs = systems::KeyInputs {
-        channel_entry: &entry,
-        configuration: &conf,
-        extra_args: &cfg.nix.extra_args,
-        allowed_paths: &allowed,
-        container: (!cfg.nix.share_systems).then_some(&r.name),
-    };
-    let (key, reusable) = match systems::key(&inputs) {
-        Ok(k) => (k, true),
-        Err(e) => {
-            ctx.progress.log(format!("warning: {e}"));
-            let own = systems::KeyInputs {
-                allowed_paths: &[],
-                container: Some(&r.name),
-                ..inputs
+    let (key, reusable) = {
+        // Reading the allowed paths may take a while: off the async threads.
+        let (entry, conf, allowed, cfg2, name) = (
+            entry.clone(),
+            conf.clone(),
+            allowed.clone(),
+            env.clone(),
+            r.name.clone(),
+        );
+        let computed = tokio::task::spawn_blocking(move || {
+            let cfg = &cfg2.cfg;
+            let inputs = systems::KeyInputs {
+                channel_entry: &entry,
+                configuration: &conf,
+                extra_args: &cfg.nix.extra_args,
+                allowed_paths: &allowed,
+                allowed_uris: &cfg.nix.allowed_uris,
+                container: (!cfg.nix.share_systems).then_some(&name),
             };
-            (systems::key(&own).expect("no paths to read"), false)
+            match systems::key(&inputs) {
+                Ok(k) => (k, None),
+                Err(e) => {
+                    let own = systems::KeyInputs {
+                        allowed_paths: &[],
+                        container: Some(&name),
+                        ..inputs
+                    };
+                    (systems::key(&own).expect("no paths to read"), Some(e))
+                }
+            }
+        })
+        .await
+        .map_err(|e| build_error(r, NixError::Panicked(e.to_string())))?;
+        if let Some(e) = &computed.1 {
+            ctx.progress.log(format!("warning: {e}"));
         }
+        (computed.0, computed.1.is_none())
     };
     let cache = systems::cache_dir(&cfg.paths.state_dir);
     let now = env.clock.now();
@@ -187,10 +206,12 @@ pub(super) async fn build(
             env.nix.in_store(p)
         });
         if let Some(b) = found {
-            systems::link_system(&out_link, &b.system, &cfg.nix.gcroots_auto_dir)
-                .map_err(io("linking", &out_link))?;
-            // Linked, it cannot be collected any more; was it meanwhile?
-            if env.nix.in_store(&b.system) {
+            // Under Nix's GC lock: no collection takes it meanwhile.
+            if env
+                .nix
+                .add_root(&b.system, &out_link, &cfg.nix.gcroots_auto_dir)
+                .await
+            {
                 ctx.progress.log(format!(
                     "system {} reused (built for {} at {} from the same channel content and configuration)",
                     b.system,
@@ -246,8 +267,19 @@ pub(super) async fn build(
                 },
             )
         })?;
-    systems::link_system(&out_link, &built.path, &cfg.nix.gcroots_auto_dir)
-        .map_err(io("linking", &out_link))?;
+    // The build's own root holds it until every waiter has linked; one found
+    // in the cache meanwhile is held by the GC lock.
+    if !env
+        .nix
+        .add_root(&built.path, &out_link, &cfg.nix.gcroots_auto_dir)
+        .await
+    {
+        return Err(SupervisorError::Io {
+            what: "linking",
+            path: out_link,
+            source: std::io::Error::other(format!("{} is not in the store", built.path)),
+        });
+    }
     Ok(built.path.clone())
 }
 
@@ -279,6 +311,22 @@ impl SharedBuild {
         progress: &crate::progress::Progress,
     ) -> Result<Arc<BuiltSystem>, NixError> {
         let builds = &self.env.builds;
+        let cfg = &self.env.cfg;
+        let cache = systems::cache_dir(&cfg.paths.state_dir);
+        if self.reusable {
+            // Built by a flight that ended just before this one began.
+            let env = &self.env;
+            if let Some(b) =
+                systems::lookup(&cache, &self.key, self.built, cfg.nix.reuse_for, |p| {
+                    env.nix.in_store(p)
+                })
+            {
+                return Ok(Arc::new(BuiltSystem {
+                    path: b.system,
+                    link: None,
+                }));
+            }
+        }
         let _slot = match builds.slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
@@ -293,8 +341,6 @@ impl SharedBuild {
                 }
             }
         };
-        let cfg = &self.env.cfg;
-        let cache = systems::cache_dir(&cfg.paths.state_dir);
         let (conf_path, log_path) = systems::work_paths(&cache, &self.key);
         // A link of its own: an earlier build's may still be held.
         let n = builds

@@ -488,4 +488,9 @@ impl NixBuilder for FakeNix {
     fn in_store(&self, path: &str) -> bool {
         self.0.world.lock().unwrap().store.contains(path)
     }
+
+    async fn add_root(&self, system: &str, link: &Path, gcroots_auto: &Path) -> bool {
+        self.in_store(system)
+            && crate::nix::systems::link_system(link, system, gcroots_auto).is_ok()
+    }
 }

@@ -233,7 +233,7 @@ fn a_failed_shared_build_reaches_every_waiter_and_leaves_nothing() {
         assert_eq!(out.status.code(), Some(1), "{n}: {}", text(&out));
         let t = text(&out);
         assert!(
-            t.contains("the build fails as configured") && t.contains("its log: "),
+            t.contains("the build fails as configured") && t.contains("its log, for root: "),
             "{n} gets the build's error and its log:\n{t}"
         );
         assert_eq!(agent.traces_of(n, first), Vec::<String>::new(), "{n}");

@@ -470,7 +470,16 @@ async fn channel_entry(
         let fetched = ticket
             .wait(&ctx.cancel, &ctx.progress)
             .await
-            .map_err(|why| left(r, why))?
+            .map_err(|why| match why {
+                Left::Stopped(reason) => build_error(
+                    r,
+                    NixError::Fetch {
+                        url: url.to_string(),
+                        source: Arc::new(FetchError::Stopped(reason)),
+                    },
+                ),
+                Left::Lost => left(r, why),
+            })?
             .map_err(|source| {
                 build_error(
                     r,

@@ -399,6 +399,8 @@ fn a_disk_size_is_enforced_by_a_btrfs_quota_group() {
     let fs = BtrfsWithQuotas::new(&common::random_hex(6));
     let agent = TestAgent::start(Options {
         containers_dir: Some(fs.mnt().join("containers")),
+        // The test's file system is small (512 MiB): roots need far less.
+        extra_toml: "[admission]\nmin_free_disk_mib = 64\n".into(),
         ..Options::default()
     });
     let name = agent.name("dq");

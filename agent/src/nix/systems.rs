@@ -325,7 +325,10 @@ pub fn prune(
     pruned
 }
 
-/// The indirect GC root Nix would register for `link` (stable name).
+/// The indirect GC root the agent registers for `link` in
+/// `gcroots/auto`, under a name of its own that is stable, so that destroy
+/// finds what ensure made (`nix-build -o` registers its own, under Nix's
+/// name; Nix's collection drops that one once the link is gone).
 pub fn auto_root(gcroots_auto: &Path, link: &Path) -> PathBuf {
     // FNV-1a: stable across builds, so destroy finds what ensure made.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -237,8 +237,18 @@ async fn boots_wait_in_order_never_more_than_the_bound_and_say_so() {
     assert_eq!(waiters_started, arrived, "first come, first served");
 }
 
-#[tokio::test]
-async fn a_waiter_that_is_destroyed_leaves_the_line_and_nothing_behind() {
+type Creation = tokio::task::JoinHandle<Result<Outcome, SupervisorError>>;
+
+/// One boot slot; `aaa`'s boot hangs in it and `bbb` waits in line (its
+/// progress and the lines it has said so far are returned).
+async fn bbb_waits_behind_aaas_boot() -> (
+    Harness,
+    Handle,
+    Creation,
+    Creation,
+    tokio::sync::mpsc::Receiver<Event>,
+    Vec<String>,
+) {
     let mut h = Harness::new();
     h.cfg.admission.max_parallel_boots = 1;
     let sup = h.start().await;
@@ -256,9 +266,20 @@ async fn a_waiter_that_is_destroyed_leaves_the_line_and_nothing_behind() {
     until("bbb in line", || {
         seen.extend(lines(&mut rx));
         seen.iter()
-            .any(|l| l == "waiting for a boot slot (0 ahead, 1 booting)")
+            .any(|l| l.starts_with("waiting for a boot slot"))
     })
     .await;
+    (h, sup, first, waiter, rx, seen)
+}
+
+#[tokio::test]
+async fn a_waiter_that_is_destroyed_leaves_the_line_and_nothing_behind() {
+    let (h, sup, first, waiter, _rx, seen) = bbb_waits_behind_aaas_boot().await;
+    assert!(
+        seen.iter()
+            .any(|l| l == "waiting for a boot slot (0 ahead, 1 booting)"),
+        "{seen:?}"
+    );
     run(&sup, "bbb", Op::Destroy).await.unwrap();
     let e = waiter.await.unwrap().unwrap_err();
     assert!(
@@ -321,26 +342,7 @@ async fn memory_limits_beyond_the_hosts_memory_are_a_warning() {
 
 #[tokio::test]
 async fn a_waiter_whose_client_goes_away_leaves_the_line_and_nothing_behind() {
-    let mut h = Harness::new();
-    h.cfg.admission.max_parallel_boots = 1;
-    let sup = h.start().await;
-    h.fakes.plant(Step::Start, 1, Fault::Hang);
-    let s = sup.clone();
-    let first = tokio::spawn(async move { run(&s, "aaa", ensure()).await });
-    until("the first boot", || starts(&h).len() == 1).await;
-    let (progress, mut rx) = Progress::channel(256);
-    let s = sup.clone();
-    let waiter = tokio::spawn(async move {
-        s.run("bbb".parse().unwrap(), ensure(), Caller::root(), progress)
-            .await
-    });
-    let mut seen = Vec::new();
-    until("bbb in line", || {
-        seen.extend(lines(&mut rx));
-        seen.iter()
-            .any(|l| l.starts_with("waiting for a boot slot"))
-    })
-    .await;
+    let (h, sup, first, waiter, rx, _) = bbb_waits_behind_aaas_boot().await;
     drop(rx);
     let e = waiter.await.unwrap().unwrap_err();
     assert!(

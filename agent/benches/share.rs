@@ -19,7 +19,6 @@ mod support;
 use common::*;
 use std::time::Instant;
 use support::bare::bare_boot;
-use support::host::NixCounter;
 use support::{at_once, destroy_all, env_or, max, median, ms_since};
 
 /// What one run (a mode, in order or at once) measured.

@@ -25,7 +25,7 @@ mod support;
 use common::*;
 use std::time::Duration;
 use support::bare::bare_storm;
-use support::host::{NixCounter, Sysctl};
+use support::host::Sysctl;
 use support::{at_once, destroy_all, env_or, max, median, Timed};
 
 const INOTIFY: &str = "fs.inotify.max_user_instances";

@@ -9,58 +9,9 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-/// A `nix-build` that appends a line to `runs` each time it is run, then
-/// runs the real one; `nix-store` beside it (the agent finds it there).
-struct CountingNix {
-    dir: tempfile::TempDir,
-}
-
-impl CountingNix {
-    fn new() -> CountingNix {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let real = |p: &str| {
-            let out = std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {p}")])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        let runs = dir.path().join("runs");
-        let script = dir.path().join("nix-build");
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\necho run >> {}\nexec {} \"$@\"\n",
-                runs.display(),
-                real("nix-build")
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::symlink(real("nix-store"), dir.path().join("nix-store")).unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        CountingNix { dir }
-    }
-
-    fn toml(&self) -> String {
-        format!(
-            "nix_build = \"{}\"",
-            self.dir.path().join("nix-build").display()
-        )
-    }
-
-    fn runs(&self) -> usize {
-        std::fs::read_to_string(self.dir.path().join("runs"))
-            .unwrap_or_default()
-            .lines()
-            .count()
-    }
-}
-
-fn agent_with(nix: &CountingNix, extra: &str) -> TestAgent {
+fn agent_with(nix: &NixCounter, extra: &str) -> TestAgent {
     TestAgent::start(Options {
-        nix_toml: nix.toml(),
+        nix_toml: nix.nix_toml(),
         nix_extra_config: extra.into(),
         ..Options::default()
     })
@@ -93,7 +44,7 @@ fn two_containers_on_one_channel_share_one_system_built_once() {
     else {
         return;
     };
-    let nix = CountingNix::new();
+    let nix = NixCounter::new();
     let agent = agent_with(&nix, "");
     let ch = channel();
     let (a, b) = (agent.name("sha"), agent.name("shb"));
@@ -105,7 +56,7 @@ fn two_containers_on_one_channel_share_one_system_built_once() {
         "the second ensure says it reused: {}",
         text(&out)
     );
-    assert_eq!(nix.runs(), 1, "one nix-build for both");
+    assert_eq!(nix.count(), 1, "one nix-build for both");
     assert_eq!(system_of(&agent, &a), system_of(&agent, &b));
     // Both answer with their own name: it is not in the system.
     for n in [&a, &b] {
@@ -122,7 +73,7 @@ fn destroying_one_container_leaves_the_others_system_gc_rooted() {
     else {
         return;
     };
-    let nix = CountingNix::new();
+    let nix = NixCounter::new();
     let agent = agent_with(&nix, "");
     let ch = channel();
     let (a, b) = (agent.name("gca"), agent.name("gcb"));
@@ -152,7 +103,7 @@ fn simultaneous_ensures_of_one_system_run_one_build() {
     let Some(()) = prerequisites("simultaneous_ensures_of_one_system_run_one_build") else {
         return;
     };
-    let nix = CountingNix::new();
+    let nix = NixCounter::new();
     let agent = agent_with(&nix, "devhost.fixture.buildDelay = 2;");
     let ch = channel();
     let names: Vec<String> = (1..=4).map(|i| agent.name(&format!("sim{i}"))).collect();
@@ -163,7 +114,7 @@ fn simultaneous_ensures_of_one_system_run_one_build() {
     for (t, n) in threads.into_iter().zip(&names) {
         assert_ok(&t.join().unwrap(), n);
     }
-    assert_eq!(nix.runs(), 1, "one nix-build for four containers");
+    assert_eq!(nix.count(), 1, "one nix-build for four containers");
     let systems: std::collections::BTreeSet<String> =
         names.iter().map(|n| system_of(&agent, n)).collect();
     assert_eq!(systems.len(), 1, "{systems:?}");
@@ -174,7 +125,7 @@ fn a_changed_local_channel_is_built_again() {
     let Some(()) = prerequisites("a_changed_local_channel_is_built_again") else {
         return;
     };
-    let nix = CountingNix::new();
+    let nix = NixCounter::new();
     let agent = agent_with(&nix, "");
     // A copy of the channel the test may change, readable by its caller.
     let copy = agent.dir.join("channel");
@@ -189,12 +140,12 @@ fn a_changed_local_channel_is_built_again() {
     let (a, b, c) = (agent.name("mva"), agent.name("mvb"), agent.name("mvc"));
     assert_ok(&agent.devhost(&["ensure", &a, &url]), "ensure a");
     assert_ok(&agent.devhost(&["ensure", &b, &url]), "ensure b");
-    assert_eq!(nix.runs(), 1, "unchanged: shared");
+    assert_eq!(nix.count(), 1, "unchanged: shared");
     let fc = copy.join("fc/nixos/default.nix");
     let s = std::fs::read_to_string(&fc).unwrap();
     std::fs::write(&fc, s.replace("hello from fc", "hello from the moved fc")).unwrap();
     assert_ok(&agent.devhost(&["ensure", &c, &url]), "ensure c");
-    assert_eq!(nix.runs(), 2, "changed: built again");
+    assert_eq!(nix.count(), 2, "changed: built again");
     assert_ne!(system_of(&agent, &a), system_of(&agent, &c));
     assert_eq!(
         http_get(agent.address(&c), 80).unwrap().trim(),
@@ -206,7 +157,7 @@ fn a_changed_local_channel_is_built_again() {
     let s = std::fs::read_to_string(&fc).unwrap();
     std::fs::write(&fc, format!("{s}# a comment\n")).unwrap();
     assert_ok(&agent.devhost(&["ensure", &d, &url]), "ensure d");
-    assert_eq!(nix.runs(), 3);
+    assert_eq!(nix.count(), 3);
     assert_eq!(system_of(&agent, &c), system_of(&agent, &d));
 }
 
@@ -216,7 +167,7 @@ fn a_failed_shared_build_reaches_every_waiter_and_leaves_nothing() {
     else {
         return;
     };
-    let nix = CountingNix::new();
+    let nix = NixCounter::new();
     let agent = agent_with(
         &nix,
         "devhost.fixture.buildDelay = 2; devhost.fixture.failBuild = true;",
@@ -238,7 +189,7 @@ fn a_failed_shared_build_reaches_every_waiter_and_leaves_nothing() {
         );
         assert_eq!(agent.traces_of(n, first), Vec::<String>::new(), "{n}");
     }
-    assert_eq!(nix.runs(), 1, "one build failed for all");
+    assert_eq!(nix.count(), 1, "one build failed for all");
     let leftovers: Vec<String> = std::fs::read_dir(agent.dir.join("state/systems"))
         .unwrap()
         .flatten()

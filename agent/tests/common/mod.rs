@@ -10,6 +10,7 @@
 mod agent;
 pub mod batou;
 mod channel;
+mod nixcount;
 pub mod pebble;
 mod shared;
 mod standin;
@@ -20,6 +21,8 @@ mod wait;
 pub use agent::{Kind, Options, TestAgent};
 #[allow(unused_imports)]
 pub use channel::{channel, serve_counted};
+#[allow(unused_imports)]
+pub use nixcount::NixCounter;
 #[allow(unused_imports)]
 pub use shared::Shared;
 #[allow(unused_imports)]

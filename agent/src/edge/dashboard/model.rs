@@ -104,7 +104,7 @@ pub fn moment(t: DateTime<Utc>) -> String {
 fn moment_from(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let d = t - now;
     let rel = if d.num_seconds().abs() < 60 {
-        "now".to_string()
+        "just now".to_string()
     } else if d > TimeDelta::zero() {
         format!("in {}", human(d))
     } else {

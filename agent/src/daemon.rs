@@ -167,7 +167,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 certs: certs.clone(),
                 responder,
                 zone,
-                count_activity: cfg.cleanup.policy.count_activity,
+                cleanup: cfg.cleanup.policy,
             },
         );
         edge.start().await?;

@@ -8,6 +8,7 @@ use super::error::{invalid, ConfigError};
 pub use crate::config::certs::Certs;
 use crate::config::certs::CertsConfig;
 use crate::container::Upstream;
+use ipnet::IpNet;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -40,6 +41,12 @@ pub struct Edge {
     pub idle_timeout_secs: u64,
     /// The largest request header accepted (bytes).
     pub max_header_bytes: usize,
+    /// Serve the dashboard at `https://PUBLIC/` (the apex, which routes
+    /// nothing otherwise): every enabled container, server-rendered.
+    pub dashboard: bool,
+    /// Source networks (`10.0.0.0/8`, `::1/128`, or a single address) whose
+    /// clients may see the dashboard; everyone else gets 403.
+    pub dashboard_allow: Vec<String>,
 }
 
 impl Default for Edge {
@@ -57,6 +64,8 @@ impl Default for Edge {
             handshake_timeout_secs: 10,
             idle_timeout_secs: 120,
             max_header_bytes: 16 * 1024,
+            dashboard: false,
+            dashboard_allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
         }
     }
 }
@@ -116,6 +125,38 @@ pub struct EdgeConfig {
     pub certs: CertsConfig,
     /// The authoritative zone, when served.
     pub dns: Option<DnsConfig>,
+    /// The dashboard at the apex, when on.
+    pub dashboard: Option<DashboardConfig>,
+}
+
+/// The validated dashboard settings (`[edge] dashboard = true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardConfig {
+    /// Clients from these networks may see it (the TCP peer's address).
+    pub allow: Vec<IpNet>,
+}
+
+/// `edge.dashboard_allow`: networks, or single addresses (a /32 or /128).
+fn networks(list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    let key = "edge.dashboard_allow";
+    if list.is_empty() {
+        return Err(invalid(
+            key,
+            "empty: nobody could see the dashboard (leave the key out for loopback only, or set edge.dashboard = false)",
+        ));
+    }
+    list.iter()
+        .map(|n| {
+            n.parse::<IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        key,
+                        format!("{n:?} is not a network (10.0.0.0/8, fd00::/8) or an address"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// A DNS name as a zone may hold it: lowercase labels of letters, digits
@@ -260,6 +301,8 @@ pub fn validate(
             .collect()
     });
     let certs = crate::config::certs::validate(certs, zone_addresses, state_dir)?;
+    // Checked also when off: a bad list is refused before anyone turns it on.
+    let allow = networks(&edge.dashboard_allow)?;
     Ok(EdgeConfig {
         enable: edge.enable,
         domain,
@@ -278,6 +321,7 @@ pub fn validate(
         max_header_bytes: edge.max_header_bytes,
         certs,
         dns,
+        dashboard: edge.dashboard.then_some(DashboardConfig { allow }),
     })
 }
 
@@ -291,6 +335,62 @@ mod tests {
         assert!(valid_domain("localhost"));
         for bad in ["", "Dev.example", "a..b", "-a.b", "a_b.c", &"a".repeat(64)] {
             assert!(!valid_domain(bad), "{bad}");
+        }
+    }
+
+    fn edge_of(toml_text: &str) -> Result<EdgeConfig, String> {
+        crate::config::Config::from_toml(toml_text)
+            .map(|c| c.edge)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_dashboard_is_off_by_default_and_open_to_loopback_when_on() {
+        assert_eq!(edge_of("").unwrap().dashboard, None);
+        let on = edge_of("[edge]\ndashboard = true").unwrap().dashboard;
+        let loopback = ["127.0.0.0/8", "::1/128"].map(|n| n.parse().unwrap());
+        assert_eq!(
+            on,
+            Some(DashboardConfig {
+                allow: loopback.to_vec()
+            })
+        );
+        let some = edge_of(
+            "[edge]\ndashboard = true\ndashboard_allow = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]",
+        )
+        .unwrap()
+        .dashboard
+        .unwrap();
+        let want: Vec<IpNet> = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(some.allow, want);
+    }
+
+    #[test]
+    fn bad_dashboard_networks_name_the_key_also_when_it_is_off() {
+        for (list, says) in [
+            (
+                r#"["10.0.0.0/33"]"#,
+                r#"config key edge.dashboard_allow: "10.0.0.0/33" is not a network (10.0.0.0/8, fd00::/8) or an address"#,
+            ),
+            (
+                r#"["localhost"]"#,
+                r#"config key edge.dashboard_allow: "localhost" is not a network"#,
+            ),
+            (
+                "[]",
+                "config key edge.dashboard_allow: empty: nobody could see the dashboard",
+            ),
+        ] {
+            for on in [true, false] {
+                let e = edge_of(&format!(
+                    "[edge]\ndashboard = {on}\ndashboard_allow = {list}"
+                ))
+                .unwrap_err();
+                assert!(e.starts_with(says), "{e}");
+            }
         }
     }
 }

@@ -98,6 +98,8 @@ const KEYS: &[(&str, &[(&str, Kind)])] = &[
             ("handshake_timeout_secs", Int),
             ("idle_timeout_secs", Int),
             ("max_header_bytes", Int),
+            ("dashboard", Bool),
+            ("dashboard_allow", List),
         ],
     ),
     (
@@ -314,6 +316,9 @@ fn keeps_the_rules(c: &Config) -> Result<(), TestCaseError> {
     prop_assert!((1..=1024).contains(&e.workers) || e.workers == num_cpus());
     prop_assert!(e.max_connections >= 1);
     prop_assert!((8192..=1024 * 1024).contains(&e.max_header_bytes));
+    if let Some(d) = &e.dashboard {
+        prop_assert!(!d.allow.is_empty());
+    }
     let f = e.certs.renew_after_fraction;
     prop_assert!(f > 0.0 && f < 1.0, "{}", f);
     prop_assert!(e.certs.local_ca_days >= 1);

@@ -8,8 +8,11 @@
 //! certificate store (it reads keys; the local CA path writes), the ACME
 //! responder (http-01 and tls-alpn-01 answers), and the DNS zone (it names
 //! the routed containers there; the DNS server beside it answers).
+//! With `[edge] dashboard = true` it also serves a page of its own at the
+//! apex (`dashboard/`), with a certificate for the apex.
 
 pub mod activity;
+pub mod dashboard;
 pub mod headers;
 mod idle;
 mod pages;
@@ -60,9 +63,10 @@ pub struct Shares {
     pub responder: Arc<Responder>,
     /// The public zone, when `[dns]` has the agent serve it.
     pub zone: Option<Arc<Shared<Zone>>>,
-    /// Remember each container's last proxied request
-    /// (`cleanup.count_activity`).
-    pub count_activity: bool,
+    /// The cleanup policy: the dashboard says when each container is
+    /// disabled, and with `count_activity` the edge remembers each
+    /// container's last proxied request.
+    pub cleanup: crate::cleanup::Policy,
 }
 
 pub struct Edge {
@@ -77,18 +81,29 @@ pub struct Edge {
     wanted: watch::Sender<Option<Wanted>>,
     /// Last proxied request per container (`None`: not counted).
     activity: Option<activity::Activity>,
+    /// The records last applied, for the dashboard (empty when it is off).
+    seen: Shared<Arc<dashboard::Seen>>,
+    cleanup: crate::cleanup::Policy,
 }
 
 impl Edge {
     /// An edge with no routes yet; serves nothing until [`Edge::start`].
     pub fn new(cfg: EdgeConfig, shares: Shares) -> Arc<Edge> {
         Arc::new(Edge {
-            routes: Shared::new(Arc::new(RouteTable::build(&cfg.domain, cfg.upstream, &[]))),
+            routes: Shared::new(Arc::new(
+                RouteTable::build(&cfg.domain, cfg.upstream, &[])
+                    .serving_apex(cfg.dashboard.is_some()),
+            )),
             certs: shares.certs,
             responder: shares.responder,
             zone: shares.zone,
             wanted: watch::Sender::new(None),
-            activity: shares.count_activity.then(activity::Activity::default),
+            activity: shares
+                .cleanup
+                .count_activity
+                .then(activity::Activity::default),
+            seen: Shared::default(),
+            cleanup: shares.cleanup,
             cfg,
         })
     }
@@ -113,6 +128,11 @@ impl Edge {
             .as_ref()
             .is_some_and(|w| w.contains_key(container));
         self.certs.info(container, wanted)
+    }
+
+    /// What the dashboard is drawn from (the records last applied).
+    pub fn seen(&self) -> Arc<dashboard::Seen> {
+        self.seen.read().clone()
     }
 
     /// The last proxied request for `container` since the agent started
@@ -145,9 +165,12 @@ impl Edge {
     /// the new route table is swapped in whole; the certificate worker is
     /// told what is wanted. With the local CA, missing certificates are
     /// issued here and now (milliseconds), so a new name is served with its
-    /// certificate as soon as it is routed.
+    /// certificate as soon as it is routed. With the dashboard on, the apex
+    /// is served too and wants a certificate of its own.
     pub fn apply(&self, records: Arc<Vec<Record>>) -> Result<(), EdgeError> {
-        let table = RouteTable::build(&self.cfg.domain, self.cfg.upstream, &records);
+        let dashboard = self.cfg.dashboard.is_some();
+        let table = RouteTable::build(&self.cfg.domain, self.cfg.upstream, &records)
+            .serving_apex(dashboard);
         let wanted = table.certificate_names(self.cfg.certs.issuer.wildcard());
         let mut first_error = None;
         if self.cfg.certs.issuer == Issuer::LocalCa {
@@ -168,11 +191,18 @@ impl Edge {
         }
         if let Some(zone) = &self.zone {
             let mut z = zone.write();
-            let containers = wanted.keys().cloned().collect();
+            let containers = wanted
+                .keys()
+                .filter(|c| *c != routes::APEX)
+                .cloned()
+                .collect();
             if z.containers != containers {
                 z.containers = containers;
                 z.bump_serial();
             }
+        }
+        if dashboard {
+            *self.seen.write() = Arc::new(dashboard::Seen::of(records));
         }
         // Routes after certificates: a new name is served with its certificate.
         *self.routes.write() = Arc::new(table);

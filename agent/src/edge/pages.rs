@@ -42,6 +42,15 @@ pub enum ProxyError {
     NotRunning(ContainerName),
     #[error("The request path is not valid.")]
     BadPath,
+    /// The dashboard is not open to this client's address.
+    #[error("The dashboard is not open to {0}.")]
+    DashboardRefused(std::net::IpAddr),
+    #[error("The dashboard has one page: /.")]
+    DashboardPath,
+    #[error("The dashboard answers GET and HEAD only.")]
+    DashboardMethod,
+    #[error("The dashboard could not be drawn: {0}")]
+    Dashboard(String),
     #[error("Container {container} does not answer on {upstream}: {source}")]
     Upstream {
         container: ContainerName,
@@ -53,7 +62,12 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoChallenge | ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
+            ProxyError::NoChallenge | ProxyError::UnknownHost(_) | ProxyError::DashboardPath => {
+                StatusCode::NOT_FOUND
+            }
+            ProxyError::DashboardRefused(_) => StatusCode::FORBIDDEN,
+            ProxyError::DashboardMethod => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Dashboard(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::NoHost | ProxyError::BadPath => StatusCode::BAD_REQUEST,
             ProxyError::Misdirected { .. } | ProxyError::NotServed(_) => {
                 StatusCode::MISDIRECTED_REQUEST
@@ -66,7 +80,12 @@ impl ProxyError {
 
 impl From<ProxyError> for Response<Body> {
     fn from(e: ProxyError) -> Response<Body> {
-        page(e.status(), &e.to_string())
+        let mut r = page(e.status(), &e.to_string());
+        if let ProxyError::DashboardMethod = e {
+            r.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        }
+        r
     }
 }
 
@@ -119,6 +138,13 @@ mod tests {
                 421,
             ),
             (ProxyError::NotRunning("c1".parse().unwrap()), 503),
+            (
+                ProxyError::DashboardRefused("192.0.2.1".parse().unwrap()),
+                403,
+            ),
+            (ProxyError::DashboardPath, 404),
+            (ProxyError::DashboardMethod, 405),
+            (ProxyError::Dashboard("x".into()), 500),
             (
                 ProxyError::NotServed(HostName::parse("evil.example.com").unwrap()),
                 421,

@@ -1,7 +1,8 @@
 //! The listeners and the request path. HTTPS: TLS (SNI picks the
 //! container's certificate), HTTP/1.1 or HTTP/2, the Host looked up in the
 //! route table, the request forwarded to the container with forwarding
-//! headers, websocket upgrades spliced through. HTTP: ACME http-01
+//! headers, websocket upgrades spliced through; the apex, when the
+//! dashboard is on, answered here (`dashboard/`). HTTP: ACME http-01
 //! challenges answered, anything else a 301 to HTTPS for names the proxy
 //! routes only (`redirect.rs`).
 //! Bounded everywhere: connections (in all and per source, `slots.rs`),
@@ -292,6 +293,16 @@ async fn forward(
                 host,
             });
         }
+    }
+    if table.is_served_apex(&host) {
+        let path = req.uri().path();
+        return super::dashboard::answer(
+            &shared.edge,
+            req.method(),
+            path,
+            client_ip,
+            shared.https_port,
+        );
     }
     let route = table
         .lookup(&host)

@@ -1,6 +1,7 @@
 //! Port 80's answer to a request that is no ACME challenge: a 301 to the
 //! same URL over HTTPS, but only for a name the proxy routes (a container's
-//! `NAME.PUBLIC` or `ALIAS.NAME.PUBLIC`, running or not). Any other Host
+//! `NAME.PUBLIC` or `ALIAS.NAME.PUBLIC`, running or not, and the apex when
+//! the dashboard serves it). Any other Host
 //! gets the proxy's error page instead — 404 for a name under the public
 //! domain that no container answers to (as over HTTPS), 421 for a name
 //! outside it — so port 80 is no open redirect to whatever a client names.
@@ -20,7 +21,7 @@ pub fn to_https(
     https_port: u16,
 ) -> Result<String, ProxyError> {
     let host = host.ok_or(ProxyError::NoHost)?;
-    if table.lookup(&host).is_some() {
+    if table.lookup(&host).is_some() || table.is_served_apex(&host) {
         return Ok(https_location(host.as_str(), https_port, path_and_query));
     }
     if table.under_domain(&host) {
@@ -99,6 +100,16 @@ mod tests {
         ] {
             assert_eq!(answer(host), Err(404), "{host}");
         }
+    }
+
+    #[test]
+    fn the_apex_is_redirected_only_when_the_dashboard_serves_it() {
+        let on = table().serving_apex(true);
+        assert_eq!(
+            to_https(&on, HostName::parse("dev.test"), "/", 443).ok(),
+            Some("https://dev.test/".into())
+        );
+        assert_eq!(answer("dev.test"), Err(404), "off: as before");
     }
 
     #[test]

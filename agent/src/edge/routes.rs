@@ -2,7 +2,9 @@
 //! `NAME.PUBLIC` and `ALIAS.NAME.PUBLIC` lead to that container's address
 //! and upstream (scheme and port, per alias, per container or global). The
 //! table is rebuilt on every change of the records and swapped in whole, so
-//! a lookup never sees half an update.
+//! a lookup never sees half an update. The apex `PUBLIC` itself routes to no
+//! container; with the dashboard on it is served (by the proxy itself) and
+//! has a certificate of its own, kept under [`APEX`].
 
 use crate::container::{ContainerName, Phase, Record, Upstream};
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +24,14 @@ pub struct RouteTable {
     /// The public domain, without a trailing dot.
     pub domain: String,
     hosts: HashMap<HostName, Route>,
+    /// The apex is served (the dashboard is on).
+    apex: bool,
 }
+
+/// The certificate store's key for the apex's certificate (when the
+/// dashboard serves it): no container is named so (`@` is not allowed in
+/// names), so it never takes a container's place.
+pub const APEX: &str = "@apex";
 
 /// A name the proxy routes by, as a Host header or SNI gives it after
 /// [`HostName::parse`]: lowercase, without port and trailing dot (rpxy's
@@ -87,7 +96,30 @@ impl RouteTable {
         RouteTable {
             domain: domain.to_string(),
             hosts,
+            apex: false,
         }
+    }
+
+    /// The same table, serving the apex too (`serve`: the dashboard is on).
+    pub fn serving_apex(self, serve: bool) -> RouteTable {
+        RouteTable {
+            apex: serve,
+            ..self
+        }
+    }
+
+    /// Whether `host` is the apex and the apex is served.
+    pub fn is_served_apex(&self, host: &HostName) -> bool {
+        self.apex && host.0 == self.domain
+    }
+
+    /// Which certificate a handshake for `host` is served with: its
+    /// container's, or the apex's ([`APEX`]) when the apex is served.
+    pub fn certificate_of<'a>(&self, host: &'a HostName) -> Option<&'a str> {
+        if self.is_served_apex(host) {
+            return Some(APEX);
+        }
+        self.container_of(host)
     }
 
     /// The route for a host name.
@@ -136,6 +168,11 @@ impl RouteTable {
         }
         for names in out.values_mut() {
             names[1..].sort();
+        }
+        if self.apex {
+            // The apex alone: a wildcard `*.PUBLIC` would stand for every
+            // container's name.
+            out.insert(APEX.to_string(), vec![self.domain.clone()]);
         }
         out
     }
@@ -267,6 +304,36 @@ mod tests {
         assert_eq!(t.container_of(&host("a.b.c1.dev.test")), None);
         assert_eq!(t.container_of(&host("dev.test")), None);
         assert_eq!(t.container_of(&host("c1.xdev.test")), None);
+    }
+
+    #[test]
+    fn the_apex_has_a_certificate_only_when_served() {
+        let records = [record("web01", "10.233.0.6", &["www"])];
+        let off = RouteTable::build("dev.test", HTTPS, &records);
+        assert!(!off.is_served_apex(&host("dev.test")));
+        assert_eq!(off.certificate_of(&host("dev.test")), None);
+        assert!(!off.certificate_names(false).contains_key(APEX));
+        assert_eq!(off.clone().serving_apex(false), off, "off changes nothing");
+        let on = off.serving_apex(true);
+        assert!(on.is_served_apex(&host("Dev.Test.")));
+        assert!(!on.is_served_apex(&host("web01.dev.test")));
+        assert_eq!(on.certificate_of(&host("dev.test")), Some(APEX));
+        assert_eq!(
+            on.certificate_of(&host("www.web01.dev.test")),
+            Some("web01")
+        );
+        assert_eq!(on.lookup(&host("dev.test")), None, "no container behind it");
+        for wildcard in [false, true] {
+            assert_eq!(
+                on.certificate_names(wildcard)[APEX],
+                vec!["dev.test".to_string()],
+                "the apex alone, never *.dev.test"
+            );
+        }
+        assert!(
+            APEX.parse::<ContainerName>().is_err(),
+            "no container's name"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! TLS for the proxy: the server side picks a container's certificate by
 //! SNI (a name under the public domain → its container → its certificate;
-//! anything else gets no certificate, so no name is ever served with
-//! another's); ALPN offers HTTP/2 and HTTP/1.1, and `acme-tls/1` to ACME
+//! the apex → its own when the dashboard serves it; anything else gets no
+//! certificate, so no name is ever served with another's); ALPN offers HTTP/2 and HTTP/1.1, and `acme-tls/1` to ACME
 //! validators, who get the pending tls-alpn-01 certificate only. One
 //! crypto provider (ring) for the whole tree.
 
@@ -26,7 +26,7 @@ impl ResolvesServerCert for BySni {
             return self.0.responder.alpn_cert(host.as_str());
         }
         let table = self.0.routes();
-        let container = table.container_of(&host)?;
+        let container = table.certificate_of(&host)?;
         self.0.certs.key_for(container)
     }
 }

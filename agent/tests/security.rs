@@ -292,6 +292,45 @@ fn run_has_the_privilege_of_the_containers_init_systemd() {
     run_has_the_privilege_of_the_containers_init(Kind::Systemd);
 }
 
+fn exec_has_the_privilege_of_the_containers_init(kind: Kind) {
+    let Some(()) = prerequisites("exec_has_the_privilege_of_the_containers_init") else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        kind,
+        ..Options::default()
+    });
+    let name = ensure_fixture(&agent, "xpriv");
+    let fields = "^(Uid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):";
+    let read = |status: &str| {
+        let out = agent.devhost(&["exec", &name, "--", "grep", "-E", fields, status]);
+        assert_ok(&out, "exec");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    // /proc/self is the command itself, run through `devhost exec`.
+    let (exec, init) = (read("/proc/self/status"), read("/proc/1/status"));
+    assert_eq!(exec.len(), 9, "{exec:?}");
+    assert_eq!(exec, init, "exec has exactly its init's privilege");
+    assert!(
+        exec.iter()
+            .any(|l| l.starts_with("Seccomp:") && l.ends_with('2')),
+        "under the init's seccomp filter: {exec:?}"
+    );
+}
+
+#[test]
+fn exec_has_the_privilege_of_the_containers_init_direct() {
+    exec_has_the_privilege_of_the_containers_init(Kind::Direct);
+}
+
+#[test]
+fn exec_has_the_privilege_of_the_containers_init_systemd() {
+    exec_has_the_privilege_of_the_containers_init(Kind::Systemd);
+}
+
 fn container_root_cannot_reach_the_host(kind: Kind) {
     let Some(()) = prerequisites("container_root_cannot_reach_the_host") else {
         return;

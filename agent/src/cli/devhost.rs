@@ -81,9 +81,7 @@ pub enum Command {
         #[arg(value_enum)]
         shell: cmd::completions::CompletionShell,
     },
-    /// Write the manual pages into DIR (for packaging).
-    #[command(name = "__man", hide = true)]
-    Man { dir: PathBuf },
+
     /// Start a stopped container.
     Start { name: String },
     /// Stop a container (graceful poweroff, then kill after the timeout).
@@ -123,6 +121,13 @@ pub enum Command {
 
 /// Run `devhost ARGS` (the arguments after the program's name).
 pub fn main(args: &[String]) -> i32 {
+    // Packaging's own verb, outside the definitions it documents (so no
+    // page or completion names it).
+    if let [verb, dir] = args {
+        if verb == cmd::man::VERB {
+            return cmd::man::run(std::path::Path::new(dir));
+        }
+    }
     let cli: Cli = match super::args::parse("devhost", args) {
         Ok(c) => c,
         Err(code) => return code,
@@ -148,7 +153,6 @@ pub fn main(args: &[String]) -> i32 {
         Command::Shell { name } => cmd::shell::run(sock, &name),
         Command::Exec { name, command } => cmd::exec::run(sock, &name, &command),
         Command::Completions { shell } => cmd::completions::run(shell),
-        Command::Man { dir } => cmd::man::run(&dir),
         Command::Start { name } => cmd::start::run(sock, json, &name),
         Command::Stop { name } => cmd::stop::run(sock, json, &name),
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),

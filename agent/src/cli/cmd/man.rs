@@ -1,10 +1,14 @@
-//! `devhost __man DIR` (hidden; the package's build runs it): manual pages
-//! generated from the command-line definitions (clap_mangen) — `devhost.1`
-//! and one `devhost-VERB.1` per subcommand — written into DIR.
+//! `devhost __man DIR` (the package's build runs it; not among the
+//! definitions, so no page or completion names it): manual pages generated
+//! from the command-line definitions (clap_mangen) — `devhost.1` and one
+//! `devhost-VERB.1` per subcommand — written into DIR.
 
 use crate::cli::devhost::Cli;
 use clap::CommandFactory;
 use std::path::Path;
+
+/// The verb, as the first argument.
+pub const VERB: &str = "__man";
 
 /// Write the pages into `dir` (made if missing); their file names.
 pub fn write(dir: &Path) -> std::io::Result<Vec<String>> {

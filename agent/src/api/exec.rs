@@ -276,7 +276,9 @@ pub async fn relay(
             return;
         }
     };
-    tracing::info!(container = %name, uid, argv = ?argv.as_slice(), "exec started");
+    // The program only: arguments may hold secrets.
+    let program = argv.as_slice()[0].clone();
+    tracing::info!(container = %name, uid, program, "exec started");
     let (Some(stdin), Some(mut stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {

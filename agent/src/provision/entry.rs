@@ -80,7 +80,8 @@ pub enum MachineCommand<'a> {
 
 /// `systemd-run --machine NAME --unit UNIT … ` for exec or a shell: the
 /// same environment and directory as RUN, a unit name the agent knows so
-/// that it can kill what is left ([`machine_kill_argv`]).
+/// that it can kill what is left ([`machine_kill_argv`]), and the command
+/// line escaped for systemd (which would expand `$` in it).
 pub fn machine_session_argv(name: &str, unit: &str, what: &MachineCommand) -> Vec<String> {
     let (stdio, description) = match what {
         MachineCommand::Exec(_) => ("--pipe", "devhost exec"),
@@ -109,7 +110,13 @@ pub fn machine_session_argv(name: &str, unit: &str, what: &MachineCommand) -> Ve
     v.push("--working-directory=/".into());
     v.push("--".into());
     match what {
-        MachineCommand::Exec(argv) => v.extend(crate::enter::exec_argv(argv)),
+        // systemd expands `$NAME`, `${NAME}` and `$$` in a command line;
+        // every `$` doubled, the command gets its arguments as given.
+        MachineCommand::Exec(argv) => v.extend(
+            crate::enter::exec_argv(argv)
+                .into_iter()
+                .map(|a| a.replace('$', "$$")),
+        ),
         MachineCommand::Shell { .. } => v.extend(["/bin/sh", "-l"].map(String::from)),
     }
     v
@@ -277,7 +284,7 @@ mod tests {
             "--setenv=USER=root".into(),
             "--setenv=LANG=C.UTF-8".into(),
         ];
-        let argv = ["cat".to_string(), "-".to_string()];
+        let argv = ["cat".to_string(), "$HOME$$".to_string()];
         let mut want: Vec<String> = [
             "systemd-run",
             "--machine",
@@ -299,10 +306,10 @@ mod tests {
                 "--",
                 "/bin/sh",
                 "-c",
-                "\"$@\"; exit $?",
+                "\"$$@\"; exit $$?",
                 "devhost-exec",
                 "cat",
-                "-",
+                "$$HOME$$$$",
             ]
             .map(String::from),
         );

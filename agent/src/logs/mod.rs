@@ -65,7 +65,12 @@ pub fn journal_argv(unit: &str, want: &Want) -> Vec<String> {
     let mut v: Vec<String> = ["journalctl", "--no-pager", "--quiet", "-o", "cat", "-u", unit]
         .map(String::from)
         .to_vec();
-    v.push(format!("--lines={}", want.lines));
+    // journalctl takes up to i32::MAX lines, or all.
+    if want.lines >= i32::MAX as usize {
+        v.push("--lines=all".into());
+    } else {
+        v.push(format!("--lines={}", want.lines));
+    }
     if let Some(t) = want.since {
         v.push(format!("--since=@{}", t.timestamp()));
     }
@@ -203,7 +208,7 @@ async fn follow_journal(unit: &str, want: Want, tx: tokio::sync::mpsc::Sender<By
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn();
     let mut child = match child {
@@ -234,6 +239,15 @@ async fn follow_journal(unit: &str, want: Want, tx: tokio::sync::mpsc::Sender<By
     }
     let _ = child.start_kill();
     let _ = child.wait().await;
+    // What journalctl complained about, if anything (and anyone listens).
+    if let Some(mut err) = child.stderr.take() {
+        let mut e = Vec::new();
+        let _ = (&mut err).take(4096).read_to_end(&mut e).await;
+        let e = String::from_utf8_lossy(&e);
+        if !e.trim().is_empty() {
+            let _ = tx.send(Bytes::from(format!("(journalctl: {})\n", e.trim()))).await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +289,7 @@ mod tests {
             },
         );
         assert_eq!(argv[7..], ["--lines=5", "--since=@1796119200", "--follow"]);
+        assert_eq!(journal_argv("u", &want(u32::MAX as usize, false))[7], "--lines=all");
     }
 
     #[test]

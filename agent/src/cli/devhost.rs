@@ -70,6 +70,12 @@ pub enum Command {
     /// Run a command in a running container as its root (its owner or an
     /// admin): stdin, stdout and stderr passed through, no terminal; exits
     /// with the command's status.
+    ///
+    /// The exit status is the command's (128 + N when signal N ended it,
+    /// 127 when it is not found), or, before it ran: 2 for bad usage, 3
+    /// when the agent is not running, 1 when the agent refused; 255 when
+    /// the connection to the agent broke while it ran. A command whose
+    /// client goes away is killed, with what it started.
     Exec {
         name: String,
         /// The command and its arguments, after `--`.

@@ -57,12 +57,18 @@ fn bash_completes_subcommands_and_options() {
 #[test]
 fn scripts_for_zsh_and_fish_name_the_subcommands() {
     for shell in ["zsh", "fish"] {
-        let out = Command::new(DEVHOST).args(["completions", shell]).output().unwrap();
+        let out = Command::new(DEVHOST)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
         assert_ok(&out, shell);
         let s = String::from_utf8_lossy(&out.stdout);
         assert!(s.contains("exec") && s.contains("--follow"), "{shell}: {s}");
     }
-    let out = Command::new(DEVHOST).args(["completions", "tcsh"]).output().unwrap();
+    let out = Command::new(DEVHOST)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
@@ -89,7 +95,12 @@ fn manual_pages_render() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     pages.sort();
-    for p in ["devhost.1", "devhost-exec.1", "devhost-logs.1", "devhost-completions.1"] {
+    for p in [
+        "devhost.1",
+        "devhost-exec.1",
+        "devhost-logs.1",
+        "devhost-completions.1",
+    ] {
         assert!(pages.contains(&p.to_string()), "{p} in {pages:?}");
     }
     for p in &pages {

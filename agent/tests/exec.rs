@@ -69,13 +69,22 @@ fn exec_passes_input_output_and_the_exit_status_through() {
 
     // `echo hi | devhost exec NAME -- cat`: the end of stdin ends cat.
     let out = exec(&agent, &name, &["cat"], b"hi\n");
-    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "hi\n"), "{}", text(&out));
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "hi\n"),
+        "{}",
+        text(&out)
+    );
 
     // Inside the container, as its root; stdout and stderr apart.
     let out = exec(
         &agent,
         &name,
-        &["sh", "-c", "echo out $(id -u) $(hostname); echo err >&2; exit 3"],
+        &[
+            "sh",
+            "-c",
+            "echo out $(id -u) $(hostname); echo err >&2; exit 3",
+        ],
         b"",
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
@@ -83,7 +92,12 @@ fn exec_passes_input_output_and_the_exit_status_through() {
     assert_eq!(stderr(&out), "err\n");
 
     // Arguments arrive as they were given, none split or expanded.
-    let out = exec(&agent, &name, &["printf", "[%s]", "a b", "$HOME", "*", ""], b"");
+    let out = exec(
+        &agent,
+        &name,
+        &["printf", "[%s]", "a b", "$HOME", "*", ""],
+        b"",
+    );
     assert_eq!(stdout(&out), "[a b][$HOME][*][]", "{}", text(&out));
 
     // Killed by a signal: 128 + N, as a shell reports it.
@@ -99,12 +113,21 @@ fn exec_passes_input_output_and_the_exit_status_through() {
     let big: Vec<u8> = (0..3 * 65536 + 17).map(|i| (i % 251) as u8).collect();
     let out = exec(&agent, &name, &["cat"], &big);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(out.stdout == big, "{} bytes came back of {}", out.stdout.len(), big.len());
+    assert!(
+        out.stdout == big,
+        "{} bytes came back of {}",
+        out.stdout.len(),
+        big.len()
+    );
 
     // No command: a usage error, nothing sent.
     let out = run_as(&agent, ALICE, DEVHOST, &["exec", &name], b"");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("give one after `--`"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("give one after `--`"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -122,7 +145,12 @@ fn another_users_exec_is_refused_and_runs_nothing() {
         let out = {
             use std::os::unix::process::CommandExt;
             let gid = if uid == BOB { users_gid() } else { uid };
-            agent.command(DEVHOST, &touch).uid(uid).gid(gid).output().unwrap()
+            agent
+                .command(DEVHOST, &touch)
+                .uid(uid)
+                .gid(gid)
+                .output()
+                .unwrap()
         };
         assert_eq!(out.status.code(), Some(1), "{who}: {}", text(&out));
         assert!(
@@ -141,7 +169,10 @@ fn another_users_exec_is_refused_and_runs_nothing() {
 
 /// Processes on the host whose command line is `argv`.
 fn processes(argv: &[&str]) -> Vec<u32> {
-    let want: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -152,8 +183,7 @@ fn processes(argv: &[&str]) -> Vec<u32> {
 
 #[test]
 fn a_command_whose_client_goes_away_is_killed_with_what_it_started() {
-    let Some(()) =
-        prerequisites("a_command_whose_client_goes_away_is_killed_with_what_it_started")
+    let Some(()) = prerequisites("a_command_whose_client_goes_away_is_killed_with_what_it_started")
     else {
         return;
     };
@@ -183,23 +213,29 @@ fn a_command_whose_client_goes_away_is_killed_with_what_it_started() {
     .unwrap();
     assert_eq!(line, "started\n");
     for secs in [child_secs, main_secs] {
-        wait_until(Duration::from_secs(20), format!("sleep {secs} runs"), || {
-            processes(&["sleep", secs]).len() == 1
-        });
+        wait_until(
+            Duration::from_secs(20),
+            format!("sleep {secs} runs"),
+            || processes(&["sleep", secs]).len() == 1,
+        );
     }
     client.kill().unwrap();
     client.wait().unwrap();
-    wait_until(Duration::from_secs(20), "the command and its child are gone", || {
-        let left: Vec<u32> = [child_secs, main_secs]
-            .iter()
-            .flat_map(|s| processes(&["sleep", s]))
-            .collect();
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("still running: {left:?}"))
-        }
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the command and its child are gone",
+        || {
+            let left: Vec<u32> = [child_secs, main_secs]
+                .iter()
+                .flat_map(|s| processes(&["sleep", s]))
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still running: {left:?}"))
+            }
+        },
+    );
 }
 
 #[test]
@@ -228,9 +264,19 @@ fn nixos_container_runs_commands_and_points_elsewhere_for_the_rest() {
         assert!(text(&out).contains(pointer), "{verb}: {}", text(&out));
     }
     // Bob may not run anything in alice's container through it either.
-    let out = run_as(&agent, BOB, NIXOS_CONTAINER, &["run", &name, "--", "true"], b"");
+    let out = run_as(
+        &agent,
+        BOB,
+        NIXOS_CONTAINER,
+        &["run", &name, "--", "true"],
+        b"",
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains(&format!("belongs to uid {ALICE}")), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("belongs to uid {ALICE}")),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

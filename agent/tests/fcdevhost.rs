@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn vm_config(agent: &TestAgent, name: &str) -> Option<serde_json::Value> {
     let p = agent.dir.join(format!("compat/vm-configs/{name}.json"));

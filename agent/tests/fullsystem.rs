@@ -208,19 +208,39 @@ fn sessions_in_a_systemd_container(kind: Kind) {
         let init = exec(&agent, &name, &["cat", "/proc/1/cgroup"], b"");
         assert_eq!(out(&cgroup), out(&init), "the init's cgroup");
     }
-    let piped = exec(&agent, &name, &["sh", "-c", "cat; echo err >&2; exit 7"], b"through\n");
+    let piped = exec(
+        &agent,
+        &name,
+        &["sh", "-c", "cat; echo err >&2; exit 7"],
+        b"through\n",
+    );
     assert_eq!(piped.status.code(), Some(7), "{}", text(&piped));
     assert_eq!(out(&piped), "through\n");
     assert_eq!(String::from_utf8_lossy(&piped.stderr), "err\n");
     // Arguments as given: no `$` or `%` taken by systemd on the way.
-    let literal = exec(&agent, &name, &["printf", "[%s]", "$HOME", "%n", "$$", "${X}"], b"");
+    let literal = exec(
+        &agent,
+        &name,
+        &["printf", "[%s]", "$HOME", "%n", "$$", "${X}"],
+        b"",
+    );
     assert_eq!(out(&literal), "[$HOME][%n][$$][${X}]", "{}", text(&literal));
     let killed = exec(&agent, &name, &["sh", "-c", "kill -9 $$"], b"");
     assert_eq!(killed.status.code(), Some(137), "{}", text(&killed));
 
     let fields = "^(Uid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):";
-    let own = exec(&agent, &name, &["grep", "-E", fields, "/proc/self/status"], b"");
-    let init = exec(&agent, &name, &["grep", "-E", fields, "/proc/1/status"], b"");
+    let own = exec(
+        &agent,
+        &name,
+        &["grep", "-E", fields, "/proc/self/status"],
+        b"",
+    );
+    let init = exec(
+        &agent,
+        &name,
+        &["grep", "-E", fields, "/proc/1/status"],
+        b"",
+    );
     assert_eq!(out(&own).lines().count(), 8, "{}", text(&own));
     // No more than the init: each capability set within the init's (a
     // service of its systemd has an empty inheritable set), the same uid,
@@ -247,21 +267,34 @@ fn sessions_in_a_systemd_container(kind: Kind) {
         .spawn()
         .unwrap();
     for secs in ["4244", "4245"] {
-        wait_until(std::time::Duration::from_secs(30), format!("sleep {secs} runs"), || {
-            processes(&["sleep", secs]).len() == 1
-        });
+        wait_until(
+            std::time::Duration::from_secs(30),
+            format!("sleep {secs} runs"),
+            || processes(&["sleep", secs]).len() == 1,
+        );
     }
     client.kill().unwrap();
     client.wait().unwrap();
-    wait_until(std::time::Duration::from_secs(30), "the sleeps are gone", || {
-        processes(&["sleep", "4244"]).is_empty() && processes(&["sleep", "4245"]).is_empty()
-    });
+    wait_until(
+        std::time::Duration::from_secs(30),
+        "the sleeps are gone",
+        || processes(&["sleep", "4244"]).is_empty() && processes(&["sleep", "4245"]).is_empty(),
+    );
 
     // A shell, typed into once it is there (a terminal of the container's
     // systemd is reset when its unit starts: what was typed ahead is gone).
     use std::io::{Read, Write};
     let mut script = agent
-        .command("script", &["-q", "-e", "-c", &format!("{DEVHOST} shell {name}"), "/dev/null"])
+        .command(
+            "script",
+            &[
+                "-q",
+                "-e",
+                "-c",
+                &format!("{DEVHOST} shell {name}"),
+                "/dev/null",
+            ],
+        )
         .env("TERM", "dumb")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -282,23 +315,43 @@ fn sessions_in_a_systemd_container(kind: Kind) {
         })
     };
     let shown = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
-    wait_until(std::time::Duration::from_secs(60), "the shell's prompt", || {
-        let s = shown();
-        if s.contains("# ") { Ok(()) } else { Err(s) }
-    });
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "the shell's prompt",
+        || {
+            let s = shown();
+            if s.contains("# ") {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    );
     let mut keys = script.stdin.take().unwrap();
-    keys.write_all(b"echo SHELL-$((6 * 7)) $(id -u); cat /proc/self/cgroup\n").unwrap();
-    wait_until(std::time::Duration::from_secs(60), "the shell's answer", || {
-        let s = shown();
-        if s.contains("SHELL-42 0") { Ok(()) } else { Err(s) }
-    });
+    keys.write_all(b"echo SHELL-$((6 * 7)) $(id -u); cat /proc/self/cgroup\n")
+        .unwrap();
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "the shell's answer",
+        || {
+            let s = shown();
+            if s.contains("SHELL-42 0") {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    );
     keys.write_all(b"exit\n").unwrap();
     let status = script.wait().unwrap();
     reader.join().unwrap();
     let t = shown();
     assert!(status.success(), "the shell ended by itself: {t}");
     if kind == Kind::Systemd {
-        assert!(t.contains("/system.slice/devhost-shell-"), "through machined:\n{t}");
+        assert!(
+            t.contains("/system.slice/devhost-shell-"),
+            "through machined:\n{t}"
+        );
     }
 }
 

@@ -72,14 +72,18 @@ impl Follower {
     }
 
     fn wait_for(&self, what: &str) {
-        wait_until(Duration::from_secs(30), format!("{what:?} is printed"), || {
-            let t = self.text();
-            if t.contains(what) {
-                Ok(())
-            } else {
-                Err(t)
-            }
-        });
+        wait_until(
+            Duration::from_secs(30),
+            format!("{what:?} is printed"),
+            || {
+                let t = self.text();
+                if t.contains(what) {
+                    Ok(())
+                } else {
+                    Err(t)
+                }
+            },
+        );
     }
 
     /// Still following (it never ends by itself).
@@ -103,7 +107,14 @@ fn to_console(agent: &TestAgent, name: &str, line: &str) {
     let out = as_user(
         agent,
         ALICE,
-        &["exec", name, "--", "sh", "-c", &format!("echo {line} > /dev/console")],
+        &[
+            "exec",
+            name,
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {line} > /dev/console"),
+        ],
     )
     .output()
     .unwrap();
@@ -191,12 +202,18 @@ fn since_picks_the_journal_by_time() {
         as_user(&agent, ALICE, &a).output().unwrap()
     };
     // The mark reaches the journal as nspawn relays it.
-    wait_until(Duration::from_secs(30), "the mark is in the journal", || {
-        text(&logs(&["--since", "1h"])).contains("SINCE-MARK")
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the mark is in the journal",
+        || text(&logs(&["--since", "1h"])).contains("SINCE-MARK"),
+    );
     let out = logs(&["--since", "1h"]);
     assert_ok(&out, "--since 1h");
-    assert!(text(&out).contains("fixture init: serving"), "{}", text(&out));
+    assert!(
+        text(&out).contains("fixture init: serving"),
+        "{}",
+        text(&out)
+    );
     let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(1)).to_rfc3339();
     let out = logs(&["--since", &tomorrow]);
     assert_ok(&out, "--since tomorrow");
@@ -226,7 +243,11 @@ fn since_is_refused_for_a_log_without_times() {
     }
     // Without it the console is there.
     let out = as_user(&agent, ALICE, &["logs", &name]).output().unwrap();
-    assert!(text(&out).contains("fixture init: serving"), "{}", text(&out));
+    assert!(
+        text(&out).contains("fixture init: serving"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -244,13 +265,23 @@ fn the_agents_own_log_is_for_admins() {
     // A user may not read it.
     let out = agent_log(ALICE, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("may not read the agent's log"), "{}", text(&out));
+    assert!(
+        text(&out).contains("may not read the agent's log"),
+        "{}",
+        text(&out)
+    );
     // Root follows it and sees what the agent does as it does it.
     let mut f = Follower::start(&agent, 0, &["logs", "--agent", "--follow", "--lines", "0"]);
-    let out = as_user(&agent, ALICE, &["exec", &name, "--", "true"]).output().unwrap();
+    let out = as_user(&agent, ALICE, &["exec", &name, "--", "true"])
+        .output()
+        .unwrap();
     assert_ok(&out, "exec");
     f.wait_for("exec started");
-    assert!(f.text().contains(&format!("container={name}")), "{}", f.text());
+    assert!(
+        f.text().contains(&format!("container={name}")),
+        "{}",
+        f.text()
+    );
     assert!(f.running());
     drop(f);
     // By time: its entries carry them.
@@ -262,6 +293,7 @@ fn the_agents_own_log_is_for_admins() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     // It is a file of root's beside the state.
     let meta = std::fs::metadata(agent.dir.join("state/agent.log"));
-    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.expect("STATE/agent.log").permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&meta.expect("STATE/agent.log").permissions());
     assert_eq!(mode & 0o777, 0o600);
 }

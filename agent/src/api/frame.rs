@@ -127,7 +127,10 @@ impl Frame {
         let Some(data) = buf.get(HEADER..HEADER + len) else {
             return Ok(None);
         };
-        Ok(Some((Frame::from_parts(kind, data.to_vec())?, HEADER + len)))
+        Ok(Some((
+            Frame::from_parts(kind, data.to_vec())?,
+            HEADER + len,
+        )))
     }
 }
 
@@ -239,7 +242,10 @@ mod tests {
 
     #[test]
     fn the_wire_format_is_kind_length_data() {
-        assert_eq!(Frame::Stdout(b"hi".to_vec()).encode(), [2, 0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(
+            Frame::Stdout(b"hi".to_vec()).encode(),
+            [2, 0, 0, 0, 2, b'h', b'i']
+        );
         assert_eq!(Frame::Exit(3).encode(), [4, 0, 0, 0, 4, 0, 0, 0, 3]);
         assert_eq!(Frame::StdinEof.encode(), [1, 0, 0, 0, 0]);
     }
@@ -265,7 +271,10 @@ mod tests {
             read_async(&mut &wire[..7]).await,
             Err(FrameError::Truncated)
         );
-        assert_eq!(read_async(&mut &wire[..3]).await, Err(FrameError::Truncated));
+        assert_eq!(
+            read_async(&mut &wire[..3]).await,
+            Err(FrameError::Truncated)
+        );
         assert_eq!(read_async(&mut &[][..]).await, Ok(None));
         assert_eq!(
             read_async(&mut &wire[..]).await,
@@ -280,10 +289,17 @@ mod tests {
         let e = FrameError::TooLarge {
             len: MAX_FRAME as u32 + 1,
         };
-        assert_eq!(Frame::decode(&h), Err(e.clone()), "no data needed to refuse it");
+        assert_eq!(
+            Frame::decode(&h),
+            Err(e.clone()),
+            "no data needed to refuse it"
+        );
         assert_eq!(read(&mut &h[..]), Err(e));
         h[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(Frame::decode(&h), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            Frame::decode(&h),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]

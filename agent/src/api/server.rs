@@ -436,10 +436,7 @@ fn declared_length(req: &Request<Incoming>, limit: usize) -> Result<Option<u64>,
     declared_length_of(req.headers(), limit)
 }
 
-fn declared_length_of(
-    headers: &hyper::HeaderMap,
-    limit: usize,
-) -> Result<Option<u64>, ApiError> {
+fn declared_length_of(headers: &hyper::HeaderMap, limit: usize) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get(hyper::header::CONTENT_LENGTH) else {
         return Ok(None);
     };

@@ -11,10 +11,10 @@
 //! bytes between the upgraded connection and the terminal until the shell
 //! ends.
 
+use super::exec::Way;
 use super::types::ApiError;
 use crate::access::Caller;
 use crate::container::ContainerName;
-use super::exec::Way;
 use crate::enter::Action;
 use crate::provision::entry::MachineCommand;
 use crate::supervisor::Handle;

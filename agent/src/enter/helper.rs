@@ -181,7 +181,10 @@ fn enter(req: &EnterRequest) -> Result<i32, String> {
                 // The command gets the mask the helper had, and a group of
                 // its own (for the helper to kill).
                 let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
-                let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
+                let _ = nix::unistd::setpgid(
+                    nix::unistd::Pid::from_raw(0),
+                    nix::unistd::Pid::from_raw(0),
+                );
             }
             let code = match child(req, &privilege, &filters, last_cap, parent) {
                 Ok(code) => code,

@@ -130,7 +130,15 @@ mod tests {
         assert_eq!(back, req);
         assert_eq!(
             exec_argv(&["ls".into(), "-l".into(), "a b".into()]),
-            ["/bin/sh", "-c", "\"$@\"; exit $?", "devhost-exec", "ls", "-l", "a b"]
+            [
+                "/bin/sh",
+                "-c",
+                "\"$@\"; exit $?",
+                "devhost-exec",
+                "ls",
+                "-l",
+                "a b"
+            ]
         );
         assert!(serde_json::from_str::<EnterRequest>(
             r#"{"leader":{"pid":1,"start_time":1},"cgroup_procs":[],"action":"write","x":1}"#

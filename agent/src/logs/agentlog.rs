@@ -156,7 +156,10 @@ mod tests {
         std::fs::write(&path, "from before\n").unwrap();
         let log = AgentLog::with_limit(path.clone(), old.clone(), 20);
         log.write_entry(b"now\n");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "from before\nnow\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "from before\nnow\n"
+        );
         log.write_entry(b"over\n");
         assert!(old.exists(), "12 + 4 + 5 bytes is over 20");
     }

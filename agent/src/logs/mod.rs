@@ -62,9 +62,17 @@ pub fn check(source: &Source, want: &Want, what: &str) -> Result<(), LogsError> 
 
 /// `journalctl` for the unit's journal as `want` asks, messages only.
 pub fn journal_argv(unit: &str, want: &Want) -> Vec<String> {
-    let mut v: Vec<String> = ["journalctl", "--no-pager", "--quiet", "-o", "cat", "-u", unit]
-        .map(String::from)
-        .to_vec();
+    let mut v: Vec<String> = [
+        "journalctl",
+        "--no-pager",
+        "--quiet",
+        "-o",
+        "cat",
+        "-u",
+        unit,
+    ]
+    .map(String::from)
+    .to_vec();
     // journalctl takes up to i32::MAX lines, or all.
     if want.lines >= i32::MAX as usize {
         v.push("--lines=all".into());
@@ -245,7 +253,9 @@ async fn follow_journal(unit: &str, want: Want, tx: tokio::sync::mpsc::Sender<By
         let _ = (&mut err).take(4096).read_to_end(&mut e).await;
         let e = String::from_utf8_lossy(&e);
         if !e.trim().is_empty() {
-            let _ = tx.send(Bytes::from(format!("(journalctl: {})\n", e.trim()))).await;
+            let _ = tx
+                .send(Bytes::from(format!("(journalctl: {})\n", e.trim())))
+                .await;
         }
     }
 }
@@ -289,15 +299,24 @@ mod tests {
             },
         );
         assert_eq!(argv[7..], ["--lines=5", "--since=@1796119200", "--follow"]);
-        assert_eq!(journal_argv("u", &want(u32::MAX as usize, false))[7], "--lines=all");
+        assert_eq!(
+            journal_argv("u", &want(u32::MAX as usize, false))[7],
+            "--lines=all"
+        );
     }
 
     #[test]
     fn the_first_part_of_a_file() {
         let log = b"one\ntwo\nthree\npart";
-        assert_eq!(initial(log, &want(2, false), false), ("three\npart\n".into(), 18));
+        assert_eq!(
+            initial(log, &want(2, false), false),
+            ("three\npart\n".into(), 18)
+        );
         // Following: the line being written waits until it is whole.
-        assert_eq!(initial(log, &want(2, true), false), ("two\nthree\n".into(), 14));
+        assert_eq!(
+            initial(log, &want(2, true), false),
+            ("two\nthree\n".into(), 14)
+        );
         assert_eq!(initial(log, &want(0, true), false), (String::new(), 14));
         assert_eq!(initial(b"", &want(5, true), false), (String::new(), 0));
     }
@@ -352,7 +371,10 @@ mod tests {
             want(10, true),
         );
         assert_eq!(rx.recv().await.unwrap(), "first\n");
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         f.write_all(b"second\n").unwrap();
         assert_eq!(rx.recv().await.unwrap(), "second\n");
         // Written, then rotated before the reader looked: nothing is lost.

@@ -43,7 +43,10 @@ impl std::str::FromStr for Since {
             "w" => 7 * 86_400,
             _ => return Err(bad()),
         };
-        let secs = n.checked_mul(per).filter(|s| *s <= MAX_AGE_SECS).ok_or_else(bad)?;
+        let secs = n
+            .checked_mul(per)
+            .filter(|s| *s <= MAX_AGE_SECS)
+            .ok_or_else(bad)?;
         Ok(Since::Ago(TimeDelta::seconds(secs)))
     }
 }
@@ -106,7 +109,10 @@ mod tests {
             at("2026-12-01T10:00:00Z")
         );
         assert_eq!(
-            "2026-12-01T10:00:00Z".parse::<Since>().unwrap().resolve(now),
+            "2026-12-01T10:00:00Z"
+                .parse::<Since>()
+                .unwrap()
+                .resolve(now),
             at("2026-12-01T10:00:00Z")
         );
     }
@@ -114,7 +120,16 @@ mod tests {
     #[test]
     fn anything_else_is_refused_naming_the_forms() {
         for bad in [
-            "", "10", "m", "-1h", "1.5h", "10 m", "1y", "yesterday", "2026-12-01", "99999999999999d",
+            "",
+            "10",
+            "m",
+            "-1h",
+            "1.5h",
+            "10 m",
+            "1y",
+            "yesterday",
+            "2026-12-01",
+            "99999999999999d",
             "5000w",
         ] {
             assert_eq!(bad.parse::<Since>(), Err(SinceError(bad.into())), "{bad:?}");

@@ -326,7 +326,13 @@ mod tests {
         assert_eq!(shell[9], "--description=devhost shell");
         assert_eq!(
             shell[shell.len() - 5..],
-            ["--setenv=TERM=xterm", "--working-directory=/", "--", "/bin/sh", "-l"]
+            [
+                "--setenv=TERM=xterm",
+                "--working-directory=/",
+                "--",
+                "/bin/sh",
+                "-l"
+            ]
         );
         assert_eq!(
             machine_kill_argv("web01", "devhost-exec-7-1"),

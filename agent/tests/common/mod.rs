@@ -347,7 +347,13 @@ pub fn dig_at(port: u16, args: &[&str]) -> String {
 /// Run `program args` on a terminal (util-linux `script`, `TERM=dumb`: no
 /// terminal answers a shell's queries here), typing `input`; killed if it
 /// has not ended within 60 s.
-pub fn on_a_terminal(agent: &TestAgent, uid: u32, program: &str, args: &[&str], input: &str) -> Output {
+pub fn on_a_terminal(
+    agent: &TestAgent,
+    uid: u32,
+    program: &str,
+    args: &[&str],
+    input: &str,
+) -> Output {
     use std::io::Write;
     use std::os::unix::process::CommandExt;
     let line = std::iter::once(program)

@@ -27,9 +27,7 @@ pub fn run(config: Option<&Path>) -> i32 {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
-                .with_writer(crate::logs::agentlog::AgentLog::new(
-                    &cfg.paths.state_dir,
-                )),
+                .with_writer(crate::logs::agentlog::AgentLog::new(&cfg.paths.state_dir)),
         )
         .init();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");

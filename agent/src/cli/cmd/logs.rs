@@ -154,9 +154,14 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        assert_eq!(parse(&["web01"]).unwrap().query(now), "kind=console&lines=200");
         assert_eq!(
-            parse(&["web01", "--build", "--lines", "5", "-f"]).unwrap().query(now),
+            parse(&["web01"]).unwrap().query(now),
+            "kind=console&lines=200"
+        );
+        assert_eq!(
+            parse(&["web01", "--build", "--lines", "5", "-f"])
+                .unwrap()
+                .query(now),
             "kind=build&lines=5&follow=1"
         );
         assert_eq!(

@@ -45,12 +45,24 @@ mod tests {
     fn a_page_for_devhost_and_each_verb() {
         let d = tempfile::tempdir().unwrap();
         let files = super::write(d.path()).unwrap();
-        for f in ["devhost.1", "devhost-exec.1", "devhost-logs.1", "devhost-shell.1"] {
+        for f in [
+            "devhost.1",
+            "devhost-exec.1",
+            "devhost-logs.1",
+            "devhost-shell.1",
+        ] {
             assert!(files.contains(&f.to_string()), "{f} in {files:?}");
         }
-        assert!(!files.iter().any(|f| f.contains("__man")), "hidden verbs have none");
+        assert!(
+            !files.iter().any(|f| f.contains("__man")),
+            "hidden verbs have none"
+        );
         let exec = std::fs::read_to_string(d.path().join("devhost-exec.1")).unwrap();
-        assert!(exec.starts_with(".ie"), "roff: {}", &exec[..40.min(exec.len())]);
+        assert!(
+            exec.starts_with(".ie"),
+            "roff: {}",
+            &exec[..40.min(exec.len())]
+        );
         assert!(exec.contains("devhost\\-exec"), "{exec}");
     }
 }

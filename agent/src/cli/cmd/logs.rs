@@ -34,7 +34,7 @@ pub struct LogsArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_since)]
     pub since: Option<Since>,
     /// The last N lines [default: 200; with --since all of them].
-    #[arg(long, value_name = "N", allow_negative_numbers = true,
+    #[arg(long, allow_negative_numbers = true,
           value_parser = whole::<usize>(0, u32::MAX as u64))]
     pub lines: Option<usize>,
 }
@@ -121,7 +121,11 @@ pub fn run(sock: Option<&Path>, json: bool, args: &LogsArgs) -> i32 {
         while let Some(p) = partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = partial.drain(..=p).collect();
             let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            let v = serde_json::json!({ "name": label, "kind": kind, "line": line });
+            let v = if args.agent {
+                serde_json::json!({ "kind": kind, "line": line })
+            } else {
+                serde_json::json!({ "name": label, "kind": kind, "line": line })
+            };
             if writeln!(out, "{v}").and_then(|_| out.flush()).is_err() {
                 return false;
             }

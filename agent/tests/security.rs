@@ -1003,6 +1003,49 @@ fn a_uids_shells_are_bounded() {
 }
 
 #[test]
+fn a_uids_execs_are_bounded() {
+    let Some(()) = prerequisites("a_uids_execs_are_bounded") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("exb");
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["ensure", &name, &channel().url]),
+        "alice's ensure",
+    );
+    let body = r#"{"argv":["sleep","600"]}"#;
+    let request = format!(
+        "POST /v1/containers/{name}/exec HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: devhost-exec\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let open = || {
+        let mut s = connect_as(&agent, ALICE, users_gid());
+        s.write_all(request.as_bytes()).unwrap();
+        let line = status_line(&mut s);
+        (s, line)
+    };
+    let execs: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, line) = open();
+            assert!(line.contains(" 101 "), "{line}");
+            s
+        })
+        .collect();
+    let (_, line) = open();
+    assert!(line.contains(" 503 "), "a ninth exec: {line}");
+    // Closed ones free their places (their commands are killed).
+    drop(execs);
+    wait_until(Duration::from_secs(20), "a place is freed", || {
+        let (_, line) = open();
+        if line.contains(" 101 ") {
+            Ok(())
+        } else {
+            Err(line)
+        }
+    });
+}
+
+#[test]
 fn a_shared_system_is_never_handed_to_a_user_who_cannot_read_its_channel() {
     let Some(()) =
         prerequisites("a_shared_system_is_never_handed_to_a_user_who_cannot_read_its_channel")

@@ -281,8 +281,8 @@ fn sessions_in_a_systemd_container(kind: Kind) {
         || processes(&["sleep", "4244"]).is_empty() && processes(&["sleep", "4245"]).is_empty(),
     );
 
-    // A shell, typed into once it is there (a terminal of the container's
-    // systemd is reset when its unit starts: what was typed ahead is gone).
+    // A shell, typed into once it is there (through machined, what is
+    // typed before the unit's terminal is set up is lost).
     use std::io::{Read, Write};
     let mut script = agent
         .command(

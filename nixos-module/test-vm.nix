@@ -51,6 +51,10 @@ pkgs.testers.runNixOSTest {
     )
     assert "demo" in body, body
     host.succeed("getent hosts demo")
+    # A command in it, and the package's completions and manual pages.
+    assert host.succeed("echo hi | devhost exec demo -- cat").strip() == "hi"
+    host.succeed("test -e /run/current-system/sw/share/bash-completion/completions/devhost.bash")
+    host.succeed("test -e /run/current-system/sw/share/man/man1/devhost-exec.1.gz")
     host.succeed("devhost cleanup --dry-run | grep -q 'demo'")
     # Restarting the agent leaves the container running.
     host.succeed("systemctl restart devhost.service")

@@ -21,7 +21,9 @@
 //! - [`dns`]: the authoritative zone and its server, beside the proxy.
 //! - [`provision`]: running COPY/RUN/ECHO steps in a container.
 //! - [`enter`]: entering a running container with no more privilege than
-//!   its init (the helper behind RUN, COPY and ECHO).
+//!   its init (the helper behind RUN, COPY, ECHO, exec and shells).
+//! - [`logs`]: reading and following consoles, journals and the agent's
+//!   own log (`devhost logs`).
 //! - [`environment`]: reading batou's environment.cfg for `devhost deploy`.
 //! - [`fcdevhost`]: the `fc-devhost` protocol of batou ≥ 2.6 (config,
 //!   units, the vm-configs record).
@@ -50,6 +52,7 @@ pub mod enter;
 pub mod environment;
 pub mod fcdevhost;
 pub mod flight;
+pub mod logs;
 pub mod net;
 pub mod nix;
 pub mod nspawn;

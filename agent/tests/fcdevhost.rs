@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn vm_config(agent: &TestAgent, name: &str) -> Option<serde_json::Value> {
     let p = agent.dir.join(format!("compat/vm-configs/{name}.json"));
@@ -254,52 +254,6 @@ fn a_failed_first_ensure_leaves_nothing() {
     );
 }
 
-/// Run `program args` on a terminal (util-linux `script`, `TERM=dumb`: no
-/// terminal answers a shell's queries here), typing `input`; killed if it
-/// has not ended within 60 s.
-fn on_a_terminal(agent: &TestAgent, uid: u32, program: &str, args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    use std::os::unix::process::CommandExt;
-    let line = std::iter::once(program)
-        .chain(args.iter().copied())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &line, "/dev/null"])
-        .env("DEVHOST_SOCKET", &agent.socket)
-        .env("TERM", "dumb")
-        .env_remove("SUDO_UID")
-        .uid(uid)
-        .gid(users_gid())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        let exited = poll_until(std::time::Duration::from_secs(60), || {
-            !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        });
-        if exited.is_ok() {
-            return;
-        }
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = watchdog.join();
-    out
-}
-
 #[test]
 fn the_owner_gets_a_root_shell_in_the_container() {
     let Some(()) = prerequisites_and("the_owner_gets_a_root_shell_in_the_container", &["script"])
@@ -316,6 +270,7 @@ fn the_owner_gets_a_root_shell_in_the_container() {
     for (program, args) in [
         (DEVHOST, vec!["shell", name.as_str()]),
         (FC_DEVHOST, vec!["login", name.as_str()]),
+        (NIXOS_CONTAINER, vec!["root-login", name.as_str()]),
     ] {
         let out = on_a_terminal(&agent, ALICE, program, &args, typed);
         assert!(

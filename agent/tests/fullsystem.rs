@@ -145,6 +145,226 @@ fn full_system(kind: Kind) {
     assert_eq!(agent.traces_of(&name, addr), Vec::<String>::new());
 }
 
+/// `devhost exec` as root with `input`.
+fn exec(agent: &TestAgent, name: &str, command: &[&str], input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut args = vec!["exec", name, "--"];
+    args.extend_from_slice(command);
+    let mut child = agent
+        .command(DEVHOST, &args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Host processes whose command line is `argv`.
+fn processes(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+/// `devhost exec` and `devhost shell` in a container whose init is
+/// systemd: under the systemd backend through machined (a transient unit
+/// of the container's systemd), otherwise through the enter helper; either
+/// way as its root with its init's privilege, the status passed back, and
+/// what a departed client left killed.
+fn sessions_in_a_systemd_container(kind: Kind) {
+    let Some(()) = prerequisites_and("sessions_in_a_systemd_container", &["script"]) else {
+        return;
+    };
+    let (tree, _) = full_system_tree();
+    let agent = TestAgent::start(Options {
+        kind,
+        nix_extra_config: format!("devhost.fixture.fullSystem = \"{tree}\";"),
+        nix_allowed_paths: vec![tree.to_string()],
+        ready_timeout_secs: 120,
+        ..Options::default()
+    });
+    let name = agent.name("fse");
+    assert_ok(&agent.devhost(&["ensure", &name, &channel().url]), "ensure");
+    let out = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    let cgroup = exec(&agent, &name, &["cat", "/proc/self/cgroup"], b"");
+    assert_ok(&cgroup, "exec cat");
+    if kind == Kind::Systemd {
+        assert!(
+            out(&cgroup).contains("/system.slice/devhost-exec-"),
+            "a transient unit of the container's systemd:\n{}",
+            text(&cgroup)
+        );
+    } else {
+        let init = exec(&agent, &name, &["cat", "/proc/1/cgroup"], b"");
+        assert_eq!(out(&cgroup), out(&init), "the init's cgroup");
+    }
+    let piped = exec(
+        &agent,
+        &name,
+        &["sh", "-c", "cat; echo err >&2; exit 7"],
+        b"through\n",
+    );
+    assert_eq!(piped.status.code(), Some(7), "{}", text(&piped));
+    assert_eq!(out(&piped), "through\n");
+    assert_eq!(String::from_utf8_lossy(&piped.stderr), "err\n");
+    // Arguments as given: no `$` or `%` taken by systemd on the way.
+    let literal = exec(
+        &agent,
+        &name,
+        &["printf", "[%s]", "$HOME", "%n", "$$", "${X}"],
+        b"",
+    );
+    assert_eq!(out(&literal), "[$HOME][%n][$$][${X}]", "{}", text(&literal));
+    let killed = exec(&agent, &name, &["sh", "-c", "kill -9 $$"], b"");
+    assert_eq!(killed.status.code(), Some(137), "{}", text(&killed));
+
+    let fields = "^(Uid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):";
+    let own = exec(
+        &agent,
+        &name,
+        &["grep", "-E", fields, "/proc/self/status"],
+        b"",
+    );
+    let init = exec(
+        &agent,
+        &name,
+        &["grep", "-E", fields, "/proc/1/status"],
+        b"",
+    );
+    assert_eq!(out(&own).lines().count(), 8, "{}", text(&own));
+    // No more than the init: each capability set within the init's (a
+    // service of its systemd has an empty inheritable set), the same uid,
+    // seccomp mode and no_new_privs.
+    for (mine, its) in out(&own).lines().zip(out(&init).lines()) {
+        let (key, a) = mine.split_once(':').unwrap();
+        let (key2, b) = its.split_once(':').unwrap();
+        assert_eq!(key, key2);
+        if key.starts_with("Cap") {
+            let a = u64::from_str_radix(a.trim(), 16).unwrap();
+            let b = u64::from_str_radix(b.trim(), 16).unwrap();
+            assert_eq!(a & !b, 0, "{key}: {a:x} is within the init's {b:x}");
+        } else {
+            assert_eq!(a, b, "{key} as the init's");
+        }
+    }
+
+    // The client goes away: the command and what it started are killed.
+    let mut client = agent
+        .command(
+            DEVHOST,
+            &["exec", &name, "--", "sh", "-c", "sleep 4244 & sleep 4245"],
+        )
+        .spawn()
+        .unwrap();
+    for secs in ["4244", "4245"] {
+        wait_until(
+            std::time::Duration::from_secs(30),
+            format!("sleep {secs} runs"),
+            || processes(&["sleep", secs]).len() == 1,
+        );
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+    wait_until(
+        std::time::Duration::from_secs(30),
+        "the sleeps are gone",
+        || processes(&["sleep", "4244"]).is_empty() && processes(&["sleep", "4245"]).is_empty(),
+    );
+
+    // A shell, typed into once it is there (through machined, what is
+    // typed before the unit's terminal is set up is lost).
+    use std::io::{Read, Write};
+    let mut script = agent
+        .command(
+            "script",
+            &[
+                "-q",
+                "-e",
+                "-c",
+                &format!("{DEVHOST} shell {name}"),
+                "/dev/null",
+            ],
+        )
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = script.stdout.take().unwrap();
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut b) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&b[..n]);
+            }
+        })
+    };
+    let shown = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "the shell's prompt",
+        || {
+            let s = shown();
+            if s.contains("# ") {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    );
+    let mut keys = script.stdin.take().unwrap();
+    keys.write_all(b"echo SHELL-$((6 * 7)) $(id -u); cat /proc/self/cgroup\n")
+        .unwrap();
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "the shell's answer",
+        || {
+            let s = shown();
+            if s.contains("SHELL-42 0") {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    );
+    keys.write_all(b"exit\n").unwrap();
+    let status = script.wait().unwrap();
+    reader.join().unwrap();
+    let t = shown();
+    assert!(status.success(), "the shell ended by itself: {t}");
+    if kind == Kind::Systemd {
+        assert!(
+            t.contains("/system.slice/devhost-shell-"),
+            "through machined:\n{t}"
+        );
+    }
+}
+
+#[test]
+fn sessions_in_a_systemd_container_direct() {
+    sessions_in_a_systemd_container(Kind::Direct);
+}
+
+#[test]
+fn sessions_in_a_systemd_container_systemd() {
+    sessions_in_a_systemd_container(Kind::Systemd);
+}
+
 #[test]
 fn full_system_direct() {
     full_system(Kind::Direct);

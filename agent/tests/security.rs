@@ -292,6 +292,45 @@ fn run_has_the_privilege_of_the_containers_init_systemd() {
     run_has_the_privilege_of_the_containers_init(Kind::Systemd);
 }
 
+fn exec_has_the_privilege_of_the_containers_init(kind: Kind) {
+    let Some(()) = prerequisites("exec_has_the_privilege_of_the_containers_init") else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        kind,
+        ..Options::default()
+    });
+    let name = ensure_fixture(&agent, "xpriv");
+    let fields = "^(Uid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):";
+    let read = |status: &str| {
+        let out = agent.devhost(&["exec", &name, "--", "grep", "-E", fields, status]);
+        assert_ok(&out, "exec");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    // /proc/self is the command itself, run through `devhost exec`.
+    let (exec, init) = (read("/proc/self/status"), read("/proc/1/status"));
+    assert_eq!(exec.len(), 9, "{exec:?}");
+    assert_eq!(exec, init, "exec has exactly its init's privilege");
+    assert!(
+        exec.iter()
+            .any(|l| l.starts_with("Seccomp:") && l.ends_with('2')),
+        "under the init's seccomp filter: {exec:?}"
+    );
+}
+
+#[test]
+fn exec_has_the_privilege_of_the_containers_init_direct() {
+    exec_has_the_privilege_of_the_containers_init(Kind::Direct);
+}
+
+#[test]
+fn exec_has_the_privilege_of_the_containers_init_systemd() {
+    exec_has_the_privilege_of_the_containers_init(Kind::Systemd);
+}
+
 fn container_root_cannot_reach_the_host(kind: Kind) {
     let Some(()) = prerequisites("container_root_cannot_reach_the_host") else {
         return;
@@ -953,6 +992,49 @@ fn a_uids_shells_are_bounded() {
     assert!(line.contains(" 503 "), "a fifth shell: {line}");
     // A closed one frees its place.
     drop(shells);
+    wait_until(Duration::from_secs(20), "a place is freed", || {
+        let (_, line) = open();
+        if line.contains(" 101 ") {
+            Ok(())
+        } else {
+            Err(line)
+        }
+    });
+}
+
+#[test]
+fn a_uids_execs_are_bounded() {
+    let Some(()) = prerequisites("a_uids_execs_are_bounded") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("exb");
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["ensure", &name, &channel().url]),
+        "alice's ensure",
+    );
+    let body = r#"{"argv":["sleep","600"]}"#;
+    let request = format!(
+        "POST /v1/containers/{name}/exec HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: devhost-exec\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let open = || {
+        let mut s = connect_as(&agent, ALICE, users_gid());
+        s.write_all(request.as_bytes()).unwrap();
+        let line = status_line(&mut s);
+        (s, line)
+    };
+    let execs: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, line) = open();
+            assert!(line.contains(" 101 "), "{line}");
+            s
+        })
+        .collect();
+    let (_, line) = open();
+    assert!(line.contains(" 503 "), "a ninth exec: {line}");
+    // Closed ones free their places (their commands are killed).
+    drop(execs);
     wait_until(Duration::from_secs(20), "a place is freed", || {
         let (_, line) = open();
         if line.contains(" 101 ") {

@@ -122,6 +122,30 @@ impl Client {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// A text answer as it arrives: `on_chunk` sees each piece; it returns
+    /// false to stop reading.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        mut on_chunk: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), ClientError> {
+        let resp = self.send(Method::GET, path, None).await?;
+        if !resp.status().is_success() {
+            Self::body_of(resp).await?;
+            return Err(ClientError::Protocol("unexpected answer".into()));
+        }
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if !on_chunk(&data) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Run a streamed operation: `on_event` sees each event as it comes;
     /// the result is the final `done` event (or the error).
     pub async fn stream(

@@ -4,6 +4,8 @@
 
 pub mod client;
 pub mod error;
+pub mod exec;
+pub mod frame;
 #[cfg(test)]
 mod proptests;
 pub mod server;

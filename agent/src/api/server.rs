@@ -91,6 +91,8 @@ struct Shared {
     provision_budget: Arc<Semaphore>,
     /// Open shells per uid.
     shells: Arc<Connections>,
+    /// Running execs per uid.
+    execs: Arc<Connections>,
 }
 
 /// Serve until the listener fails or the task is dropped.
@@ -101,6 +103,7 @@ pub async fn serve(listener: UnixListener, handle: Handle, cfg: Arc<Config>) {
         cfg,
         provision_budget: Arc::new(Semaphore::new(PROVISION_BUDGET_MIB as usize)),
         shells: Arc::new(Connections::default()),
+        execs: Arc::new(Connections::default()),
     });
     loop {
         let (mut stream, _) = match listener.accept().await {
@@ -181,13 +184,6 @@ fn error(e: &ApiError) -> Response<Body> {
     )
 }
 
-fn text(body: String) -> Response<Body> {
-    Response::builder()
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(body)).boxed())
-        .expect("valid response")
-}
-
 /// Refuse a caller outside both groups before anything of theirs is read.
 fn may_change(caller: &Caller, cfg: &Config, verb: &str) -> Result<(), ApiError> {
     if caller.user {
@@ -196,6 +192,7 @@ fn may_change(caller: &Caller, cfg: &Config, verb: &str) -> Result<(), ApiError>
     let what = match verb {
         "ensure" => "create containers",
         "shell" => "open shells in containers",
+        "exec" => "run commands in containers",
         _ => "change containers",
     };
     Err(ApiError::forbidden(format!(
@@ -233,8 +230,12 @@ async fn route(req: Request<Incoming>, shared: &Shared, caller: Caller) -> Respo
         (&Method::GET, ["v1", "containers", name, "logs"]) => {
             logs(name, &query, handle, &caller, cfg).await
         }
+        (&Method::GET, ["v1", "agent", "logs"]) => agent_logs(&query, &caller, cfg),
         (&Method::POST, ["v1", "containers", name, "shell"]) => {
             shell(req, shared, &caller, name, &query).await
+        }
+        (&Method::POST, ["v1", "containers", name, "exec"]) => {
+            exec(req, shared, &caller, name).await
         }
         (&Method::POST, ["v1", "containers", name, verb]) => {
             post_op(req, shared, &caller, name, verb).await
@@ -269,6 +270,69 @@ async fn route(req: Request<Incoming>, shared: &Shared, caller: Caller) -> Respo
     result.unwrap_or_else(|e| error(&e))
 }
 
+/// Does the request ask to be upgraded to `token`?
+fn wants_upgrade<B>(req: &Request<B>, token: &str) -> Result<(), ApiError> {
+    let asks = req
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(token));
+    if asks {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "this route needs `Connection: Upgrade` and `Upgrade: {token}`"
+        )))
+    }
+}
+
+fn switching(token: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(hyper::header::CONNECTION, "upgrade")
+        .header(hyper::header::UPGRADE, token)
+        .body(Full::new(Bytes::new()).boxed())
+        .expect("valid response")
+}
+
+/// `POST /v1/containers/NAME/exec`, an upgrade to an exec stream: the
+/// caller and the container are checked, then the argv body is read and
+/// checked, then `101` and the relay (see [`super::exec`]).
+async fn exec(
+    req: Request<Incoming>,
+    shared: &Shared,
+    caller: &Caller,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    use super::exec::{ExecArgv, ExecBody, MAX_EXECS_PER_UID, UPGRADE};
+    wants_upgrade(&req, UPGRADE)?;
+    may_change(caller, &shared.cfg, "exec")?;
+    let (name, way) = super::exec::way_in(&shared.handle, caller, name, "exec").await?;
+    // The body is read apart from the request, whose parts keep the
+    // upgrade.
+    let (parts, body) = req.into_parts();
+    let body = read_body_of(&parts.headers, body, MAX_BODY, body_timeout(&shared.cfg)).await?;
+    let b: ExecBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid exec request: {e}")))?;
+    let argv = ExecArgv::try_from(b.argv).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let uid = caller.uid;
+    let Some(counted) = Connections::admit(&shared.execs, uid, MAX_EXECS_PER_UID) else {
+        return Err(ApiError::new(
+            ErrorKind::Busy,
+            format!("uid {uid} already runs {MAX_EXECS_PER_UID} commands through exec"),
+        ));
+    };
+    let req = Request::from_parts(parts, ());
+    tokio::spawn(async move {
+        let _counted = counted;
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => super::exec::relay(upgraded, name, uid, way, argv).await,
+            Err(e) => tracing::warn!("exec in {name}: upgrade failed: {e}"),
+        }
+    });
+    Ok(switching(UPGRADE))
+}
+
 /// `POST /v1/containers/NAME/shell`, an upgrade to a terminal: checked,
 /// then answered `101` and relayed (see [`super::shell`]).
 async fn shell(
@@ -278,19 +342,9 @@ async fn shell(
     name: &str,
     query: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let wants_upgrade = req
-        .headers()
-        .get(hyper::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(super::shell::UPGRADE));
-    if !wants_upgrade {
-        return Err(ApiError::bad_request(format!(
-            "a shell needs `Connection: Upgrade` and `Upgrade: {}`",
-            super::shell::UPGRADE
-        )));
-    }
+    wants_upgrade(&req, super::shell::UPGRADE)?;
     may_change(caller, &shared.cfg, "shell")?;
-    let (name, target, want) = super::shell::prepare(&shared.handle, caller, name, query).await?;
+    let (name, way, want) = super::shell::prepare(&shared.handle, caller, name, query).await?;
     // Counted for the shell's life (the connection it came on is no longer
     // counted once upgraded).
     let max = super::shell::MAX_SHELLS_PER_UID;
@@ -304,16 +358,11 @@ async fn shell(
     tokio::spawn(async move {
         let _counted = counted;
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => super::shell::relay(upgraded, name, uid, target, want).await,
+            Ok(upgraded) => super::shell::relay(upgraded, name, uid, way, want).await,
             Err(e) => tracing::warn!("shell in {name}: upgrade failed: {e}"),
         }
     });
-    Ok(Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(hyper::header::CONNECTION, "upgrade")
-        .header(hyper::header::UPGRADE, super::shell::UPGRADE)
-        .body(Full::new(Bytes::new()).boxed())
-        .expect("valid response"))
+    Ok(switching(super::shell::UPGRADE))
 }
 
 /// `POST /v1/containers/NAME/VERB`: the route, the name and the caller are
@@ -384,7 +433,11 @@ async fn post_op(
 
 /// The declared length of a body, refused at once when over `limit`.
 fn declared_length(req: &Request<Incoming>, limit: usize) -> Result<Option<u64>, ApiError> {
-    let Some(v) = req.headers().get(hyper::header::CONTENT_LENGTH) else {
+    declared_length_of(req.headers(), limit)
+}
+
+fn declared_length_of(headers: &hyper::HeaderMap, limit: usize) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get(hyper::header::CONTENT_LENGTH) else {
         return Ok(None);
     };
     let n: u64 = v
@@ -410,8 +463,19 @@ async fn read_body(
     limit: usize,
     deadline: Duration,
 ) -> Result<Bytes, ApiError> {
-    declared_length(&req, limit)?;
-    match tokio::time::timeout(deadline, Limited::new(req.into_body(), limit).collect()).await {
+    let (parts, body) = req.into_parts();
+    read_body_of(&parts.headers, body, limit, deadline).await
+}
+
+/// A body of at most `limit` bytes that arrives within `deadline`.
+async fn read_body_of(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, ApiError> {
+    declared_length_of(headers, limit)?;
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
         Err(_) => Err(ApiError::bad_request(format!(
             "the request body did not arrive within {} s",
             deadline.as_secs()
@@ -562,6 +626,71 @@ fn stream_op(
         .expect("valid response")
 }
 
+/// The query of a logs request: `kind=console|build|provision` (not for
+/// the agent's log), `lines=N`, `follow=1`, `since=SECONDS` (since the
+/// epoch).
+fn log_query(query: &str, kinds: bool) -> Result<(String, crate::logs::Want), ApiError> {
+    let mut kind = "console".to_string();
+    let mut want = crate::logs::Want {
+        lines: 200,
+        since: None,
+        follow: false,
+    };
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        match kv.split_once('=') {
+            Some(("kind", v @ ("console" | "build" | "provision"))) if kinds => {
+                kind = v.to_string()
+            }
+            Some(("lines", v)) => {
+                want.lines = v
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("lines={v:?} is not a number")))?
+            }
+            Some(("follow", "1" | "true")) => want.follow = true,
+            Some(("follow", "0" | "false")) => want.follow = false,
+            Some(("since", v)) => {
+                let t = v
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "since={v:?} is not a time in seconds since the epoch"
+                        ))
+                    })?;
+                want.since = Some(t);
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown log query {kv:?} (use {}lines=N, follow=1, since=SECONDS)",
+                    if kinds {
+                        "kind=console|build|provision, "
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        }
+    }
+    Ok((kind, want))
+}
+
+/// A log as `want` asks, streamed as it is read (and, following, as it
+/// grows) until the client goes away.
+fn log_response(
+    source: crate::logs::Source,
+    want: crate::logs::Want,
+    what: &str,
+) -> Result<Response<Body>, ApiError> {
+    crate::logs::check(&source, &want, what).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let stream = ReceiverStream::new(crate::logs::stream(source, want))
+        .map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    Ok(Response::builder()
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .expect("valid response"))
+}
+
 async fn logs(
     name: &str,
     query: &str,
@@ -577,28 +706,41 @@ async fn logs(
             info.owner_uid
         )));
     }
-    let mut kind: &str = "console";
-    let mut lines: usize = 200;
-    for kv in query.split('&').filter(|s| !s.is_empty()) {
-        match kv.split_once('=') {
-            Some(("kind", v @ ("console" | "build" | "provision"))) => kind = v,
-            Some(("lines", v)) => {
-                lines = v
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("lines={v:?} is not a number")))?
-            }
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown log query {kv:?} (use kind=console|build|provision, lines=N)"
-                )))
-            }
-        }
-    }
+    let (kind, want) = log_query(query, true)?;
     let store = crate::state::Store::new(&cfg.paths.state_dir);
-    let body = match kind {
-        "build" => crate::nspawn::ready::tail_lines(&store.build_log(&name), lines),
-        "provision" => crate::nspawn::ready::tail_lines(&store.provision_log(&name), lines),
-        _ => handle.console(name, lines).await?,
+    let file = |path| crate::logs::Source::File {
+        path,
+        timestamped: false,
+        rotated: None,
     };
-    Ok(text(body))
+    let (source, what) = match kind.as_str() {
+        "build" => (file(store.build_log(&name)), format!("build log of {name}")),
+        "provision" => (
+            file(store.provision_log(&name)),
+            format!("provisioning log of {name}"),
+        ),
+        _ => (
+            handle.console_source(name.clone()).await?,
+            format!("console log of {name} (direct backend)"),
+        ),
+    };
+    log_response(source, want, &what)
+}
+
+/// `GET /v1/agent/logs`: the agent's own log, for root and admins.
+fn agent_logs(query: &str, caller: &Caller, cfg: &Config) -> Result<Response<Body>, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::forbidden(format!(
+            "uid {} may not read the agent's log (root or group {:?} only: it names every container, user and command)",
+            caller.uid, cfg.access.admin_group
+        )));
+    }
+    let (_, want) = log_query(query, false)?;
+    let (path, rotated) = crate::logs::agentlog::paths(&cfg.paths.state_dir);
+    let source = crate::logs::Source::File {
+        path,
+        timestamped: true,
+        rotated: Some(rotated),
+    };
+    log_response(source, want, "agent's log")
 }

@@ -2,15 +2,21 @@
 //! NAME`, `fc-devhost login NAME`): `POST /v1/containers/NAME/shell` with
 //! `Upgrade: devhost-shell`, the terminal's size and type in the query.
 //! Only the container's owner or an admin gets one — they are its root
-//! anyway. The agent opens a pseudo-terminal, starts the enter helper on it
-//! (the container's namespaces and privilege, a new session with the
-//! terminal as its controlling one, `/bin/sh -l`) and relays bytes between
-//! the upgraded connection and the terminal until the shell ends.
+//! anyway. The agent opens a pseudo-terminal and starts on it either the
+//! enter helper (the container's namespaces and privilege, a new session
+//! with the terminal as its controlling one, `/bin/sh -l`), or — the
+//! systemd backend, a container whose init is systemd — `systemd-run
+//! --machine NAME --pty … /bin/sh -l` (a transient unit of the container's
+//! systemd on a terminal of the container's, relayed to ours), and relays
+//! bytes between the upgraded connection and the terminal until the shell
+//! ends.
 
+use super::exec::Way;
 use super::types::ApiError;
 use crate::access::Caller;
 use crate::container::ContainerName;
 use crate::enter::Action;
+use crate::provision::entry::MachineCommand;
 use crate::supervisor::Handle;
 use hyper_util::rt::TokioIo;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -58,31 +64,17 @@ impl ShellRequest {
     }
 }
 
-/// Check the caller and the container; the relay to run once upgraded.
+/// Check the caller and the container; the way in and what to open once
+/// upgraded.
 pub async fn prepare(
     handle: &Handle,
     caller: &Caller,
     name: &str,
     query: &str,
-) -> Result<(ContainerName, crate::provision::entry::Target, ShellRequest), ApiError> {
-    let name: ContainerName = name.parse()?;
+) -> Result<(ContainerName, Way, ShellRequest), ApiError> {
     let want = ShellRequest::from_query(query)?;
-    let info = handle.get(name.clone()).await?;
-    if !caller.may_manage(info.owner_uid) {
-        return Err(ApiError::forbidden(format!(
-            "container {name} belongs to uid {}; only its owner or an admin may open a shell in it",
-            info.owner_uid
-        )));
-    }
-    let leader = info
-        .pid
-        .and_then(|p| crate::sys::proc::children(p).into_iter().next())
-        .ok_or_else(|| {
-            ApiError::failed(format!("container {name} is not running; start it first"))
-        })?;
-    let target = crate::provision::entry::target(leader)
-        .map_err(|e| ApiError::failed(format!("container {name}: {e}")))?;
-    Ok((name, target, want))
+    let (name, way) = super::exec::way_in(handle, caller, name, "shell").await?;
+    Ok((name, way, want))
 }
 
 /// A new pseudo-terminal of `size`: the master (non-blocking) and the
@@ -124,7 +116,7 @@ pub async fn relay(
     upgraded: hyper::upgrade::Upgraded,
     name: ContainerName,
     uid: u32,
-    target: crate::provision::entry::Target,
+    way: Way,
     want: ShellRequest,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -144,7 +136,14 @@ pub async fn relay(
     let (Ok(out), Ok(err)) = (slave.try_clone(), slave.try_clone()) else {
         return;
     };
-    let mut cmd = crate::enter::command(&target.request(Action::Shell { term: want.term }));
+    let mut cmd = super::exec::session_command(
+        &name,
+        &way,
+        Action::Shell {
+            term: want.term.clone(),
+        },
+        &MachineCommand::Shell { term: &want.term },
+    );
     cmd.stdin(slave).stdout(out).stderr(err);
     let spawned = cmd.spawn();
     // The terminal's other end belongs to the shell alone.
@@ -206,8 +205,14 @@ pub async fn relay(
         }
     }
     let _ = to_client.shutdown().await;
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    match &way {
+        // What the unit left (a job of the shell's) goes with it.
+        Way::Machine { .. } => super::exec::end_session(&name, &way, &mut child).await,
+        Way::Enter(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
     tracing::info!(container = %name, uid, "shell closed");
 }
 

@@ -47,18 +47,11 @@ pub enum Command {
     List,
     /// Show one container.
     Status { name: String },
-    /// Show a container's console (or build) log.
+    /// Show a container's console (or build, or provisioning) log, or the
+    /// agent's own; --follow keeps printing what is added.
     Logs {
-        name: String,
-        /// The build log instead of the console.
-        #[arg(long)]
-        build: bool,
-        /// The provisioning transcript instead of the console.
-        #[arg(long, conflicts_with = "build")]
-        provision: bool,
-        #[arg(long, default_value_t = 200, allow_negative_numbers = true,
-              value_parser = whole::<usize>(0, u32::MAX as u64))]
-        lines: usize,
+        #[command(flatten)]
+        args: cmd::logs::LogsArgs,
     },
     /// Run ENVDIR/provision.sh (COPY/RUN/ECHO) in a running container.
     Provision {
@@ -74,6 +67,27 @@ pub enum Command {
     },
     /// A root shell in a running container (its owner or an admin).
     Shell { name: String },
+    /// Run a command in a running container as its root (its owner or an
+    /// admin): stdin, stdout and stderr passed through, no terminal; exits
+    /// with the command's status.
+    ///
+    /// The exit status is the command's (128 + N when signal N ended it,
+    /// 127 when it is not found), or, before it ran: 2 for bad usage, 3
+    /// when the agent is not running, 1 when the agent refused; 255 when
+    /// the connection to the agent broke while it ran. A command whose
+    /// client goes away is killed, with what it started.
+    Exec {
+        name: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Print the completion script for a shell (see the README to enable it).
+    Completions {
+        #[arg(value_enum)]
+        shell: cmd::completions::CompletionShell,
+    },
+
     /// Start a stopped container.
     Start { name: String },
     /// Stop a container (graceful poweroff, then kill after the timeout).
@@ -113,6 +127,13 @@ pub enum Command {
 
 /// Run `devhost ARGS` (the arguments after the program's name).
 pub fn main(args: &[String]) -> i32 {
+    // Packaging's own verb, outside the definitions it documents (so no
+    // page or completion names it).
+    if let [verb, dir] = args {
+        if verb == cmd::man::VERB {
+            return cmd::man::run(std::path::Path::new(dir));
+        }
+    }
     let cli: Cli = match super::args::parse("devhost", args) {
         Ok(c) => c,
         Err(code) => return code,
@@ -134,25 +155,10 @@ pub fn main(args: &[String]) -> i32 {
         } => cmd::ensure::run(sock, json, &name, &channel, &aliases, &args),
         Command::List => cmd::list::run(sock, json),
         Command::Status { name } => cmd::status::run(sock, json, &name),
-        Command::Logs {
-            name,
-            build,
-            provision,
-            lines,
-        } => cmd::logs::run(
-            sock,
-            json,
-            &name,
-            if provision {
-                "provision"
-            } else if build {
-                "build"
-            } else {
-                "console"
-            },
-            lines,
-        ),
+        Command::Logs { args } => cmd::logs::run(sock, json, &args),
         Command::Shell { name } => cmd::shell::run(sock, &name),
+        Command::Exec { name, command } => cmd::exec::run(sock, &name, &command),
+        Command::Completions { shell } => cmd::completions::run(shell),
         Command::Start { name } => cmd::start::run(sock, json, &name),
         Command::Stop { name } => cmd::stop::run(sock, json, &name),
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),

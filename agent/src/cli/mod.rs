@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod compat;
 pub mod devhost;
 pub mod sudo;
+pub mod upgrade;
 
 use crate::api::client::{Client, ClientError};
 use crate::api::types::Event;

@@ -16,6 +16,7 @@ use super::privilege::{parse_status, Privilege};
 use super::{Action, EnterRequest, RUN_ENV};
 use crate::sys::ns;
 use nix::libc;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use std::os::fd::OwnedFd;
 
 /// Exit code when entering failed (the command never ran).
@@ -156,9 +157,35 @@ fn enter(req: &EnterRequest) -> Result<i32, String> {
     become_root_inside()?;
     ns::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
     let parent = std::process::id();
+    // An exec's helper waits for signals instead of dying of them: the
+    // agent's SIGTERM (its client went away) kills the command's group.
+    let exec = matches!(req.action, Action::Exec { .. });
+    let mut watched = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        watched.add(s);
+    }
+    let mut saved = SigSet::empty();
+    if exec {
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut saved))
+            .map_err(|e| format!("blocking signals: {e}"))?;
+    }
     // SAFETY: this process is single-threaded, so the child may do anything.
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         nix::unistd::ForkResult::Child => {
+            if exec {
+                // The command gets the mask the helper had, and a group of
+                // its own (for the helper to kill).
+                let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
+                let _ = nix::unistd::setpgid(
+                    nix::unistd::Pid::from_raw(0),
+                    nix::unistd::Pid::from_raw(0),
+                );
+            }
             let code = match child(req, &privilege, &filters, last_cap, parent) {
                 Ok(code) => code,
                 Err(e) => {
@@ -168,7 +195,35 @@ fn enter(req: &EnterRequest) -> Result<i32, String> {
             };
             std::process::exit(code);
         }
+        nix::unistd::ForkResult::Parent { child } if exec => {
+            // The child may not have made its group yet; then the kill
+            // below reaches it by pid.
+            wait_killing_group(child, &watched)
+        }
         nix::unistd::ForkResult::Parent { child } => wait_for(child),
+    }
+}
+
+/// Wait for an exec's command; on SIGTERM, SIGINT or SIGHUP kill its
+/// process group (everything it started that stayed in it), then report
+/// its status as [`wait_for`] does.
+fn wait_killing_group(child: nix::unistd::Pid, watched: &SigSet) -> Result<i32, String> {
+    use nix::sys::signal::kill;
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("waiting for the command: {e}")),
+        }
+        match watched.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(_) => {
+                let _ = kill(nix::unistd::Pid::from_raw(-child.as_raw()), Signal::SIGKILL);
+                let _ = kill(child, Signal::SIGKILL);
+            }
+        }
     }
 }
 
@@ -247,6 +302,17 @@ fn child(
                 c.env(k, v);
             }
             c.env("TERM", term);
+            let e = c.exec();
+            Err(format!("running /bin/sh in the container: {e}"))
+        }
+        Action::Exec { argv } => {
+            use std::os::unix::process::CommandExt;
+            let argv = super::exec_argv(argv);
+            let mut c = std::process::Command::new(&argv[0]);
+            c.args(&argv[1..]).env_clear().current_dir("/");
+            for (k, v) in RUN_ENV {
+                c.env(k, v);
+            }
             let e = c.exec();
             Err(format!("running /bin/sh in the container: {e}"))
         }

@@ -48,6 +48,27 @@ pub enum Action {
     /// An interactive login shell on the terminal that is stdin (a new
     /// session with it as the controlling terminal), `TERM` as given.
     Shell { term: String },
+    /// `devhost exec`: `argv` through [`EXEC_SCRIPT`] as the container's
+    /// root, with [`RUN_ENV`], in a process group of its own; a SIGTERM,
+    /// SIGINT or SIGHUP to the helper kills that whole group (the client
+    /// went away), and the helper exits with the command's status.
+    Exec { argv: Vec<String> },
+}
+
+/// How `devhost exec` runs its argv, the same on every way in: `/bin/sh -c
+/// EXEC_SCRIPT devhost-exec ARGV…`. The container's PATH finds the program
+/// (127: not found, 126: not executable), and a command ended by signal N
+/// reports 128 + N (the shell's `$?`) — also where systemd-run would only
+/// say "signal".
+pub const EXEC_SCRIPT: &str = "\"$@\"; exit $?";
+
+/// `/bin/sh -c EXEC_SCRIPT devhost-exec ARGV…`.
+pub fn exec_argv(argv: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = ["/bin/sh", "-c", EXEC_SCRIPT, "devhost-exec"]
+        .map(String::from)
+        .to_vec();
+    v.extend(argv.iter().cloned());
+    v
 }
 
 /// What RUN commands get as PATH: NixOS's and the FHS places.
@@ -107,6 +128,18 @@ mod tests {
         );
         let back: EnterRequest = serde_json::from_str(&args[1]).unwrap();
         assert_eq!(back, req);
+        assert_eq!(
+            exec_argv(&["ls".into(), "-l".into(), "a b".into()]),
+            [
+                "/bin/sh",
+                "-c",
+                "\"$@\"; exit $?",
+                "devhost-exec",
+                "ls",
+                "-l",
+                "a b"
+            ]
+        );
         assert!(serde_json::from_str::<EnterRequest>(
             r#"{"leader":{"pid":1,"start_time":1},"cgroup_procs":[],"action":"write","x":1}"#
         )

@@ -54,4 +54,13 @@ pub trait Backend: Send + Sync {
     async fn leader(&self, name: &ContainerName) -> Option<u32>;
     /// The last lines of the container's console.
     async fn console_tail(&self, name: &ContainerName, console_log: &Path, lines: usize) -> String;
+    /// Where the container's console is read from as it grows: the file
+    /// the backend has nspawn write, unless it says otherwise.
+    fn console_source(&self, _name: &ContainerName, console_log: &Path) -> crate::logs::Source {
+        crate::logs::Source::File {
+            path: console_log.to_path_buf(),
+            timestamped: false,
+            rotated: None,
+        }
+    }
 }

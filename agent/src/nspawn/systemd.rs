@@ -364,4 +364,10 @@ impl Backend for SystemdBackend {
     ) -> String {
         self.journal_tail(&unit_name(name), lines).await
     }
+
+    fn console_source(&self, name: &ContainerName, _console_log: &Path) -> crate::logs::Source {
+        crate::logs::Source::Journal {
+            unit: unit_name(name),
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! How provisioning gets into a container. A RUN in a container whose PID 1
-//! is systemd, run by the systemd backend (registered with machined), goes
-//! the systemd way: `systemd-run --machine` starts it as a transient unit of
+//! How provisioning, `devhost exec` and `devhost shell` get into a
+//! container. A RUN (an exec, a shell) in a container whose PID 1 is
+//! systemd, run by the systemd backend (registered with machined), goes the
+//! systemd way: `systemd-run --machine` starts it as a transient unit of
 //! the container's own systemd, so it is tracked, logged and limited like
 //! the container's services (and, forked by that systemd, has its
 //! privilege). Everything else — RUN in any other container, every COPY and
@@ -62,6 +63,78 @@ pub fn machine_argv(name: &str, command: &str) -> Vec<String> {
     v.push("--".into());
     v.extend(["/bin/sh", "-c", command].map(String::from));
     v
+}
+
+/// What the agent runs in a container through machined for `devhost
+/// exec` or `devhost shell`, as a transient unit `unit` of the container's
+/// own systemd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MachineCommand<'a> {
+    /// The argv through [`crate::enter::EXEC_SCRIPT`]; stdin, stdout and
+    /// stderr are systemd-run's own (`--pipe`).
+    Exec(&'a [String]),
+    /// A login shell on a terminal of the container's (`--pty`, relayed by
+    /// systemd-run to its own terminal), with `TERM`.
+    Shell { term: &'a str },
+}
+
+/// `systemd-run --machine NAME --unit UNIT … ` for exec or a shell: the
+/// same environment and directory as RUN, a unit name the agent knows so
+/// that it can kill what is left ([`machine_kill_argv`]), and the command
+/// line escaped for systemd (which would expand `$` in it).
+pub fn machine_session_argv(name: &str, unit: &str, what: &MachineCommand) -> Vec<String> {
+    let (stdio, description) = match what {
+        MachineCommand::Exec(_) => ("--pipe", "devhost exec"),
+        MachineCommand::Shell { .. } => ("--pty", "devhost shell"),
+    };
+    let mut v: Vec<String> = [
+        "systemd-run",
+        "--machine",
+        name,
+        "--quiet",
+        stdio,
+        "--wait",
+        "--collect",
+        "--service-type=exec",
+    ]
+    .map(String::from)
+    .to_vec();
+    v.push(format!("--unit={unit}"));
+    v.push(format!("--description={description}"));
+    for (k, val) in RUN_ENV {
+        v.push(format!("--setenv={k}={val}"));
+    }
+    if let MachineCommand::Shell { term } = what {
+        v.push(format!("--setenv=TERM={term}"));
+    }
+    v.push("--working-directory=/".into());
+    v.push("--".into());
+    match what {
+        // systemd expands `$NAME`, `${NAME}` and `$$` in a command line;
+        // every `$` doubled, the command gets its arguments as given.
+        MachineCommand::Exec(argv) => v.extend(
+            crate::enter::exec_argv(argv)
+                .into_iter()
+                .map(|a| a.replace('$', "$$")),
+        ),
+        MachineCommand::Shell { .. } => v.extend(["/bin/sh", "-l"].map(String::from)),
+    }
+    v
+}
+
+/// Kill everything of the transient unit `unit` in container `name` (the
+/// client of an exec or shell went away).
+pub fn machine_kill_argv(name: &str, unit: &str) -> Vec<String> {
+    [
+        "systemctl",
+        "--machine",
+        name,
+        "kill",
+        "--signal=SIGKILL",
+        unit,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The `cgroup.procs` files of the cgroups in `proc_cgroup` (a
@@ -199,6 +272,77 @@ mod tests {
                 "/bin/sh",
                 "-c",
                 "id -u"
+            ]
+        );
+    }
+
+    #[test]
+    fn exec_and_shell_through_machined() {
+        let env = [
+            format!("--setenv=PATH={}", crate::enter::RUN_PATH),
+            "--setenv=HOME=/root".into(),
+            "--setenv=USER=root".into(),
+            "--setenv=LANG=C.UTF-8".into(),
+        ];
+        let argv = ["cat".to_string(), "$HOME$$".to_string()];
+        let mut want: Vec<String> = [
+            "systemd-run",
+            "--machine",
+            "web01",
+            "--quiet",
+            "--pipe",
+            "--wait",
+            "--collect",
+            "--service-type=exec",
+            "--unit=devhost-exec-7-1",
+            "--description=devhost exec",
+        ]
+        .map(String::from)
+        .to_vec();
+        want.extend(env.iter().cloned());
+        want.extend(
+            [
+                "--working-directory=/",
+                "--",
+                "/bin/sh",
+                "-c",
+                "\"$$@\"; exit $$?",
+                "devhost-exec",
+                "cat",
+                "$$HOME$$$$",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(
+            machine_session_argv("web01", "devhost-exec-7-1", &MachineCommand::Exec(&argv)),
+            want
+        );
+        let shell = machine_session_argv(
+            "web01",
+            "devhost-shell-7-2",
+            &MachineCommand::Shell { term: "xterm" },
+        );
+        assert_eq!(shell[4], "--pty");
+        assert_eq!(shell[9], "--description=devhost shell");
+        assert_eq!(
+            shell[shell.len() - 5..],
+            [
+                "--setenv=TERM=xterm",
+                "--working-directory=/",
+                "--",
+                "/bin/sh",
+                "-l"
+            ]
+        );
+        assert_eq!(
+            machine_kill_argv("web01", "devhost-exec-7-1"),
+            [
+                "systemctl",
+                "--machine",
+                "web01",
+                "kill",
+                "--signal=SIGKILL",
+                "devhost-exec-7-1"
             ]
         );
     }

@@ -53,6 +53,10 @@ pub(super) enum Msg {
         lines: usize,
         reply: Reply<String>,
     },
+    ConsoleSource {
+        name: ContainerName,
+        reply: Reply<crate::logs::Source>,
+    },
     Finding {
         text: String,
     },
@@ -123,6 +127,15 @@ impl Handle {
         lines: usize,
     ) -> Result<String, SupervisorError> {
         self.ask(|reply| Msg::Console { name, lines, reply }).await
+    }
+
+    /// Where a container's console is read from as it grows (file or
+    /// journal).
+    pub async fn console_source(
+        &self,
+        name: ContainerName,
+    ) -> Result<crate::logs::Source, SupervisorError> {
+        self.ask(|reply| Msg::ConsoleSource { name, reply }).await
     }
 
     pub async fn info(&self) -> Result<AgentInfo, SupervisorError> {

@@ -253,6 +253,10 @@ impl Supervisor {
                         let _ = reply.send(env.backend.console_tail(&name, &log, lines).await);
                     });
                 }
+                Msg::ConsoleSource { name, reply } => {
+                    let log = self.env.store.console_log(&name);
+                    let _ = reply.send(self.env.backend.console_source(&name, &log));
+                }
                 Msg::Info { reply } => {
                     let _ = reply.send(AgentInfo {
                         version: env!("CARGO_PKG_VERSION").to_string(),

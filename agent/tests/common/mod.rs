@@ -343,3 +343,55 @@ pub fn dig_at(port: u16, args: &[&str]) -> String {
         .expect("dig (apt-get install bind9-dnsutils)");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Run `program args` on a terminal (util-linux `script`, `TERM=dumb`: no
+/// terminal answers a shell's queries here), typing `input`; killed if it
+/// has not ended within 60 s.
+pub fn on_a_terminal(
+    agent: &TestAgent,
+    uid: u32,
+    program: &str,
+    args: &[&str],
+    input: &str,
+) -> Output {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let line = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("DEVHOST_SOCKET", &agent.socket)
+        .env("TERM", "dumb")
+        .env_remove("SUDO_UID")
+        .uid(uid)
+        .gid(users_gid())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        let exited = poll_until(std::time::Duration::from_secs(60), || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if exited.is_ok() {
+            return;
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = watchdog.join();
+    out
+}

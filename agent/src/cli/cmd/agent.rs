@@ -1,4 +1,5 @@
-//! `devhost agent`: run the daemon in the foreground.
+//! `devhost agent`: run the daemon in the foreground, logging to stderr and
+//! to `STATE/agent.log` ([`crate::logs::agentlog`]).
 
 use crate::config::Config;
 use std::path::Path;
@@ -14,12 +15,20 @@ pub fn run(config: Option<&Path>) -> i32 {
         },
         None => Config::defaults(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    // To stderr (the journal under systemd) and to STATE/agent.log, which
+    // `devhost logs --agent` reads.
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_env("DEVHOST_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(crate::logs::agentlog::AgentLog::new(&cfg.paths.state_dir)),
+        )
         .init();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     match rt.block_on(crate::daemon::run(cfg)) {

@@ -3,14 +3,17 @@
 pub mod adopt;
 pub mod agent;
 pub mod cleanup;
+pub mod completions;
 pub mod deploy;
 pub mod destroy;
 pub mod ensure;
+pub mod exec;
 pub mod extend;
 pub mod forget;
 pub mod info;
 pub mod list;
 pub mod logs;
+pub mod man;
 pub mod pin;
 pub mod provision;
 pub mod shell;

@@ -4,11 +4,9 @@
 //! put into raw mode while the shell runs (when stdin is one) and restored
 //! afterwards, and bytes are copied both ways until the shell ends.
 
-use crate::api::types::ApiError;
-use crate::cli::{EXIT_FAILED, EXIT_NO_AGENT, EXIT_OK};
+use crate::cli::{EXIT_FAILED, EXIT_OK};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 /// The terminal's size (rows, cols), of stdin or else stdout, or 24×80.
@@ -76,64 +74,15 @@ pub fn run(sock: Option<&Path>, name: &str) -> i32 {
         Ok(n) => n,
         Err(code) => return code,
     };
-    let socket = crate::cli::resolve_socket(sock);
-    let mut conn = match UnixStream::connect(&socket) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "error: the devhost agent is not running (cannot connect to {}: {e})",
-                socket.display()
-            );
-            return EXIT_NO_AGENT;
-        }
-    };
     let (rows, cols) = size();
-    let request = format!(
-        "POST /v1/containers/{name}/shell?rows={rows}&cols={cols}&term={} HTTP/1.1\r\nHost: devhost\r\nConnection: Upgrade\r\nUpgrade: {}\r\nContent-Length: 0\r\n\r\n",
-        term_name(),
-        crate::api::shell::UPGRADE
+    let path = format!(
+        "/v1/containers/{name}/shell?rows={rows}&cols={cols}&term={}",
+        term_name()
     );
-    if let Err(e) = conn.write_all(request.as_bytes()) {
-        eprintln!("error: talking to the agent: {e}");
-        return EXIT_FAILED;
-    }
-    // The answer's head, byte by byte: what follows it is the terminal's.
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut b) {
-            Ok(1) => head.push(b[0]),
-            _ => {
-                eprintln!("error: the agent closed the connection");
-                return EXIT_FAILED;
-            }
-        }
-        if head.len() > 64 * 1024 {
-            eprintln!("error: the agent's answer is not HTTP");
-            return EXIT_FAILED;
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    if !head.starts_with("HTTP/1.1 101") {
-        // An error: its JSON body follows.
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        let mut body = vec![0u8; len.min(1 << 20)];
-        let _ = conn.read_exact(&mut body);
-        return match serde_json::from_slice::<ApiError>(&body) {
-            Ok(e) => crate::cli::fail(&crate::api::client::ClientError::Api(e), false),
-            Err(_) => {
-                eprintln!("error: {}", head.lines().next().unwrap_or(""));
-                EXIT_FAILED
-            }
-        };
-    }
+    let mut conn = match crate::cli::upgrade::open(sock, &path, crate::api::shell::UPGRADE, b"") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let raw = Raw::enter();
     let Ok(mut reader) = conn.try_clone() else {
         return EXIT_FAILED;

@@ -1,13 +1,16 @@
 //! `nixos-container` as batou and operators use it on a devhost: `list` (one
 //! name per line, for anyone), `status NAME` (up/down/gone), `show-ip NAME`,
-//! and `start`/`stop`/`destroy NAME`. Other subcommands of NixOS's tool
-//! are refused with a pointer to `devhost`.
+//! `start`/`stop`/`destroy NAME`, `run NAME -- COMMAND…` (`devhost exec`)
+//! and `root-login NAME` (`devhost shell`). `create` and `update` are
+//! refused with a pointer to `devhost ensure`, `login` with one to `devhost
+//! shell` and ssh, and the rest of NixOS's tool with one to `devhost`
+//! (exit 2).
 
 use crate::api::client::ClientError;
 use crate::api::types::{ContainerInfo, ErrorKind, ListResponse};
 use crate::cli::{block_on, client, fail, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
-const USAGE: &str = "usage: nixos-container list | status NAME | show-ip NAME | start NAME | stop NAME | destroy NAME";
+const USAGE: &str = "usage: nixos-container list | status NAME | show-ip NAME | start NAME | stop NAME | destroy NAME | run NAME -- COMMAND [ARG...] | root-login NAME";
 
 pub fn main(args: &[String]) -> i32 {
     if let Err(code) = crate::cli::drop_sudo() {
@@ -21,7 +24,21 @@ pub fn main(args: &[String]) -> i32 {
         ["start", name] => crate::cli::cmd::start::run(None, false, name),
         ["stop", name] => crate::cli::cmd::stop::run(None, false, name),
         ["destroy", name] => crate::cli::cmd::destroy::run(None, false, name),
-        [cmd, ..] if ["create", "update", "run", "root-login", "login"].contains(cmd) => {
+        ["root-login", name] => crate::cli::cmd::shell::run(None, name),
+        // NixOS's tool takes the command after `--` (or without it).
+        ["run", name, "--", command @ ..] | ["run", name, command @ ..] => {
+            let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+            crate::cli::cmd::exec::run(None, name, &command)
+        }
+        [cmd @ ("create" | "update"), ..] => {
+            eprintln!("error: `nixos-container {cmd}` is not supported on a devhost: containers are built from a channel by the agent; use `devhost ensure NAME CHANNEL [ALIAS…]` (it creates the container, or brings an existing one up to date)");
+            EXIT_USAGE
+        }
+        ["login", ..] => {
+            eprintln!("error: `nixos-container login` is not supported on a devhost: use `nixos-container root-login NAME` (or `devhost shell NAME`) for a root shell, or ssh into the container as a user");
+            EXIT_USAGE
+        }
+        [cmd, ..] if ["show-host-key", "restart", "terminate"].contains(cmd) => {
             eprintln!("error: `nixos-container {cmd}` is not supported on a devhost; use `devhost` (see `devhost --help`)");
             EXIT_USAGE
         }

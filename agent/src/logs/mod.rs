@@ -1,0 +1,392 @@
+//! Reading logs for `devhost logs`: a container's console (a file nspawn
+//! writes under the direct backend, the unit's journal under the systemd
+//! backend), its build and provisioning logs, and the agent's own log
+//! ([`agentlog`]). What to read is planned here purely ([`Source`],
+//! [`Want`], [`journal_argv`], [`initial`]); [`stream`] sends it, and with
+//! `follow` what is added after, until the reader goes away.
+//!
+//! `--since` needs times: the journal has them, and so has the agent's log
+//! (each entry starts with an RFC 3339 time). The console file, the build
+//! and the provisioning log are written as the programs print them,
+//! without times, and a `--since` for them is refused (bad request).
+
+pub mod agentlog;
+pub mod since;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+/// Where a log is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file that grows at its end. `timestamped`: every entry starts with
+    /// its time; `rotated`: where the file is moved when it is rotated (it
+    /// is read to its end there before the new one is followed).
+    File {
+        path: PathBuf,
+        timestamped: bool,
+        rotated: Option<PathBuf>,
+    },
+    /// The journal of a systemd unit.
+    Journal { unit: String },
+}
+
+/// What a reader asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    /// The last this many lines (of those since `since`).
+    pub lines: usize,
+    pub since: Option<DateTime<Utc>>,
+    /// Keep sending what is added.
+    pub follow: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogsError {
+    #[error("the {what} has no times in it, so --since cannot be applied (use --lines); times are in the systemd backend's console journal and in the agent's log")]
+    NoTimes { what: String },
+}
+
+/// Check `want` against the source (`what` names it for the message).
+pub fn check(source: &Source, want: &Want, what: &str) -> Result<(), LogsError> {
+    match source {
+        Source::File {
+            timestamped: false, ..
+        } if want.since.is_some() => Err(LogsError::NoTimes {
+            what: what.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `journalctl` for the unit's journal as `want` asks, messages only.
+pub fn journal_argv(unit: &str, want: &Want) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "journalctl",
+        "--no-pager",
+        "--quiet",
+        "-o",
+        "cat",
+        "-u",
+        unit,
+    ]
+    .map(String::from)
+    .to_vec();
+    // journalctl takes up to i32::MAX lines, or all.
+    if want.lines >= i32::MAX as usize {
+        v.push("--lines=all".into());
+    } else {
+        v.push(format!("--lines={}", want.lines));
+    }
+    if let Some(t) = want.since {
+        v.push(format!("--since=@{}", t.timestamp()));
+    }
+    if want.follow {
+        v.push("--follow".into());
+    }
+    v
+}
+
+/// What to send first of a file's content `bytes`: the last `want.lines`
+/// lines (of those since `want.since`, for a timestamped file), each ending
+/// in a newline; and how far into `bytes` following starts (after the last
+/// whole line: a line being written is sent whole once it is done).
+pub fn initial(bytes: &[u8], want: &Want, timestamped: bool) -> (String, usize) {
+    let whole = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map(|p| p + 1)
+        .unwrap_or(0);
+    let upto = if want.follow { whole } else { bytes.len() };
+    let text = String::from_utf8_lossy(&bytes[..upto]);
+    let lines: Vec<&str> = match (want.since, timestamped) {
+        (Some(t), true) => since::lines_since(&text, t),
+        _ => text.lines().collect(),
+    };
+    let start = lines.len().saturating_sub(want.lines);
+    let mut out = String::new();
+    for l in &lines[start..] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    (out, upto)
+}
+
+/// How often a followed file is looked at.
+pub const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Send the log as `want` asks, in chunks; the stream ends with the log
+/// (without `follow`), or when the receiver is dropped.
+pub fn stream(source: Source, want: Want) -> tokio::sync::mpsc::Receiver<Bytes> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        match source {
+            Source::File {
+                path,
+                timestamped,
+                rotated,
+            } => follow_file(path, rotated, timestamped, want, tx).await,
+            Source::Journal { unit } => follow_journal(&unit, want, tx).await,
+        }
+    });
+    rx
+}
+
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+/// Bytes of the file at `path` from `offset` to its end, if it is the file
+/// `id`.
+fn read_from(path: &std::path::Path, id: (u64, u64), offset: u64) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path).ok()?;
+    if identity(&f.metadata().ok()?) != id {
+        return None;
+    }
+    f.seek(std::io::SeekFrom::Start(offset)).ok()?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).ok()?;
+    Some(v)
+}
+
+async fn follow_file(
+    path: PathBuf,
+    rotated: Option<PathBuf>,
+    timestamped: bool,
+    want: Want,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let (bytes, mut id) = match std::fs::File::open(&path) {
+        Ok(f) => {
+            use std::io::Read;
+            let id = f.metadata().map(|m| identity(&m)).unwrap_or_default();
+            let mut v = Vec::new();
+            let _ = (&f).read_to_end(&mut v);
+            (v, id)
+        }
+        Err(_) => (Vec::new(), (0, 0)),
+    };
+    let (first, upto) = initial(&bytes, &want, timestamped);
+    drop(bytes);
+    if !first.is_empty() && tx.send(Bytes::from(first)).await.is_err() {
+        return;
+    }
+    if !want.follow {
+        return;
+    }
+    let mut offset = upto as u64;
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue; // between a rotation's rename and the new file
+        };
+        let mut new = Vec::new();
+        if identity(&meta) != id {
+            // Rotated (or replaced): the rest of the old one, where it went.
+            if let Some(old) = &rotated {
+                new.extend(read_from(old, id, offset).unwrap_or_default());
+            }
+            id = identity(&meta);
+            offset = 0;
+        } else if meta.len() < offset {
+            offset = 0; // truncated
+        }
+        if meta.len() > offset || !new.is_empty() {
+            if let Some(more) = read_from(&path, id, offset) {
+                offset += more.len() as u64;
+                new.extend(more);
+            }
+        }
+        if !new.is_empty() && tx.send(Bytes::from(new)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn follow_journal(unit: &str, want: Want, tx: tokio::sync::mpsc::Sender<Bytes>) {
+    use tokio::io::AsyncReadExt;
+    let argv = journal_argv(unit, &want);
+    let child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx
+                .send(Bytes::from(format!("(journalctl failed: {e})\n")))
+                .await;
+            return;
+        }
+    };
+    let Some(mut out) = child.stdout.take() else {
+        return;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            _ = tx.closed() => break,
+            n = out.read(&mut buf) => match n {
+                Ok(n) if n > 0 => {
+                    if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            },
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    // What journalctl complained about, if anything (and anyone listens).
+    if let Some(mut err) = child.stderr.take() {
+        let mut e = Vec::new();
+        let _ = (&mut err).take(4096).read_to_end(&mut e).await;
+        let e = String::from_utf8_lossy(&e);
+        if !e.trim().is_empty() {
+            let _ = tx
+                .send(Bytes::from(format!("(journalctl: {})\n", e.trim())))
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn want(lines: usize, follow: bool) -> Want {
+        Want {
+            lines,
+            since: None,
+            follow,
+        }
+    }
+
+    #[test]
+    fn the_journal_as_asked() {
+        assert_eq!(
+            journal_argv("devhost-web01.service", &want(200, false)),
+            [
+                "journalctl",
+                "--no-pager",
+                "--quiet",
+                "-o",
+                "cat",
+                "-u",
+                "devhost-web01.service",
+                "--lines=200"
+            ]
+        );
+        let t = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let argv = journal_argv(
+            "u",
+            &Want {
+                lines: 5,
+                since: Some(t),
+                follow: true,
+            },
+        );
+        assert_eq!(argv[7..], ["--lines=5", "--since=@1796119200", "--follow"]);
+        assert_eq!(
+            journal_argv("u", &want(u32::MAX as usize, false))[7],
+            "--lines=all"
+        );
+    }
+
+    #[test]
+    fn the_first_part_of_a_file() {
+        let log = b"one\ntwo\nthree\npart";
+        assert_eq!(
+            initial(log, &want(2, false), false),
+            ("three\npart\n".into(), 18)
+        );
+        // Following: the line being written waits until it is whole.
+        assert_eq!(
+            initial(log, &want(2, true), false),
+            ("two\nthree\n".into(), 14)
+        );
+        assert_eq!(initial(log, &want(0, true), false), (String::new(), 14));
+        assert_eq!(initial(b"", &want(5, true), false), (String::new(), 0));
+    }
+
+    #[test]
+    fn since_applies_to_timestamped_files_only() {
+        let log = b"2026-12-01T09:00:00Z old\n2026-12-01T11:00:00Z new\n  more\n";
+        let since = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let w = Want {
+            lines: 100,
+            since: Some(since),
+            follow: false,
+        };
+        assert_eq!(
+            initial(log, &w, true).0,
+            "2026-12-01T11:00:00Z new\n  more\n"
+        );
+        let file = |timestamped| Source::File {
+            path: "/x".into(),
+            timestamped,
+            rotated: None,
+        };
+        assert_eq!(
+            check(&file(false), &w, "console log of web01"),
+            Err(LogsError::NoTimes {
+                what: "console log of web01".into()
+            })
+        );
+        assert_eq!(check(&file(true), &w, "agent's log"), Ok(()));
+        assert_eq!(check(&file(false), &want(1, true), "x"), Ok(()));
+        assert_eq!(
+            check(&Source::Journal { unit: "u".into() }, &w, "console"),
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_followed_file_sends_what_is_added_also_across_a_rotation() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("agent.log");
+        let old = d.path().join("agent.log.1");
+        std::fs::write(&path, "first\n").unwrap();
+        let mut rx = stream(
+            Source::File {
+                path: path.clone(),
+                timestamped: false,
+                rotated: Some(old.clone()),
+            },
+            want(10, true),
+        );
+        assert_eq!(rx.recv().await.unwrap(), "first\n");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"second\n").unwrap();
+        assert_eq!(rx.recv().await.unwrap(), "second\n");
+        // Written, then rotated before the reader looked: nothing is lost.
+        f.write_all(b"third\n").unwrap();
+        std::fs::rename(&path, &old).unwrap();
+        std::fs::write(&path, "fourth\n").unwrap();
+        let mut got = Vec::new();
+        while got.len() < "third\nfourth\n".len() {
+            got.extend(rx.recv().await.unwrap());
+        }
+        assert_eq!(String::from_utf8(got).unwrap(), "third\nfourth\n");
+        // The reader goes away: the stream's task ends.
+        drop(rx);
+    }
+}

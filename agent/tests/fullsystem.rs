@@ -105,7 +105,7 @@ fn full_system(kind: Kind) {
     std::fs::create_dir_all(&envdir).unwrap();
     std::fs::write(
         envdir.join("provision.sh"),
-        "RUN 'cat /proc/self/cgroup > /root/run-cgroup; cat /proc/1/cgroup > /root/init-cgroup'\n",
+        "RUN 'cat /proc/self/cgroup > /root/run-cgroup; cat /proc/1/cgroup > /root/init-cgroup'\nRUN 'x=inner; echo \"$x ${x}-$$\" > /root/run-dollar'\n",
     )
     .unwrap();
     assert_ok(
@@ -116,6 +116,17 @@ fn full_system(kind: Kind) {
         std::fs::read_to_string(agent.dir.join("containers").join(&name).join(f)).unwrap()
     };
     let run_cgroup = read("root/run-cgroup");
+    // The container's shell expands `$` in RUN, not systemd on the way in.
+    let dollar = read("root/run-dollar");
+    let (words, pid) = dollar.trim().rsplit_once('-').unwrap();
+    assert_eq!(
+        words, "inner inner",
+        "RUN's shell expanded its own variables: {dollar:?}"
+    );
+    assert!(
+        pid.parse::<u32>().is_ok(),
+        "`$$` is the shell's pid: {dollar:?}"
+    );
     if kind == Kind::Systemd {
         assert!(
             run_cgroup.contains("/system.slice/run-"),

@@ -41,7 +41,11 @@ pub enum RunMethod {
     Enter,
 }
 
-/// `systemd-run --machine NAME … /bin/sh -c COMMAND`.
+/// `systemd-run --machine NAME … /bin/sh -c COMMAND`, with every `$`
+/// doubled: systemd would otherwise expand `$NAME` and `$$` in the
+/// command line from its own environment, and RUN would mean something
+/// else than through the enter helper, where only the container's shell
+/// expands it.
 pub fn machine_argv(name: &str, command: &str) -> Vec<String> {
     let mut v: Vec<String> = [
         "systemd-run",
@@ -61,7 +65,7 @@ pub fn machine_argv(name: &str, command: &str) -> Vec<String> {
     }
     v.push("--working-directory=/".into());
     v.push("--".into());
-    v.extend(["/bin/sh", "-c", command].map(String::from));
+    v.extend(["/bin/sh".into(), "-c".into(), command.replace('$', "$$")]);
     v
 }
 
@@ -252,7 +256,7 @@ mod tests {
     #[test]
     fn argv_through_machined() {
         assert_eq!(
-            machine_argv("web01", "id -u"),
+            machine_argv("web01", "id -u; echo $HOME$$"),
             [
                 "systemd-run",
                 "--machine",
@@ -271,7 +275,7 @@ mod tests {
                 "--",
                 "/bin/sh",
                 "-c",
-                "id -u"
+                "id -u; echo $$HOME$$$$"
             ]
         );
     }

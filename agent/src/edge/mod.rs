@@ -63,6 +63,8 @@ pub struct Shares {
     /// Remember each container's last proxied request
     /// (`cleanup.count_activity`).
     pub count_activity: bool,
+    /// Where requests, connections and certificate orders are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub struct Edge {
@@ -77,6 +79,9 @@ pub struct Edge {
     wanted: watch::Sender<Option<Wanted>>,
     /// Last proxied request per container (`None`: not counted).
     activity: Option<activity::Activity>,
+    /// Client connections open, in all and per source.
+    slots: Arc<slots::Slots>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Edge {
@@ -89,6 +94,8 @@ impl Edge {
             zone: shares.zone,
             wanted: watch::Sender::new(None),
             activity: shares.count_activity.then(activity::Activity::default),
+            slots: slots::Slots::new(cfg.max_connections, cfg.max_connections_per_source),
+            metrics: shares.metrics,
             cfg,
         })
     }
@@ -113,6 +120,21 @@ impl Edge {
             .as_ref()
             .is_some_and(|w| w.contains_key(container));
         self.certs.info(container, wanted)
+    }
+
+    /// Client connections open now (HTTP and HTTPS).
+    pub fn open_connections(&self) -> usize {
+        self.slots.total()
+    }
+
+    /// Each served certificate's container and expiry (seconds since the
+    /// epoch).
+    pub fn certificate_expiry(&self) -> Vec<(String, i64)> {
+        self.certs
+            .held()
+            .into_iter()
+            .map(|(c, meta)| (c, meta.not_after))
+            .collect()
     }
 
     /// The last proxied request for `container` since the agent started
@@ -176,6 +198,7 @@ impl Edge {
         }
         // Routes after certificates: a new name is served with its certificate.
         *self.routes.write() = Arc::new(table);
+        self.metrics.proxy.routed(wanted.keys().map(String::as_str));
         self.wanted.send_replace(Some(wanted));
         first_error.map_or(Ok(()), Err)
     }
@@ -192,6 +215,7 @@ impl Edge {
             self.cfg.certs.clone(),
             self.responder.clone(),
             self.wanted.subscribe(),
+            self.metrics.clone(),
         ));
         Ok(())
     }

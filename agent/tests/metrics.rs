@@ -289,3 +289,27 @@ fn a_bad_metrics_address_is_refused_at_start_naming_the_key() {
         text(&out)
     );
 }
+
+#[test]
+fn containers_by_state_name_the_systemd_backend_under_systemd() {
+    const TEST: &str = "containers_by_state_name_the_systemd_backend_under_systemd";
+    let Some(()) = prerequisites_and(TEST, &["curl"]) else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        kind: Kind::Systemd,
+        metrics_toml: Some(String::new()),
+        ..Options::default()
+    });
+    let name = agent.name("m");
+    assert_ok(&agent.devhost(&["ensure", &name, &channel().url]), "ensure");
+    let e = scrape(&agent);
+    let running = |backend| {
+        e.value(
+            "devhost_containers",
+            &[("state", "running"), ("backend", backend)],
+        )
+    };
+    assert_eq!((running("systemd"), running("direct")), (Some(1.0), None));
+    assert_eq!(timed(&e, "boot"), 1.0);
+}

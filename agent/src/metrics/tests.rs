@@ -305,3 +305,23 @@ fn the_strict_reader_refuses_what_prometheus_would() {
 }
 
 use labels::StatusClass;
+
+#[test]
+fn the_operations_guide_lists_every_metric() {
+    let guide = include_str!("../../../docs/operations.md");
+    for (name, kind) in FAMILIES
+        .iter()
+        .chain(&[("devhost_agent_resident_memory_bytes", "gauge")])
+    {
+        // A `_limit` gauge is listed beside its metric: `NAME` / `_limit`.
+        let base = name.strip_suffix("_limit").unwrap_or(name);
+        let rows = [
+            format!("| `{name}` | {kind}"),
+            format!("| `{base}` / `_limit` | {kind}"),
+        ];
+        assert!(
+            guide.lines().any(|l| rows.iter().any(|r| l.starts_with(r))),
+            "docs/operations.md does not list {name} ({kind})"
+        );
+    }
+}

@@ -113,9 +113,14 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn started() -> (std::net::SocketAddr, Arc<Metrics>) {
+        started_with(Duration::from_secs(10)).await
+    }
+
+    async fn started_with(header_timeout: Duration) -> (std::net::SocketAddr, Arc<Metrics>) {
         let cfg = MetricsConfig {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             max_connections: 2,
+            header_timeout,
             ..MetricsConfig::default()
         };
         let listener = bind(&cfg).unwrap().unwrap();
@@ -183,5 +188,22 @@ mod tests {
             .unwrap_or(0);
         assert_eq!(n, 0, "closed without an answer");
         drop(held);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_no_request_is_cut_off() {
+        let (addr, _) = started_with(Duration::from_secs(1)).await;
+        let t = std::time::Instant::now();
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+            .await
+            .expect("cut off by the header timeout")
+            .unwrap_or(0);
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(900), "{waited:?}");
+        // hyper may answer 408 before closing; nothing else.
+        let said = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(n == 0 || said.starts_with("HTTP/1.1 408"), "{said}");
     }
 }

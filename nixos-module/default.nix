@@ -12,6 +12,8 @@ let
   toml = pkgs.formats.toml { };
   configFile = toml.generate "devhost-agent.toml" (import ./settings.nix cfg);
   devhost = "${cfg.package}/bin/devhost";
+  # The port of `metrics.listen` (`ADDRESS:PORT`, `[V6]:PORT`).
+  metricsPort = lib.toInt (lib.last (lib.splitString ":" cfg.metrics.listen));
   nullOrInt = description: mkOption {
     type = types.nullOr types.ints.positive;
     default = null;
@@ -178,6 +180,38 @@ in
       description = "Count proxied requests and provisioning runs as use that postpones cleanup.";
     };
 
+    metrics = {
+      listen = mkOption {
+        type = types.str;
+        default = d.metrics.listen;
+        example = "0.0.0.0:9469";
+        description = ''
+          Where the agent serves `/metrics` in the Prometheus text format
+          (`metrics.listen`, `ADDRESS:PORT`); empty: not served. On
+          loopback by default: scrape it from this host's Prometheus, e.g.
+          `services.prometheus.scrapeConfigs = [ { job_name = "devhost";
+          static_configs = [ { targets = [ "127.0.0.1:9469" ]; } ]; } ];`,
+          or listen on an address a remote Prometheus reaches (and set
+          `metrics.openFirewall`). The endpoint has no authentication and
+          names containers.
+        '';
+      };
+      perContainer = mkOption {
+        type = types.bool;
+        default = d.metrics.perContainer;
+        description = ''
+          Also count proxied requests and their latency per container
+          (`metrics.per_container`): one series per container and status
+          class, so off by default.
+        '';
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = d.metrics.openFirewall;
+        description = "Open the port of `metrics.listen` in the firewall (for a remote Prometheus).";
+      };
+    };
+
     adminGroup = mkOption {
       type = types.str;
       default = d.adminGroup;
@@ -230,6 +264,10 @@ in
         assertion = !cfg.testing || cfg.testingChannelURL != null;
         message = "flyingcircus.roles.devhost.testingChannelURL is required in testing mode.";
       }
+      {
+        assertion = !cfg.metrics.openFirewall || cfg.metrics.listen != "";
+        message = "flyingcircus.roles.devhost.metrics.openFirewall needs metrics.listen (ADDRESS:PORT).";
+      }
     ];
 
     # The agent's config; the CLIs find the socket through it as well.
@@ -257,7 +295,8 @@ in
     };
 
     networking.firewall.allowedTCPPorts =
-      lib.optionals cfg.enableAliasProxy [ 80 443 ] ++ lib.optional cfg.dns.enable 53;
+      lib.optionals cfg.enableAliasProxy [ 80 443 ] ++ lib.optional cfg.dns.enable 53
+      ++ lib.optional (cfg.metrics.openFirewall && cfg.metrics.listen != "") metricsPort;
     networking.firewall.allowedUDPPorts = lib.optional cfg.dns.enable 53;
 
     # batou calls `sudo fc-build-dev-container` (≤ 2.5.4) and `sudo

@@ -30,6 +30,11 @@
   disableAfter = 7;
   deleteAfter = 30;
   countActivity = false;
+  metrics = {
+    listen = "127.0.0.1:9469";
+    perContainer = false;
+    openFirewall = false;
+  };
   adminGroup = "wheel";
   userGroup = "users";
   sudoGroups = [ "service" "users" ];

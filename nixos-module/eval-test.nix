@@ -18,6 +18,8 @@ let
     callPackage = _: _: package;
     nftables = fakeStore "nftables";
     iproute2 = fakeStore "iproute2";
+    util-linux = fakeStore "util-linux";
+    btrfs-progs = fakeStore "btrfs-progs";
   };
   loose = lib.mkOption { type = lib.types.attrsOf lib.types.anything; default = { }; };
   stubs = {

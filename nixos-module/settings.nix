@@ -59,6 +59,10 @@ let
       delete_after_days = cfg.deleteAfter;
       count_activity = cfg.countActivity;
     };
+    metrics = {
+      listen = cfg.metrics.listen;
+      per_container = cfg.metrics.perContainer;
+    };
     limits = clean {
       memory_max = limits.memoryMax;
       cpu_percent = limits.cpuPercent;

@@ -37,6 +37,8 @@ pub enum DaemonError {
     Edge(#[from] crate::edge::EdgeError),
     #[error(transparent)]
     Supervisor(#[from] crate::supervisor::SupervisorError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] crate::sys::listen::ListenError),
 }
 
 fn io<'a>(
@@ -131,8 +133,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         return Err(DaemonError::SocketInUse(socket.display().to_string()));
     }
     let _ = std::fs::remove_file(&socket);
-    // The edge binds its ports before anything else is served: a port in use
-    // fails the start with the address named.
+    let metrics = crate::metrics::Metrics::new(cfg.metrics.per_container);
+    // The edge and the metrics bind their ports before anything else is
+    // served: a port in use fails the start with the address named.
+    let metrics_listener = crate::metrics::server::bind(&cfg.metrics)?;
     let edge = if cfg.edge.enable {
         let label = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -168,6 +172,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 responder,
                 zone,
                 cleanup: cfg.cleanup.policy,
+                metrics: metrics.clone(),
             },
         );
         edge.start().await?;
@@ -204,8 +209,33 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         clock: crate::clock::Clock::system(),
         provisioner: std::sync::Arc::new(crate::provision::provisioner::Enter),
         fetcher: std::sync::Arc::new(crate::nix::fetch::Http),
+        metrics: metrics.clone(),
     };
+    let backend_kind = env.backend.kind();
+    let observed_edge = env.edge.clone();
     let handle = Supervisor::start(env).await?;
+    metrics.observe(Arc::new(crate::metrics::source::AgentSource {
+        handle: handle.clone(),
+        edge: observed_edge,
+        backend: backend_kind,
+        pool: crate::net::pool::AddressPool::new(cfg.network.pool),
+        containers_dir: cfg.paths.containers_dir.clone(),
+        probe: crate::admission::probe::ProcProbe::default(),
+    }));
+    if let Some(listener) = metrics_listener {
+        tracing::info!(
+            "metrics: serving /metrics on {}",
+            cfg.metrics
+                .listen
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        tokio::spawn(crate::metrics::server::serve(
+            listener,
+            metrics.clone(),
+            cfg.metrics,
+        ));
+    }
     let listener = UnixListener::bind(&socket).map_err(io("binding", &socket))?;
     std::fs::set_permissions(
         &socket,

@@ -19,6 +19,8 @@
 //! - [`certs`]: the certificate store the proxy reads and the worker writes;
 //!   ACME, the local CA, the rate budget.
 //! - [`dns`]: the authoritative zone and its server, beside the proxy.
+//! - [`metrics`]: what Prometheus scrapes: typed families, the state read
+//!   at each scrape, the `/metrics` listener.
 //! - [`provision`]: running COPY/RUN/ECHO steps in a container.
 //! - [`enter`]: entering a running container with no more privilege than
 //!   its init (the helper behind RUN, COPY, ECHO, exec and shells).
@@ -53,6 +55,7 @@ pub mod environment;
 pub mod fcdevhost;
 pub mod flight;
 pub mod logs;
+pub mod metrics;
 pub mod net;
 pub mod nix;
 pub mod nspawn;

@@ -101,6 +101,7 @@ const ALL_SET: &str = r#"(import ./defaults.nix) // {
   disableAfter = 10;
   deleteAfter = 40;
   countActivity = true;
+  metrics = { listen = "[::]:9500"; perContainer = true; openFirewall = true; };
   adminGroup = "admins";
   userGroup = "developers";
   settings = { edge = { workers = 3; }; certs = { max_new_per_week = 20; }; paths = { hosts_file = "/run/devhost/hosts"; }; admission = { max_parallel_boots = 6; }; };
@@ -126,6 +127,10 @@ fn module_settings_are_the_agents_config() {
     assert_eq!(c.admission, want.admission);
     assert_eq!(c.edge.domain, "example.com");
     assert!(c.edge.enable);
+    // The role serves /metrics on loopback (the agent alone does not).
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9469".parse().unwrap()));
+    assert!(!c.metrics.per_container);
+    assert_eq!(want.metrics.listen, None);
 
     // Every option set: each reaches its key.
     let c = load(&eval_json(&format!("(import ./settings.nix) ({ALL_SET})")).unwrap());
@@ -161,6 +166,8 @@ fn module_settings_are_the_agents_config() {
     assert!(c.cleanup.policy.count_activity);
     assert_eq!(c.access.admin_group, "admins");
     assert_eq!(c.access.user_group, "developers");
+    assert_eq!(c.metrics.listen, Some("[::]:9500".parse().unwrap()));
+    assert!(c.metrics.per_container);
     // `settings` adds keys and overrides rendered ones, section by section.
     assert_eq!(c.edge.workers, 3);
     assert_eq!(c.edge.certs.acme.limits.new_per_week, 20);
@@ -284,6 +291,11 @@ fn module_evaluates_with_nixpkgs_lib() {
     assert_eq!(dns["udpPorts"], serde_json::json!([53]));
     assert_eq!(dns["cleanupTimer"], serde_json::Value::Null);
     load(&dns["agentConfig"]);
+    // A remote Prometheus: the metrics port opened (an IPv6 address too).
+    let scraped =
+        eval("{ enable = true; metrics.listen = \"[::]:9500\"; metrics.openFirewall = true; }")
+            .unwrap();
+    assert_eq!(scraped["tcpPorts"], serde_json::json!([80, 443, 9500]));
     let testing = eval("{ enable = true; testing = true; testingChannelURL = \"https://example.org/nixexprs.tar.xz\"; }").unwrap();
     assert_eq!(testing["selftestTimer"], true);
     assert_eq!(
@@ -295,7 +307,7 @@ fn module_evaluates_with_nixpkgs_lib() {
 
     // Contradictions are refused with the option's name.
     let bad = eval(
-        "{ enable = true; virtualisationType = \"vm\"; disableAfter = 30; deleteAfter = 7; dns.enable = true; testing = true; }",
+        "{ enable = true; virtualisationType = \"vm\"; disableAfter = 30; deleteAfter = 7; dns.enable = true; testing = true; metrics.listen = \"\"; metrics.openFirewall = true; }",
     )
     .unwrap();
     let msgs: Vec<&str> = bad["failedAssertions"]
@@ -309,6 +321,7 @@ fn module_evaluates_with_nixpkgs_lib() {
         "deleteAfter (7) must be more than disableAfter (30)",
         "dns.addresses must name",
         "testingChannelURL is required",
+        "metrics.openFirewall needs metrics.listen",
     ] {
         assert!(msgs.iter().any(|m| m.contains(want)), "{want}: {msgs:?}");
     }

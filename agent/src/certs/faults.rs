@@ -122,6 +122,15 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 async fn worker(dir: &Path, fake: Arc<Fake>) -> (Arc<Certificates>, watch::Sender<Option<Wanted>>) {
+    counted_worker(dir, fake, crate::metrics::Metrics::new(false)).await
+}
+
+/// [`worker`], counting its orders in `metrics`.
+async fn counted_worker(
+    dir: &Path,
+    fake: Arc<Fake>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> (Arc<Certificates>, watch::Sender<Option<Wanted>>) {
     let cfg = config(dir);
     let (certs, problems) = Certificates::open(&cfg.dir, "test", 90).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
@@ -133,6 +142,7 @@ async fn worker(dir: &Path, fake: Arc<Fake>) -> (Arc<Certificates>, watch::Sende
         Arc::new(super::responder::Responder::new(None)),
         rx,
         Some(fake as Arc<dyn Authority>),
+        metrics,
     ));
     (certs, tx)
 }
@@ -201,4 +211,32 @@ fn a_crash_at_each_step_of_an_order_leaves_the_store_as_it_was() {
         });
         assert_eq!(files(dir.path()), vec!["cert.pem", "key.pem", "meta.json"]);
     }
+}
+
+#[tokio::test]
+async fn orders_are_counted_by_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::new(dir.path());
+    fake.faults
+        .lock()
+        .unwrap()
+        .insert((Step::Precheck, 1), Fault::Fail);
+    let metrics = crate::metrics::Metrics::new(false);
+    let (certs, _tx) = counted_worker(dir.path(), fake, metrics.clone()).await;
+    until_served(&certs).await;
+    let orders = |result: &str| {
+        crate::metrics::exposition::parse(&metrics.encode())
+            .unwrap()
+            .value("devhost_acme_orders_total", &[("result", result)])
+            .unwrap()
+    };
+    // Counted once the certificate is installed (just after it is served).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while orders("issued") < 1.0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the issued order is counted");
+    assert_eq!((orders("failed"), orders("issued")), (1.0, 1.0));
 }

@@ -15,6 +15,7 @@ use super::manager::{self, Why};
 use super::responder::Responder;
 use super::{CertError, Certificates, Issued, Wanted, Work};
 use crate::config::certs::{AcmeConfig, CertsConfig, Challenge, Issuer};
+use crate::metrics::{Metrics, OrderResult};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,7 @@ struct State {
     job_of: HashMap<tokio::task::Id, String>,
     /// Held-back reasons already logged (once per container and reason).
     told: HashMap<String, String>,
+    metrics: Arc<Metrics>,
 }
 
 impl State {
@@ -97,6 +99,7 @@ impl State {
     fn held_back(&mut self, container: &str, held: HeldBack) -> i64 {
         let why = format!("held back by the rate budget: {}", held.reason);
         if self.told.get(container) != Some(&why) {
+            self.metrics.budget_hold();
             tracing::warn!(
                 "certificate for {container}: {why}; next try at {}",
                 chrono::DateTime::from_timestamp(held.until, 0)
@@ -259,6 +262,10 @@ impl State {
             }
             Ended::Failed(e) => Err(e),
         };
+        self.metrics.acme_order(match &result {
+            Ok(()) => OrderResult::Issued,
+            Err(_) => OrderResult::Failed,
+        });
         match result {
             Ok(()) => {
                 self.budget.issued(&names, why == Why::Renewal, now());
@@ -281,8 +288,9 @@ pub async fn run(
     cfg: CertsConfig,
     responder: Arc<Responder>,
     wanted: watch::Receiver<Option<Wanted>>,
+    metrics: Arc<Metrics>,
 ) {
-    run_with(certs, cfg, responder, wanted, None).await
+    run_with(certs, cfg, responder, wanted, None, metrics).await
 }
 
 /// [`run`], ordering from `authority` when given (tests), else from the
@@ -293,6 +301,7 @@ pub async fn run_with(
     responder: Arc<Responder>,
     mut wanted: watch::Receiver<Option<Wanted>>,
     authority: Option<Arc<dyn Authority>>,
+    metrics: Arc<Metrics>,
 ) {
     let budget = Arc::new(Budget::load(
         cfg.dir.join("acme").join("ledger.json"),
@@ -309,6 +318,7 @@ pub async fn run_with(
         jobs: JoinSet::new(),
         job_of: HashMap::new(),
         told: HashMap::new(),
+        metrics,
     };
     loop {
         let want = wanted.borrow_and_update().clone();
@@ -343,6 +353,7 @@ pub async fn run_with(
                         tracing::error!("certificate order task: {e}");
                         if let Some(c) = st.job_of.remove(&e.id()) {
                             if let Some(names) = st.in_flight.remove(&c) {
+                                st.metrics.acme_order(OrderResult::Failed);
                                 st.failed(&c, &names, format!("order task failed: {e}"));
                             }
                         }

@@ -9,6 +9,7 @@ pub mod cleanup;
 pub mod edge;
 mod error;
 pub mod host;
+pub mod metrics;
 #[cfg(test)]
 mod proptests;
 
@@ -38,6 +39,7 @@ pub struct RawConfig {
     pub limits: crate::container::Limits,
     pub fc_devhost: crate::fcdevhost::FcDevhost,
     pub admission: admission::Admission,
+    pub metrics: metrics::Metrics,
 }
 
 /// The validated configuration the agent runs with.
@@ -53,6 +55,7 @@ pub struct Config {
     pub default_limits: crate::container::Limits,
     pub fc_devhost: crate::fcdevhost::FcDevhost,
     pub admission: admission::AdmissionConfig,
+    pub metrics: metrics::MetricsConfig,
 }
 
 impl Config {
@@ -89,6 +92,7 @@ impl RawConfig {
         let edge = edge::validate(self.edge, self.certs, self.dns, &self.paths.state_dir)?;
         let cleanup = self.cleanup.validate()?;
         let admission = self.admission.validate()?;
+        let metrics = self.metrics.validate()?;
         self.limits
             .validate()
             .map_err(|e| invalid("limits", e.to_string()))?;
@@ -105,6 +109,7 @@ impl RawConfig {
             default_limits: self.limits,
             fc_devhost: self.fc_devhost,
             admission,
+            metrics,
             paths: self.paths,
         })
     }
@@ -123,6 +128,7 @@ mod tests {
         assert_eq!(c.nspawn.ready, crate::nspawn::ready::ReadyCheck::Notify);
         assert_eq!(c.nspawn.stop_timeout, std::time::Duration::from_secs(30));
         assert_eq!(c.edge.max_connections_per_source, 256);
+        assert_eq!(c.metrics.listen, None, "no metrics unless asked for");
     }
 
     #[test]
@@ -177,6 +183,10 @@ mod tests {
             (
                 "[edge]\nmax_connections_per_source = 0",
                 "edge.max_connections_per_source: must be at least 1",
+            ),
+            (
+                "[metrics]\nlisten = \"9469\"",
+                "metrics.listen: \"9469\" is not ADDRESS:PORT",
             ),
             (
                 "[limits]\nmemory_max = 1152921504606846976",

@@ -67,6 +67,8 @@ pub struct Shares {
     /// disabled, and with `count_activity` the edge remembers each
     /// container's last proxied request.
     pub cleanup: crate::cleanup::Policy,
+    /// Where requests, connections and certificate orders are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub struct Edge {
@@ -84,6 +86,9 @@ pub struct Edge {
     /// The records last applied, for the dashboard (empty when it is off).
     seen: Shared<Arc<dashboard::Seen>>,
     cleanup: crate::cleanup::Policy,
+    /// Client connections open, in all and per source.
+    slots: Arc<slots::Slots>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Edge {
@@ -104,6 +109,8 @@ impl Edge {
                 .then(activity::Activity::default),
             seen: Shared::default(),
             cleanup: shares.cleanup,
+            slots: slots::Slots::new(cfg.max_connections, cfg.max_connections_per_source),
+            metrics: shares.metrics,
             cfg,
         })
     }
@@ -133,6 +140,21 @@ impl Edge {
     /// What the dashboard is drawn from (the records last applied).
     pub fn seen(&self) -> Arc<dashboard::Seen> {
         self.seen.read().clone()
+    }
+
+    /// Client connections open now (HTTP and HTTPS).
+    pub fn open_connections(&self) -> usize {
+        self.slots.total()
+    }
+
+    /// Each served certificate's container and expiry (seconds since the
+    /// epoch).
+    pub fn certificate_expiry(&self) -> Vec<(String, i64)> {
+        self.certs
+            .held()
+            .into_iter()
+            .map(|(c, meta)| (c, meta.not_after))
+            .collect()
     }
 
     /// The last proxied request for `container` since the agent started
@@ -206,6 +228,7 @@ impl Edge {
         }
         // Routes after certificates: a new name is served with its certificate.
         *self.routes.write() = Arc::new(table);
+        self.metrics.proxy.routed(wanted.keys().map(String::as_str));
         self.wanted.send_replace(Some(wanted));
         first_error.map_or(Ok(()), Err)
     }
@@ -222,6 +245,7 @@ impl Edge {
             self.cfg.certs.clone(),
             self.responder.clone(),
             self.wanted.subscribe(),
+            self.metrics.clone(),
         ));
         Ok(())
     }

@@ -13,9 +13,10 @@ use super::idle::Idle;
 use super::pages::{full, redirect, Body, ProxyError};
 use super::redirect::to_https;
 use super::routes::HostName;
-use super::slots::{Slot, Slots};
+use super::slots::{Slot, SlotError, Slots};
 use super::upstream::{client, UpstreamClient};
 use super::{Edge, EdgeError};
+use crate::metrics::{Metrics, Refusal, UpstreamError};
 use crate::sys::listen;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -27,7 +28,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -85,7 +86,8 @@ pub async fn start(edge: Arc<Edge>) -> Result<(), EdgeError> {
     let workers = Arc::new(Workers {
         txs: workers,
         next: AtomicUsize::new(0),
-        slots: Slots::new(cfg.max_connections, cfg.max_connections_per_source),
+        slots: edge.slots.clone(),
+        metrics: edge.metrics.clone(),
     });
     for (l, tls) in http
         .into_iter()
@@ -107,6 +109,7 @@ struct Workers {
     txs: Vec<mpsc::UnboundedSender<Accepted>>,
     next: AtomicUsize,
     slots: Arc<Slots>,
+    metrics: Arc<Metrics>,
 }
 
 fn worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Accepted>) {
@@ -150,6 +153,10 @@ async fn accept_loop(listener: TcpListener, workers: Arc<Workers>, tls: bool) {
             Err(e) => {
                 // Full: refuse at once rather than queue without bound.
                 tracing::debug!("edge: closed a connection from {peer}: {e}");
+                workers.metrics.proxy.refused(match e {
+                    SlotError::Full { .. } => Refusal::Total,
+                    SlotError::SourceFull { .. } => Refusal::PerSource,
+                });
                 drop(stream);
                 continue;
             }
@@ -245,7 +252,13 @@ fn path_and_query(req: &Request<Incoming>) -> &str {
 }
 
 fn plain_http(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
-    answer_plain(shared, req).unwrap_or_else(Response::from)
+    let resp = answer_plain(shared, req).unwrap_or_else(Response::from);
+    shared
+        .edge
+        .metrics
+        .proxy
+        .http_request(resp.status().as_u16());
+    resp
 }
 
 fn answer_plain(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
@@ -267,15 +280,46 @@ fn answer_plain(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body
     Ok(redirect(&location))
 }
 
+/// One HTTPS request, answered and counted (`crate::metrics`).
 async fn proxy(
     shared: &Shared,
     req: Request<Incoming>,
     client_ip: IpAddr,
     sni: Option<&HostName>,
 ) -> Response<Body> {
-    forward(shared, req, client_ip, sni)
-        .await
-        .unwrap_or_else(Response::from)
+    let started = Instant::now();
+    let metrics = &shared.edge.metrics.proxy;
+    // Looked up again only when counted per container (a flag: cardinality).
+    let container = metrics
+        .per_container()
+        .then(|| request_host(&req))
+        .flatten()
+        .and_then(|(_, host)| {
+            shared
+                .edge
+                .routes()
+                .lookup(&host)
+                .map(|r| r.container.to_string())
+        });
+    let resp = match forward(shared, req, client_ip, sni).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let ProxyError::Upstream { source, .. } = &e {
+                metrics.upstream_error(if source.is_connect() {
+                    UpstreamError::Connect
+                } else {
+                    UpstreamError::Other
+                });
+            }
+            Response::from(e)
+        }
+    };
+    metrics.https_request(
+        resp.status().as_u16(),
+        started.elapsed(),
+        container.as_deref(),
+    );
+    resp
 }
 
 async fn forward(

@@ -83,6 +83,11 @@ impl Slots {
         })
     }
 
+    /// Connections open in all.
+    pub fn total(&self) -> usize {
+        self.held.read().total
+    }
+
     /// Connections open: in all, and from `peer`'s source.
     #[cfg(test)]
     fn open(&self, peer: IpAddr) -> (usize, usize) {

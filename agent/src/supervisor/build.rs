@@ -393,6 +393,11 @@ impl SharedBuild {
                 cancel,
             )
             .await;
+        self.env.metrics.nix_build(match &result {
+            Ok(_) => crate::metrics::BuildOutcome::Success,
+            Err(NixError::Stopped(_)) => crate::metrics::BuildOutcome::Stopped,
+            Err(_) => crate::metrics::BuildOutcome::Failure,
+        });
         // Whatever happens now, the build's own link goes with this value.
         let mut built = BuiltSystem {
             path: String::new(),

@@ -10,6 +10,9 @@ use crate::container::{ContainerName, Record};
 use crate::progress::Progress;
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// Quarantined names whose address is known, with that address.
+pub type HeldAddresses = std::sync::Arc<Vec<(std::net::Ipv4Addr, String)>>;
+
 pub(super) type Reply<T> = oneshot::Sender<T>;
 
 pub(super) enum Msg {
@@ -215,6 +218,14 @@ impl Handle {
     /// The records as last published (jobs read the others' from here).
     pub(super) fn records(&self) -> std::sync::Arc<Vec<Record>> {
         self.records.borrow().records.clone()
+    }
+
+    /// The records published last, and the addresses quarantined names
+    /// hold: what readers outside the supervisor (the metrics) see, without
+    /// asking the supervisor task.
+    pub fn published(&self) -> (std::sync::Arc<Vec<Record>>, HeldAddresses) {
+        let s = self.records.borrow();
+        (s.records.clone(), s.held.clone())
     }
 
     /// A job on `name` has ended: the next queued one may start.

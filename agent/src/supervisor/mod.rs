@@ -65,6 +65,8 @@ pub struct Subsystems {
     pub builds: build::Builds,
     /// The boot gate and the host-limit preflight.
     pub admission: crate::admission::Admission,
+    /// Where operations, builds and cleanup actions are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Operations waiting for one name (beyond the one running): more are

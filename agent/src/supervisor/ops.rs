@@ -60,12 +60,31 @@ pub enum Job {
 /// Run a job; whatever its outcome, return only once the derived state
 /// (hosts block, NAT, compatibility records) reflects what it did.
 pub async fn run(ctx: &JobCtx, job: Job) -> Result<Outcome, SupervisorError> {
+    let timed = job.timed();
+    let t = Instant::now();
     let result = run_job(ctx, job).await;
     let synced = ctx.sup.synced().await;
-    match (result, synced) {
+    let result = match (result, synced) {
         (Ok(o), Ok(())) => Ok(o),
         (Ok(_), Err(e)) => Err(e),
         (Err(e), _) => Err(e),
+    };
+    if let Some(op) = timed {
+        let outcome = crate::metrics::Outcome::of(&result);
+        ctx.env.metrics.operation(op, outcome, t.elapsed());
+    }
+    result
+}
+
+impl Job {
+    /// The operation a job is timed as, if it is.
+    fn timed(&self) -> Option<crate::metrics::Operation> {
+        use crate::metrics::Operation;
+        match self {
+            Job::Create { .. } | Job::Refresh { .. } => Some(Operation::Ensure),
+            Job::Provision(..) => Some(Operation::Provision),
+            _ => None,
+        }
     }
 }
 
@@ -147,8 +166,12 @@ async fn create_steps(
     let env = &ctx.env;
     super::preflight::before_build(ctx, r).await?;
     ctx.phase(r, Phase::Building).await?;
-    let system = super::build::build(ctx, r, caller).await?;
-    r.system_path = Some(system);
+    let t = Instant::now();
+    let system = super::build::build(ctx, r, caller).await;
+    let outcome = crate::metrics::Outcome::of(&system);
+    env.metrics
+        .operation(crate::metrics::Operation::Build, outcome, t.elapsed());
+    r.system_path = Some(system?);
     ctx.phase(r, Phase::Networking).await?;
     let t = Instant::now();
     steps::prepare_root(env, r)?;

@@ -22,8 +22,18 @@ pub(super) async fn before_build(ctx: &JobCtx, r: &Record) -> Result<(), Supervi
 }
 
 /// Start a prepared container ([`steps::start_container`]) once a boot slot
-/// is free and the host has room for it.
+/// is free and the host has room for it; timed as a boot (slot wait included).
 pub(super) async fn boot(ctx: &JobCtx, r: &Record) -> Result<Running, SupervisorError> {
+    let t = Instant::now();
+    let booted = gated_boot(ctx, r).await;
+    let outcome = crate::metrics::Outcome::of(&booted);
+    ctx.env
+        .metrics
+        .operation(crate::metrics::Operation::Boot, outcome, t.elapsed());
+    booted
+}
+
+async fn gated_boot(ctx: &JobCtx, r: &Record) -> Result<Running, SupervisorError> {
     let gate = ctx.env.admission.gate();
     let t = Instant::now();
     let waited = std::sync::atomic::AtomicBool::new(false);

@@ -12,6 +12,7 @@ use crate::api::types::{CleanupBody, CleanupEntry, CleanupReport, SweepResult};
 use crate::cleanup::{decide, Action, Decision};
 use crate::clock::stamp;
 use crate::container::{ContainerName, Record};
+use crate::metrics::{CleanupAction, CleanupResult};
 use crate::progress::Progress;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::stream::{self, StreamExt};
@@ -103,6 +104,7 @@ pub(super) async fn sweep(
                 Ok(Outcome {
                     cleanup: Some(d), ..
                 }) => {
+                    count(&env, d.action, CleanupResult::Done);
                     let result = match d.action {
                         Action::Keep => SweepResult::Kept,
                         _ => SweepResult::Done,
@@ -112,6 +114,7 @@ pub(super) async fn sweep(
                 Ok(o) => entry(&name, Decision::gone(), SweepResult::Nothing(o.message)),
                 Err(e) => {
                     let d = decision(&env, &r, now).await;
+                    count(&env, d.action, CleanupResult::Failed);
                     tracing::warn!(container = %name, "cleanup: {} failed: {e}", d.action.as_str());
                     entry(&name, d, SweepResult::Failed(e.to_string()))
                 }
@@ -132,6 +135,16 @@ pub(super) async fn sweep(
         delete_after_days: p.delete_after.num_days() as u32,
         containers,
     }
+}
+
+/// A cleanup action carried out (or failed), for the metrics.
+fn count(env: &Subsystems, action: Action, result: CleanupResult) {
+    let action = match action {
+        Action::Keep => return,
+        Action::Disable => CleanupAction::Disable,
+        Action::Delete => CleanupAction::Delete,
+    };
+    env.metrics.cleanup(action, result);
 }
 
 fn entry(name: &ContainerName, d: Decision, result: SweepResult) -> CleanupEntry {

@@ -69,6 +69,8 @@ pub struct TestAgent {
     pub dns_port: u16,
     /// A test's Pebble listens here (management on the next port).
     pub acme_port: u16,
+    /// `/metrics` is served here (with [`Options::metrics_toml`]).
+    pub metrics_port: u16,
     child: Option<Child>,
     agent_env: Vec<(String, String)>,
     _subnet_lock: nix::fcntl::Flock<File>,
@@ -105,6 +107,9 @@ pub struct Options {
     /// Addresses for 256 containers (a /22 of 10.230.0.0/16 of its own)
     /// instead of the /24 (64), for benchmarks of many containers.
     pub wide_pool: bool,
+    /// Serve `/metrics` on [`TestAgent::metrics_port`], with these extra
+    /// keys of the `[metrics]` section.
+    pub metrics_toml: Option<String>,
 }
 
 impl Default for Options {
@@ -124,6 +129,7 @@ impl Default for Options {
             state_tmpfs: None,
             nix_toml: String::new(),
             wide_pool: false,
+            metrics_toml: None,
         }
     }
 }
@@ -151,6 +157,7 @@ impl TestAgent {
         let http_port = 20000 + 4 * subnet as u16;
         let https_port = http_port + 1;
         let dns_port = http_port + 2;
+        let metrics_port = http_port + 3;
         // Pebble's (`@ACME_PORT@`) and its management port, the next one.
         let acme_port = 22000 + 2 * subnet as u16;
         let d = dir.display();
@@ -229,6 +236,12 @@ https_listen = ["127.0.0.1:{https_port}"]
                 .replace("@ACME_PORT@", &acme_port.to_string()),
             opts.edge_toml
         );
+        let config = match &opts.metrics_toml {
+            Some(extra) => {
+                format!("{config}\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{extra}\n")
+            }
+            None => config,
+        };
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, config).unwrap();
         std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
@@ -278,6 +291,7 @@ https_listen = ["127.0.0.1:{https_port}"]
             https_port,
             dns_port,
             acme_port,
+            metrics_port,
             child: None,
             agent_env: opts.agent_env.clone(),
             _subnet_lock: lock,
@@ -518,6 +532,36 @@ https_listen = ["127.0.0.1:{https_port}"]
         (
             code.parse().unwrap(),
             location.to_string(),
+            body.to_string(),
+        )
+    }
+
+    /// `GET /metrics` with curl, as Prometheus scrapes it: the exposition
+    /// (panics unless the answer is 200 in the Prometheus text format).
+    #[track_caller]
+    pub fn scrape(&self) -> String {
+        let (status, content_type, body) = self.metrics_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+        body
+    }
+
+    /// curl `http://127.0.0.1:METRICS_PORT/PATH`: status, content type, body.
+    pub fn metrics_get(&self, path: &str) -> (u16, String, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(["-w", "\n%{http_code} %{content_type}"])
+            .arg(format!("http://127.0.0.1:{}{path}", self.metrics_port))
+            .output()
+            .unwrap();
+        assert_ok(&out, &format!("curl the metrics at {path}"));
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        // The body as sent (its own last newline kept), then `-w`'s line.
+        let (body, tail) = t.rsplit_once('\n').unwrap_or(("", &t));
+        let (code, content_type) = tail.split_once(' ').unwrap_or((tail, ""));
+        (
+            code.parse().unwrap(),
+            content_type.to_string(),
             body.to_string(),
         )
     }

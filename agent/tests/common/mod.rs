@@ -10,6 +10,7 @@
 mod agent;
 pub mod batou;
 mod channel;
+pub mod exposition;
 mod nixcount;
 pub mod pebble;
 mod shared;

@@ -19,6 +19,8 @@ struct Harness {
     probe: crate::admission::probe::FakeProbe,
     clock: crate::clock::Clock,
     cfg: Config,
+    /// What the supervisor counted.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Harness {
@@ -54,6 +56,7 @@ enable = false
             probe: crate::admission::probe::FakeProbe::roomy(),
             clock: crate::clock::Clock::manual("2026-01-31T03:00:00Z".parse().unwrap()),
             cfg,
+            metrics: crate::metrics::Metrics::new(false),
         }
     }
 
@@ -76,6 +79,7 @@ enable = false
                 &self.cfg,
                 std::sync::Arc::new(self.probe.clone()),
             ),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -691,6 +695,7 @@ async fn a_container_disabled_by_cleanup_starts_again_only_once_extended() {
     assert!(h.running("web01") && h.record("web01").unwrap().enabled);
 }
 
+mod metrics;
 mod quarantine;
 mod sharing;
 

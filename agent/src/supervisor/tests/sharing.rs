@@ -149,14 +149,15 @@ async fn a_failed_shared_build_fails_every_waiter_with_its_log_and_leaves_nothin
     let h = Harness::new();
     let sup = h.start().await;
     h.fakes.plant(Step::Build, 1, Fault::HangThenFail);
-    let ensures: Vec<_> = ["b1", "b2", "b3"]
-        .into_iter()
-        .map(|n| {
-            let sup = sup.clone();
-            tokio::spawn(async move { run(&sup, n, ensure()).await })
-        })
-        .collect();
+    let spawn = |n: &'static str| {
+        let sup = sup.clone();
+        tokio::spawn(async move { run(&sup, n, ensure()).await })
+    };
+    // b1 starts the build (which of three started at once reaches it
+    // first is not fixed); b2 and b3 come while it runs.
+    let mut ensures = vec![spawn("b1")];
     h.fakes.hanging.notified().await;
+    ensures.extend([spawn("b2"), spawn("b3")]);
     waiting(&sup, "b2").await;
     waiting(&sup, "b3").await;
     h.fakes.release.notify_one();

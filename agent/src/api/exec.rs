@@ -231,14 +231,24 @@ async fn send<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, f: Frame) -> std::io:
     w.flush().await
 }
 
-/// Read what is already in a non-blocking pipe, without waiting.
+/// Read what is already in a non-blocking pipe, without waiting: at most
+/// what the pipe holds (its capacity as it is now). What the command wrote
+/// before it ended fits in that; more is written after it ended, by what
+/// it left running, and is not read — a process left spinning on the pipe
+/// would otherwise keep this loop reading, into memory, for ever.
 fn drain(fd: &impl std::os::fd::AsRawFd, buf: &mut [u8]) -> Vec<u8> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let capacity = fcntl(fd.as_raw_fd(), FcntlArg::F_GETPIPE_SZ)
+        .ok()
+        .and_then(|c| usize::try_from(c).ok())
+        .unwrap_or(1 << 20);
     let mut out = Vec::new();
-    while let Ok(n) = nix::unistd::read(fd.as_raw_fd(), buf) {
-        if n == 0 {
-            break;
+    while out.len() < capacity {
+        let want = buf.len().min(capacity - out.len());
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[..want]) {
+            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
         }
-        out.extend_from_slice(&buf[..n]);
     }
     out
 }
@@ -428,6 +438,45 @@ mod tests {
         let (a, b) = (unit_name("exec"), unit_name("exec"));
         assert_ne!(a, b);
         assert!(a.starts_with(&format!("devhost-exec-{}-", std::process::id())));
+    }
+
+    #[test]
+    fn a_drained_pipe_gives_what_it_holds_and_no_more() {
+        use std::io::Write;
+        let (r, w) = nix::unistd::pipe().unwrap();
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&r),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        let mut w = std::fs::File::from(w);
+        w.write_all(b"the last words\n").unwrap();
+        let mut buf = vec![0u8; 32 * 1024];
+        assert_eq!(drain(&r, &mut buf), b"the last words\n");
+        assert_eq!(drain(&r, &mut buf), b"", "empty: no waiting");
+        // A writer that never stops: what is read is bounded by the
+        // pipe's capacity, however fast it writes.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let block = vec![7u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = w.write_all(&block);
+                }
+            })
+        };
+        let capacity = nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&r),
+            nix::fcntl::FcntlArg::F_GETPIPE_SZ,
+        )
+        .unwrap() as usize;
+        for _ in 0..100 {
+            assert!(drain(&r, &mut buf).len() <= capacity);
+        }
+        stop.store(true, Ordering::Relaxed);
+        drop(r);
+        writer.join().unwrap();
     }
 
     #[test]

@@ -1201,3 +1201,41 @@ fn what_an_exec_leaves_writing_does_not_fill_the_agents_memory() {
         );
     }
 }
+
+#[test]
+fn a_huge_console_log_is_read_from_its_end() {
+    let Some(()) = prerequisites("a_huge_console_log_is_read_from_its_end") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("hlog");
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["ensure", &name, &channel().url]),
+        "alice's ensure",
+    );
+    // What container root can print to its console, as much as it likes:
+    // here 512 MiB (a hole in the file, so that it costs no disk), then
+    // three lines.
+    let console = agent
+        .dir
+        .join("state/containers")
+        .join(&name)
+        .join("console.log");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&console)
+        .unwrap();
+    f.set_len(f.metadata().unwrap().len() + (512 << 20))
+        .unwrap();
+    f.write_all(b"\none\ntwo\nthree\n").unwrap();
+    let pid = agent.pid().unwrap();
+    let peak = peak_kib(pid).max(rss_kib(pid));
+    let out = agent.devhost_as(ALICE, users_gid(), &["logs", &name, "--lines", "2"]);
+    assert_ok(&out, "logs --lines 2");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "two\nthree\n");
+    let grown = peak_kib(pid).saturating_sub(peak) >> 10;
+    assert!(
+        grown < 64,
+        "the agent read the log whole: its peak memory grew by {grown} MiB"
+    );
+}

@@ -31,8 +31,27 @@ pub enum Source {
         timestamped: bool,
         rotated: Option<PathBuf>,
     },
-    /// The journal of a systemd unit.
-    Journal { unit: String },
+    /// The journal of a systemd unit. `from`: the container's creation;
+    /// what the unit logged before is an earlier container's of the same
+    /// name (perhaps another user's), never sent.
+    Journal {
+        unit: String,
+        from: Option<DateTime<Utc>>,
+    },
+}
+
+impl Source {
+    /// The same source, where a journal holds only what was logged from
+    /// `created` on (the container's creation).
+    pub fn created(self, created: DateTime<Utc>) -> Source {
+        match self {
+            Source::Journal { unit, .. } => Source::Journal {
+                unit,
+                from: Some(created),
+            },
+            file => file,
+        }
+    }
 }
 
 /// What a reader asks for.
@@ -63,8 +82,9 @@ pub fn check(source: &Source, want: &Want, what: &str) -> Result<(), LogsError> 
     }
 }
 
-/// `journalctl` for the unit's journal as `want` asks, messages only.
-pub fn journal_argv(unit: &str, want: &Want) -> Vec<String> {
+/// `journalctl` for the unit's journal as `want` asks, messages only, and
+/// nothing logged before `from`.
+pub fn journal_argv(unit: &str, from: Option<DateTime<Utc>>, want: &Want) -> Vec<String> {
     let mut v: Vec<String> = [
         "journalctl",
         "--no-pager",
@@ -82,8 +102,16 @@ pub fn journal_argv(unit: &str, want: &Want) -> Vec<String> {
     } else {
         v.push(format!("--lines={}", want.lines));
     }
-    if let Some(t) = want.since {
-        v.push(format!("--since=@{}", t.timestamp()));
+    let since = match (want.since, from) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(t) = since {
+        // journalctl takes seconds since the epoch with a fraction.
+        match t.timestamp_subsec_micros() {
+            0 => v.push(format!("--since=@{}", t.timestamp())),
+            us => v.push(format!("--since=@{}.{us:06}", t.timestamp())),
+        }
     }
     if want.follow {
         v.push("--follow".into());
@@ -130,7 +158,7 @@ pub fn stream(source: Source, want: Want) -> tokio::sync::mpsc::Receiver<Bytes> 
                 timestamped,
                 rotated,
             } => follow_file(path, rotated, timestamped, want, tx).await,
-            Source::Journal { unit } => follow_journal(&unit, want, tx).await,
+            Source::Journal { unit, from } => follow_journal(&unit, from, want, tx).await,
         }
     });
     rx
@@ -353,9 +381,14 @@ async fn follow_file(
     }
 }
 
-async fn follow_journal(unit: &str, want: Want, tx: tokio::sync::mpsc::Sender<Bytes>) {
+async fn follow_journal(
+    unit: &str,
+    from: Option<DateTime<Utc>>,
+    want: Want,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
     use tokio::io::AsyncReadExt;
-    let argv = journal_argv(unit, &want);
+    let argv = journal_argv(unit, from, &want);
     let child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
@@ -419,7 +452,7 @@ mod tests {
     #[test]
     fn the_journal_as_asked() {
         assert_eq!(
-            journal_argv("devhost-web01.service", &want(200, false)),
+            journal_argv("devhost-web01.service", None, &want(200, false)),
             [
                 "journalctl",
                 "--no-pager",
@@ -436,6 +469,7 @@ mod tests {
             .with_timezone(&Utc);
         let argv = journal_argv(
             "u",
+            None,
             &Want {
                 lines: 5,
                 since: Some(t),
@@ -444,8 +478,53 @@ mod tests {
         );
         assert_eq!(argv[7..], ["--lines=5", "--since=@1796119200", "--follow"]);
         assert_eq!(
-            journal_argv("u", &want(u32::MAX as usize, false))[7],
+            journal_argv("u", None, &want(u32::MAX as usize, false))[7],
             "--lines=all"
+        );
+    }
+
+    #[test]
+    fn the_journal_starts_with_the_containers_creation() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let created = at("2026-12-01T10:00:00.250Z");
+        let source = Source::Journal {
+            unit: "devhost-web01.service".into(),
+            from: None,
+        }
+        .created(created);
+        let Source::Journal { unit, from } = &source else {
+            panic!("{source:?}")
+        };
+        // To the microsecond: an earlier container's last words may be in
+        // the second this one was created, and this one's first ones.
+        assert_eq!(
+            journal_argv(unit, *from, &want(5, false))[8..],
+            ["--since=@1796119200.250000"]
+        );
+        let since = |t| Want {
+            lines: 5,
+            since: Some(at(t)),
+            follow: true,
+        };
+        assert_eq!(
+            journal_argv(unit, *from, &since("2026-11-01T00:00:00Z"))[8..],
+            ["--since=@1796119200.250000", "--follow"],
+            "an earlier --since is the creation"
+        );
+        assert_eq!(
+            journal_argv(unit, *from, &since("2026-12-01T11:00:00Z"))[8..],
+            ["--since=@1796122800", "--follow"],
+            "a later one is kept"
+        );
+        let file = Source::File {
+            path: "/x".into(),
+            timestamped: false,
+            rotated: None,
+        };
+        assert_eq!(
+            file.clone().created(created),
+            file,
+            "a file is its container's own"
         );
     }
 
@@ -510,7 +589,7 @@ mod tests {
         // would not fit in memory.
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("console.log");
-        let mut f = std::fs::File::create(&path).unwrap();
+        let f = std::fs::File::create(&path).unwrap();
         f.set_len(1 << 40).unwrap();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -573,7 +652,14 @@ mod tests {
         assert_eq!(check(&file(true), &w, "agent's log"), Ok(()));
         assert_eq!(check(&file(false), &want(1, true), "x"), Ok(()));
         assert_eq!(
-            check(&Source::Journal { unit: "u".into() }, &w, "console"),
+            check(
+                &Source::Journal {
+                    unit: "u".into(),
+                    from: None
+                },
+                &w,
+                "console"
+            ),
             Ok(())
         );
     }

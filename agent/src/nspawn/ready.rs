@@ -125,7 +125,7 @@ mod tests {
         use std::io::Write;
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("console.log");
-        let mut f = std::fs::File::create(&p).unwrap();
+        let f = std::fs::File::create(&p).unwrap();
         f.set_len(1 << 40).unwrap();
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"\none\ntwo\nthree\n").unwrap();

@@ -368,6 +368,7 @@ impl Backend for SystemdBackend {
     fn console_source(&self, name: &ContainerName, _console_log: &Path) -> crate::logs::Source {
         crate::logs::Source::Journal {
             unit: unit_name(name),
+            from: None,
         }
     }
 }

@@ -1239,3 +1239,48 @@ fn a_huge_console_log_is_read_from_its_end() {
         "the agent read the log whole: its peak memory grew by {grown} MiB"
     );
 }
+
+#[test]
+fn an_exec_whose_body_comes_late_is_checked_against_the_container_then() {
+    let Some(()) =
+        prerequisites("an_exec_whose_body_comes_late_is_checked_against_the_container_then")
+    else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("exl");
+    let ensure = |uid| {
+        assert_ok(
+            &agent.devhost_as(uid, users_gid(), &["ensure", &name, &channel().url]),
+            "ensure",
+        )
+    };
+    ensure(ALICE);
+    // Alice asks for an exec in her container, and holds its body back …
+    let body = r#"{"argv":["touch","/alice-was-here"]}"#;
+    let mut s = connect_as(&agent, ALICE, users_gid());
+    write!(
+        s,
+        "POST /v1/containers/{name}/exec HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: devhost-exec\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // … while her container goes, and Bob makes one of the same name.
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["destroy", &name]),
+        "alice's destroy",
+    );
+    ensure(BOB);
+    s.write_all(body.as_bytes()).unwrap();
+    let line = status_line(&mut s);
+    assert!(line.contains(" 403 "), "bob's container now: {line}");
+    drop(s);
+    assert!(
+        !agent
+            .containers_dir
+            .join(&name)
+            .join("alice-was-here")
+            .exists(),
+        "nothing ran in bob's container"
+    );
+}

@@ -108,14 +108,13 @@ pub fn unit_name(what: &str) -> String {
 }
 
 /// Check that the caller may open a session (`what`: "exec", "shell") in
-/// container `name` — its owner or an admin, they are its root anyway —
-/// and that it runs; and decide the way in.
-pub async fn way_in(
+/// container `name`: its owner or an admin, they are its root anyway.
+pub async fn authorize(
     handle: &Handle,
     caller: &Caller,
     name: &str,
     what: &str,
-) -> Result<(ContainerName, Way), ApiError> {
+) -> Result<(ContainerName, crate::api::types::ContainerInfo), ApiError> {
     let name: ContainerName = name.parse()?;
     let info = handle.get(name.clone()).await?;
     if !caller.may_manage(info.owner_uid) {
@@ -129,6 +128,20 @@ pub async fn way_in(
             info.owner_uid
         )));
     }
+    Ok((name, info))
+}
+
+/// [`authorize`], check that the container runs, and decide the way in.
+/// Decided just before the session starts: a way through machined names
+/// the container, and a name may be another user's container a moment
+/// later (destroyed and made again).
+pub async fn way_in(
+    handle: &Handle,
+    caller: &Caller,
+    name: &str,
+    what: &str,
+) -> Result<(ContainerName, Way), ApiError> {
+    let (name, info) = authorize(handle, caller, name, what).await?;
     let leader = info
         .pid
         .and_then(|p| crate::sys::proc::children(p).into_iter().next())

@@ -33,6 +33,11 @@ pub const MAX_ARGV_BYTES: usize = 60 * 1024;
 /// Commands one uid may have running at once through exec (root:
 /// unbounded).
 pub const MAX_EXECS_PER_UID: u32 = 8;
+/// How often the agent sends an empty stdout frame while a command runs:
+/// a client that has gone is noticed by it even while the agent waits
+/// for the command to take input the client sent (the client's stream is
+/// not read meanwhile).
+pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// The exit status when the command could not be started in the container
 /// (the enter helper's, see [`crate::enter::helper::ENTER_FAILED`]).
 pub const START_FAILED: i32 = 125;
@@ -334,8 +339,16 @@ pub async fn relay(
     let mut eb = vec![0u8; 32 * 1024];
     let (mut out_open, mut err_open) = (true, true);
     let mut client_left: Option<String> = None;
+    let mut probe =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROBE_INTERVAL, PROBE_INTERVAL);
     let code = loop {
         tokio::select! {
+            _ = probe.tick() => {
+                if let Err(e) = send(&mut to_client, Frame::Stdout(Vec::new())).await {
+                    client_left = Some(format!("writing to the client: {e}"));
+                    break None;
+                }
+            }
             n = stdout.read(&mut ob), if out_open => match n {
                 Ok(n) if n > 0 => {
                     if let Err(e) = send(&mut to_client, Frame::Stdout(ob[..n].to_vec())).await {

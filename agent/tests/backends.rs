@@ -131,6 +131,57 @@ fn failed_boot_systemd() {
     failed_boot(Kind::Systemd);
 }
 
+#[test]
+fn a_failed_starts_message_has_no_lines_of_an_earlier_container_of_the_name() {
+    let Some(()) =
+        prerequisites("a_failed_starts_message_has_no_lines_of_an_earlier_container_of_the_name")
+    else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        kind: Kind::Systemd,
+        nix_extra_config: "devhost.fixture.failBoot = true;".into(),
+        ..Options::default()
+    });
+    let name = agent.name("noboot");
+    let unit = format!("devhost-{name}.service");
+    // What an earlier container of the name (another user's, destroyed
+    // since) left in the unit's journal.
+    let si = agent.standin.as_ref().unwrap();
+    assert_ok(
+        &si.exec(&[
+            "systemd-run",
+            "--unit",
+            &unit,
+            "--wait",
+            "echo",
+            "EARLIER-SECRET",
+        ]),
+        "an earlier unit of the name",
+    );
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "it is in the journal",
+        || text(&si.exec(&["journalctl", "-u", &unit, "--no-pager"])).contains("EARLIER-SECRET"),
+    );
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "the earlier unit is gone",
+        || si.unit_property(&unit, "LoadState") != "loaded",
+    );
+    let out = agent.devhost(&["ensure", &name, &channel().url]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("fixture init: failing at boot as configured"),
+        "this start's lines are in the error:\n{t}"
+    );
+    assert!(
+        !t.contains("EARLIER-SECRET"),
+        "an earlier container's:\n{t}"
+    );
+}
+
 /// After a host boot (a new kernel boot id), the agent starts the enabled
 /// containers that were running; after a mere agent restart it does not.
 fn started_after_host_boot(kind: Kind) {

@@ -86,6 +86,7 @@ fn manual_pages_render() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(DEVHOST)
         .args(["__man", dir.path().to_str().unwrap()])
+        .env_remove("SUDO_UID")
         .output()
         .unwrap();
     assert_ok(&out, "devhost __man");
@@ -132,5 +133,31 @@ fn manual_pages_render() {
         shown.contains("SYNOPSIS devhost exec")
             && shown.contains("The exit status is the command's (128 + N when signal N ended it"),
         "{shown}"
+    );
+}
+
+#[test]
+fn manual_pages_under_sudo_are_written_as_the_user_who_ran_it() {
+    let Some(()) = prerequisites("manual_pages_under_sudo_are_written_as_the_user_who_ran_it")
+    else {
+        return;
+    };
+    // A directory only root may write to: under sudo, `devhost __man`
+    // writes as the user who ran sudo, so not there.
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    std::fs::create_dir(&pages).unwrap();
+    let out = Command::new(DEVHOST)
+        .args(["__man", pages.to_str().unwrap()])
+        .env("SUDO_UID", ALICE.to_string())
+        .env("SUDO_GID", users_gid().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("Permission denied"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_dir(&pages).unwrap().count(),
+        0,
+        "nothing written"
     );
 }

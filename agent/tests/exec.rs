@@ -181,6 +181,24 @@ fn processes(argv: &[&str]) -> Vec<u32> {
         .collect()
 }
 
+/// How many bytes wait in the pipe that is descriptor `fd` of process
+/// `pid` (read through a descriptor of our own, without taking them).
+fn pipe_holds(pid: u32, fd: u32) -> usize {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(pipe) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(format!("/proc/{pid}/fd/{fd}"))
+    else {
+        return 0;
+    };
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    unsafe { nix::libc::ioctl(pipe.as_raw_fd(), nix::libc::FIONREAD, &mut n) };
+    n.max(0) as usize
+}
+
 #[test]
 fn a_command_whose_client_goes_away_is_killed_with_what_it_started() {
     let Some(()) = prerequisites("a_command_whose_client_goes_away_is_killed_with_what_it_started")
@@ -295,4 +313,66 @@ fn exec_in_a_stopped_container_says_so() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn a_command_that_reads_no_input_is_killed_when_its_client_goes_away() {
+    let Some(()) =
+        prerequisites("a_command_that_reads_no_input_is_killed_when_its_client_goes_away")
+    else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = alices_container(&agent, "ei");
+    let secs = "4244";
+    let mut client = agent
+        .command(
+            DEVHOST,
+            &[
+                "exec",
+                &name,
+                "--",
+                "sh",
+                "-c",
+                &format!("echo started; exec sleep {secs}"),
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // More input than the command's pipe holds, which it never reads.
+    let mut stdin = client.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&vec![b'x'; 4 << 20]);
+    });
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(client.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "started\n");
+    wait_until(Duration::from_secs(20), "the command runs", || {
+        processes(&["sleep", secs]).len() == 1
+    });
+    // The client goes while the agent waits for the command to take its
+    // input: the command's pipe is full.
+    let pid = processes(&["sleep", secs])[0];
+    wait_until(
+        Duration::from_secs(20),
+        "the command's input is full",
+        || pipe_holds(pid, 0) >= 64 * 1024,
+    );
+    client.kill().unwrap();
+    client.wait().unwrap();
+    writer.join().unwrap();
+    wait_until(Duration::from_secs(20), "the command is gone", || {
+        let left = processes(&["sleep", secs]);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still running: {left:?}"))
+        }
+    });
 }

@@ -297,3 +297,61 @@ fn the_agents_own_log_is_for_admins() {
         std::os::unix::fs::PermissionsExt::mode(&meta.expect("STATE/agent.log").permissions());
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn a_new_owner_of_a_name_never_reads_the_journal_of_its_former_container() {
+    let Some(()) =
+        prerequisites("a_new_owner_of_a_name_never_reads_the_journal_of_its_former_container")
+    else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        kind: Kind::Systemd,
+        ..Options::default()
+    });
+    // Alice's container prints a secret to its console, then is gone.
+    let name = alices_container(&agent, "lr");
+    to_console(&agent, &name, "ALICES-SECRET");
+    wait_until(
+        Duration::from_secs(30),
+        "the secret is in alice's log",
+        || {
+            let out = as_user(&agent, ALICE, &["logs", &name]).output().unwrap();
+            text(&out).contains("ALICES-SECRET")
+        },
+    );
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["destroy", &name]),
+        "alice's destroy",
+    );
+    // Bob takes the name: the unit's journal is his container's only.
+    assert_ok(
+        &agent.devhost_as(BOB, users_gid(), &["ensure", &name, &channel().url]),
+        "bob's ensure",
+    );
+    for args in [
+        &["--lines", "100000"][..],
+        &["--since", "1d"],
+        &["--since", "1d", "--follow"],
+    ] {
+        let mut a = vec!["logs", name.as_str()];
+        a.extend_from_slice(args);
+        let seen = if args.contains(&"--follow") {
+            let f = Follower::start(&agent, BOB, &a);
+            f.wait_for("fixture init: serving on ports");
+            f.text()
+        } else {
+            let out = as_user(&agent, BOB, &a).output().unwrap();
+            assert_ok(&out, "bob's logs");
+            text(&out)
+        };
+        assert!(
+            seen.contains("fixture init: serving on ports"),
+            "{args:?}: bob's own container is there: {seen}"
+        );
+        assert!(
+            !seen.contains("ALICES-SECRET"),
+            "{args:?}: bob reads alice's former container: {seen}"
+        );
+    }
+}

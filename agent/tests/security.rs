@@ -1093,3 +1093,194 @@ fn a_shared_system_is_never_handed_to_a_user_who_cannot_read_its_channel() {
     assert!(!text(&out).contains("reused"), "{}", text(&out));
     assert!(agent.try_status(&theirs).is_none());
 }
+
+/// `devhost ARGS` as ALICE (group users) until it exits, while the
+/// agent's resident memory is watched: should it grow by 1 GiB the agent
+/// is killed (a failing test must not take the host's memory) and that is
+/// the answer. Else the exit status, and by how many MiB the agent's peak
+/// memory grew meanwhile.
+fn run_watching_the_agent(
+    agent: &mut TestAgent,
+    args: &[&str],
+    within: Duration,
+) -> Result<(Option<i32>, u64), String> {
+    let pid = agent.pid().unwrap();
+    let (rss, peak) = (rss_kib(pid), peak_kib(pid));
+    let mut client = agent
+        .command(DEVHOST, args)
+        .uid(ALICE)
+        .gid(users_gid())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let outcome = loop {
+        if let Some(st) = client.try_wait().unwrap() {
+            break Ok((st.code(), peak_kib(pid).saturating_sub(peak.max(rss)) >> 10));
+        }
+        let grown = rss_kib(pid).saturating_sub(rss) >> 10;
+        if grown > 1024 {
+            break Err(format!("the agent's memory grew by {grown} MiB"));
+        }
+        if started.elapsed() > within {
+            break Err(format!(
+                "no exit within {within:?} (the agent grew by {grown} MiB)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if outcome.is_err() {
+        agent.stop_agent(nix::sys::signal::Signal::SIGKILL);
+        let _ = client.kill();
+        let _ = client.wait();
+    }
+    outcome
+}
+
+/// The agent's peak resident memory (VmHWM), in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn what_an_exec_leaves_writing_does_not_fill_the_agents_memory() {
+    let Some(()) = prerequisites("what_an_exec_leaves_writing_does_not_fill_the_agents_memory")
+    else {
+        return;
+    };
+    let mut agent = TestAgent::start(Options::default());
+    let name = agent.name("exw");
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["ensure", &name, &channel().url]),
+        "alice's ensure",
+    );
+    // The command ends at once; what it started keeps writing to the
+    // output it left them, as fast as it can: container root's own
+    // program, spinning on a non-blocking stdout so that the pipe is
+    // never found empty.
+    let src = agent.dir.join("spin.c");
+    std::fs::write(
+        &src,
+        "#define _GNU_SOURCE\n#include <fcntl.h>\n#include <unistd.h>\n\
+         int main(void) { static char b[65536]; fcntl(1, F_SETFL, O_NONBLOCK);\n\
+         fcntl(1, F_SETPIPE_SZ, 1 << 20); for (;;) write(1, b, sizeof b); }\n",
+    )
+    .unwrap();
+    let spin = agent.containers_dir.join(&name).join("spin");
+    let cc = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&spin)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_ok(&cc, "gcc -static spin.c");
+    let script = "for i in 1 2 3 4; do /spin & done; sleep 1; exit 3";
+    // How much the agent reads before it finds the pipe empty is a race:
+    // a few rounds.
+    for round in 1..=3 {
+        let got = run_watching_the_agent(
+            &mut agent,
+            &["exec", &name, "--", "sh", "-c", script],
+            Duration::from_secs(60),
+        );
+        let (code, grown) = got.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(code, Some(3), "round {round}: the command's status");
+        assert!(
+            grown < 64,
+            "round {round}: the agent's peak memory grew by {grown} MiB"
+        );
+    }
+}
+
+#[test]
+fn a_huge_console_log_is_read_from_its_end() {
+    let Some(()) = prerequisites("a_huge_console_log_is_read_from_its_end") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("hlog");
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["ensure", &name, &channel().url]),
+        "alice's ensure",
+    );
+    // What container root can print to its console, as much as it likes:
+    // here 512 MiB (a hole in the file, so that it costs no disk), then
+    // three lines.
+    let console = agent
+        .dir
+        .join("state/containers")
+        .join(&name)
+        .join("console.log");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&console)
+        .unwrap();
+    f.set_len(f.metadata().unwrap().len() + (512 << 20))
+        .unwrap();
+    f.write_all(b"\none\ntwo\nthree\n").unwrap();
+    let pid = agent.pid().unwrap();
+    let peak = peak_kib(pid).max(rss_kib(pid));
+    let out = agent.devhost_as(ALICE, users_gid(), &["logs", &name, "--lines", "2"]);
+    assert_ok(&out, "logs --lines 2");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "two\nthree\n");
+    let grown = peak_kib(pid).saturating_sub(peak) >> 10;
+    assert!(
+        grown < 64,
+        "the agent read the log whole: its peak memory grew by {grown} MiB"
+    );
+}
+
+#[test]
+fn an_exec_whose_body_comes_late_is_checked_against_the_container_then() {
+    let Some(()) =
+        prerequisites("an_exec_whose_body_comes_late_is_checked_against_the_container_then")
+    else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let name = agent.name("exl");
+    let ensure = |uid| {
+        assert_ok(
+            &agent.devhost_as(uid, users_gid(), &["ensure", &name, &channel().url]),
+            "ensure",
+        )
+    };
+    ensure(ALICE);
+    // Alice asks for an exec in her container, and holds its body back …
+    let body = r#"{"argv":["touch","/alice-was-here"]}"#;
+    let mut s = connect_as(&agent, ALICE, users_gid());
+    write!(
+        s,
+        "POST /v1/containers/{name}/exec HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: devhost-exec\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // … while her container goes, and Bob makes one of the same name.
+    assert_ok(
+        &agent.devhost_as(ALICE, users_gid(), &["destroy", &name]),
+        "alice's destroy",
+    );
+    ensure(BOB);
+    s.write_all(body.as_bytes()).unwrap();
+    let line = status_line(&mut s);
+    assert!(line.contains(" 403 "), "bob's container now: {line}");
+    drop(s);
+    assert!(
+        !agent
+            .containers_dir
+            .join(&name)
+            .join("alice-was-here")
+            .exists(),
+        "nothing ran in bob's container"
+    );
+}

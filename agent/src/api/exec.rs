@@ -33,6 +33,11 @@ pub const MAX_ARGV_BYTES: usize = 60 * 1024;
 /// Commands one uid may have running at once through exec (root:
 /// unbounded).
 pub const MAX_EXECS_PER_UID: u32 = 8;
+/// How often the agent sends an empty stdout frame while a command runs:
+/// a client that has gone is noticed by it even while the agent waits
+/// for the command to take input the client sent (the client's stream is
+/// not read meanwhile).
+pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// The exit status when the command could not be started in the container
 /// (the enter helper's, see [`crate::enter::helper::ENTER_FAILED`]).
 pub const START_FAILED: i32 = 125;
@@ -108,14 +113,13 @@ pub fn unit_name(what: &str) -> String {
 }
 
 /// Check that the caller may open a session (`what`: "exec", "shell") in
-/// container `name` — its owner or an admin, they are its root anyway —
-/// and that it runs; and decide the way in.
-pub async fn way_in(
+/// container `name`: its owner or an admin, they are its root anyway.
+pub async fn authorize(
     handle: &Handle,
     caller: &Caller,
     name: &str,
     what: &str,
-) -> Result<(ContainerName, Way), ApiError> {
+) -> Result<(ContainerName, crate::api::types::ContainerInfo), ApiError> {
     let name: ContainerName = name.parse()?;
     let info = handle.get(name.clone()).await?;
     if !caller.may_manage(info.owner_uid) {
@@ -129,6 +133,20 @@ pub async fn way_in(
             info.owner_uid
         )));
     }
+    Ok((name, info))
+}
+
+/// [`authorize`], check that the container runs, and decide the way in.
+/// Decided just before the session starts: a way through machined names
+/// the container, and a name may be another user's container a moment
+/// later (destroyed and made again).
+pub async fn way_in(
+    handle: &Handle,
+    caller: &Caller,
+    name: &str,
+    what: &str,
+) -> Result<(ContainerName, Way), ApiError> {
+    let (name, info) = authorize(handle, caller, name, what).await?;
     let leader = info
         .pid
         .and_then(|p| crate::sys::proc::children(p).into_iter().next())
@@ -231,14 +249,24 @@ async fn send<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, f: Frame) -> std::io:
     w.flush().await
 }
 
-/// Read what is already in a non-blocking pipe, without waiting.
+/// Read what is already in a non-blocking pipe, without waiting: at most
+/// what the pipe holds (its capacity as it is now). What the command wrote
+/// before it ended fits in that; more is written after it ended, by what
+/// it left running, and is not read — a process left spinning on the pipe
+/// would otherwise keep this loop reading, into memory, for ever.
 fn drain(fd: &impl std::os::fd::AsRawFd, buf: &mut [u8]) -> Vec<u8> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let capacity = fcntl(fd.as_raw_fd(), FcntlArg::F_GETPIPE_SZ)
+        .ok()
+        .and_then(|c| usize::try_from(c).ok())
+        .unwrap_or(1 << 20);
     let mut out = Vec::new();
-    while let Ok(n) = nix::unistd::read(fd.as_raw_fd(), buf) {
-        if n == 0 {
-            break;
+    while out.len() < capacity {
+        let want = buf.len().min(capacity - out.len());
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[..want]) {
+            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
         }
-        out.extend_from_slice(&buf[..n]);
     }
     out
 }
@@ -311,8 +339,16 @@ pub async fn relay(
     let mut eb = vec![0u8; 32 * 1024];
     let (mut out_open, mut err_open) = (true, true);
     let mut client_left: Option<String> = None;
+    let mut probe =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROBE_INTERVAL, PROBE_INTERVAL);
     let code = loop {
         tokio::select! {
+            _ = probe.tick() => {
+                if let Err(e) = send(&mut to_client, Frame::Stdout(Vec::new())).await {
+                    client_left = Some(format!("writing to the client: {e}"));
+                    break None;
+                }
+            }
             n = stdout.read(&mut ob), if out_open => match n {
                 Ok(n) if n > 0 => {
                     if let Err(e) = send(&mut to_client, Frame::Stdout(ob[..n].to_vec())).await {
@@ -428,6 +464,45 @@ mod tests {
         let (a, b) = (unit_name("exec"), unit_name("exec"));
         assert_ne!(a, b);
         assert!(a.starts_with(&format!("devhost-exec-{}-", std::process::id())));
+    }
+
+    #[test]
+    fn a_drained_pipe_gives_what_it_holds_and_no_more() {
+        use std::io::Write;
+        let (r, w) = nix::unistd::pipe().unwrap();
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&r),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        let mut w = std::fs::File::from(w);
+        w.write_all(b"the last words\n").unwrap();
+        let mut buf = vec![0u8; 32 * 1024];
+        assert_eq!(drain(&r, &mut buf), b"the last words\n");
+        assert_eq!(drain(&r, &mut buf), b"", "empty: no waiting");
+        // A writer that never stops: what is read is bounded by the
+        // pipe's capacity, however fast it writes.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let block = vec![7u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = w.write_all(&block);
+                }
+            })
+        };
+        let capacity = nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&r),
+            nix::fcntl::FcntlArg::F_GETPIPE_SZ,
+        )
+        .unwrap() as usize;
+        for _ in 0..100 {
+            assert!(drain(&r, &mut buf).len() <= capacity);
+        }
+        stop.store(true, Ordering::Relaxed);
+        drop(r);
+        writer.join().unwrap();
     }
 
     #[test]

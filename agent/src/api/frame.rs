@@ -1,8 +1,9 @@
 //! The frames of an exec stream (`devhost exec`, see [`super::exec`]): after
 //! the upgrade both sides speak `[kind u8][length u32, big endian][data]`.
 //! The client sends stdin and the end of stdin; the agent sends stdout and
-//! stderr, kept apart, and last the command's exit status. A frame's data
-//! is at most [`MAX_FRAME`] bytes; a longer one, an unknown kind or a frame
+//! stderr, kept apart, and last the command's exit status (and, every few
+//! seconds, an empty stdout frame: nothing to print, it finds a client
+//! that has gone). A frame's data is at most [`MAX_FRAME`] bytes; a longer one, an unknown kind or a frame
 //! cut short ends the stream as a protocol error. Pure: encoding and
 //! decoding from bytes, with thin readers for blocking and async streams.
 

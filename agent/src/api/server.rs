@@ -297,7 +297,10 @@ fn switching(token: &str) -> Response<Body> {
 
 /// `POST /v1/containers/NAME/exec`, an upgrade to an exec stream: the
 /// caller and the container are checked, then the argv body is read and
-/// checked, then `101` and the relay (see [`super::exec`]).
+/// checked, then — the body may take its time, and the container of the
+/// name may be another by then — the caller and the container are checked
+/// again and the way in decided, then `101` and the relay (see
+/// [`super::exec`]).
 async fn exec(
     req: Request<Incoming>,
     shared: &Shared,
@@ -307,7 +310,7 @@ async fn exec(
     use super::exec::{ExecArgv, ExecBody, MAX_EXECS_PER_UID, UPGRADE};
     wants_upgrade(&req, UPGRADE)?;
     may_change(caller, &shared.cfg, "exec")?;
-    let (name, way) = super::exec::way_in(&shared.handle, caller, name, "exec").await?;
+    super::exec::authorize(&shared.handle, caller, name, "exec").await?;
     // The body is read apart from the request, whose parts keep the
     // upgrade.
     let (parts, body) = req.into_parts();
@@ -315,6 +318,7 @@ async fn exec(
     let b: ExecBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid exec request: {e}")))?;
     let argv = ExecArgv::try_from(b.argv).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (name, way) = super::exec::way_in(&shared.handle, caller, name, "exec").await?;
     let uid = caller.uid;
     let Some(counted) = Connections::admit(&shared.execs, uid, MAX_EXECS_PER_UID) else {
         return Err(ApiError::new(

@@ -131,6 +131,10 @@ pub fn main(args: &[String]) -> i32 {
     // page or completion names it).
     if let [verb, dir] = args {
         if verb == cmd::man::VERB {
+            // Under sudo, written as the user who ran it, like everything.
+            if let Err(code) = crate::cli::drop_sudo() {
+                return code;
+            }
             return cmd::man::run(std::path::Path::new(dir));
         }
     }

@@ -2,8 +2,11 @@
 //! writes under the direct backend, the unit's journal under the systemd
 //! backend), its build and provisioning logs, and the agent's own log
 //! ([`agentlog`]). What to read is planned here purely ([`Source`],
-//! [`Want`], [`journal_argv`], [`initial`]); [`stream`] sends it, and with
-//! `follow` what is added after, until the reader goes away.
+//! [`Want`], [`journal_argv`], [`initial`], [`first_range`]); [`stream`]
+//! sends it, and with `follow` what is added after, until the reader goes
+//! away. A container decides how long its console, build and provisioning
+//! logs get, so they are never read whole: their last lines are found from
+//! the end and everything is sent in chunks as the reader takes them.
 //!
 //! `--since` needs times: the journal has them, and so has the agent's log
 //! (each entry starts with an RFC 3339 time). The console file, the build
@@ -28,8 +31,27 @@ pub enum Source {
         timestamped: bool,
         rotated: Option<PathBuf>,
     },
-    /// The journal of a systemd unit.
-    Journal { unit: String },
+    /// The journal of a systemd unit. `from`: the container's creation;
+    /// what the unit logged before is an earlier container's of the same
+    /// name (perhaps another user's), never sent.
+    Journal {
+        unit: String,
+        from: Option<DateTime<Utc>>,
+    },
+}
+
+impl Source {
+    /// The same source, where a journal holds only what was logged from
+    /// `created` on (the container's creation).
+    pub fn created(self, created: DateTime<Utc>) -> Source {
+        match self {
+            Source::Journal { unit, .. } => Source::Journal {
+                unit,
+                from: Some(created),
+            },
+            file => file,
+        }
+    }
 }
 
 /// What a reader asks for.
@@ -60,8 +82,9 @@ pub fn check(source: &Source, want: &Want, what: &str) -> Result<(), LogsError> 
     }
 }
 
-/// `journalctl` for the unit's journal as `want` asks, messages only.
-pub fn journal_argv(unit: &str, want: &Want) -> Vec<String> {
+/// `journalctl` for the unit's journal as `want` asks, messages only, and
+/// nothing logged before `from`.
+pub fn journal_argv(unit: &str, from: Option<DateTime<Utc>>, want: &Want) -> Vec<String> {
     let mut v: Vec<String> = [
         "journalctl",
         "--no-pager",
@@ -79,8 +102,16 @@ pub fn journal_argv(unit: &str, want: &Want) -> Vec<String> {
     } else {
         v.push(format!("--lines={}", want.lines));
     }
-    if let Some(t) = want.since {
-        v.push(format!("--since=@{}", t.timestamp()));
+    let since = match (want.since, from) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(t) = since {
+        // journalctl takes seconds since the epoch with a fraction.
+        match t.timestamp_subsec_micros() {
+            0 => v.push(format!("--since=@{}", t.timestamp())),
+            us => v.push(format!("--since=@{}.{us:06}", t.timestamp())),
+        }
     }
     if want.follow {
         v.push("--follow".into());
@@ -127,7 +158,7 @@ pub fn stream(source: Source, want: Want) -> tokio::sync::mpsc::Receiver<Bytes> 
                 timestamped,
                 rotated,
             } => follow_file(path, rotated, timestamped, want, tx).await,
-            Source::Journal { unit } => follow_journal(&unit, want, tx).await,
+            Source::Journal { unit, from } => follow_journal(&unit, from, want, tx).await,
         }
     });
     rx
@@ -138,18 +169,167 @@ fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
-/// Bytes of the file at `path` from `offset` to its end, if it is the file
-/// `id`.
-fn read_from(path: &std::path::Path, id: (u64, u64), offset: u64) -> Option<Vec<u8>> {
-    use std::io::{Read, Seek};
-    let mut f = std::fs::File::open(path).ok()?;
-    if identity(&f.metadata().ok()?) != id {
-        return None;
+/// Bytes read at a time, backwards looking for lines or forwards sending.
+const CHUNK: usize = 64 * 1024;
+
+/// The offset of the newline nearest before `end` (searching back no
+/// further than `floor`) for which `stop` (given each newline's offset,
+/// from the last) says so; `None` when none did. Reads backwards in
+/// chunks: memory stays [`CHUNK`] however long the file or its lines.
+fn newline_before<F: std::io::Read + std::io::Seek>(
+    f: &mut F,
+    end: u64,
+    mut stop: impl FnMut(u64) -> bool,
+) -> std::io::Result<Option<u64>> {
+    use std::io::SeekFrom;
+    let mut buf = vec![0u8; CHUNK];
+    let mut upto = end;
+    while upto > 0 {
+        let from = upto.saturating_sub(CHUNK as u64);
+        let part = &mut buf[..(upto - from) as usize];
+        f.seek(SeekFrom::Start(from))?;
+        f.read_exact(part)?;
+        for (i, _) in part.iter().enumerate().rev().filter(|(_, &b)| b == b'\n') {
+            if stop(from + i as u64) {
+                return Ok(Some(from + i as u64));
+            }
+        }
+        upto = from;
     }
-    f.seek(std::io::SeekFrom::Start(offset)).ok()?;
-    let mut v = Vec::new();
-    f.read_to_end(&mut v).ok()?;
-    Some(v)
+    Ok(None)
+}
+
+/// Where to start and end sending a file of `len` bytes first (the same
+/// lines as [`initial`] takes for a file without times, found from its
+/// end): the last `want.lines` lines; following, only whole ones (a line
+/// being written is sent whole once it is done, from `end`).
+pub fn first_range<F: std::io::Read + std::io::Seek>(
+    f: &mut F,
+    len: u64,
+    want: &Want,
+) -> std::io::Result<(u64, u64)> {
+    let end = if want.follow {
+        newline_before(f, len, |_| true)?.map_or(0, |p| p + 1)
+    } else {
+        len
+    };
+    if want.lines == 0 || end == 0 {
+        return Ok((end, end));
+    }
+    // The last line's own newline does not start a line.
+    let mut last = [0u8];
+    f.seek(std::io::SeekFrom::Start(end - 1))?;
+    f.read_exact(&mut last)?;
+    let scan_end = if last[0] == b'\n' { end - 1 } else { end };
+    let mut found = 0;
+    let start = newline_before(f, scan_end, |_| {
+        found += 1;
+        found == want.lines
+    })?
+    .map_or(0, |p| p + 1);
+    Ok((start, end))
+}
+
+/// What stopped sending.
+enum Sent {
+    /// This many bytes went.
+    Bytes(u64),
+    /// The reader went away.
+    Gone,
+}
+
+/// Send bytes `from..to` of `f` (to its end: `None`) in chunks, as fast as
+/// the reader takes them.
+async fn send_range(
+    f: &mut std::fs::File,
+    from: u64,
+    to: Option<u64>,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+) -> Sent {
+    use std::io::{Read, Seek};
+    if f.seek(std::io::SeekFrom::Start(from)).is_err() {
+        return Sent::Bytes(0);
+    }
+    let mut sent = 0u64;
+    loop {
+        let want = match to {
+            Some(to) => (to.saturating_sub(from + sent)).min(CHUNK as u64) as usize,
+            None => CHUNK,
+        };
+        if want == 0 {
+            return Sent::Bytes(sent);
+        }
+        let mut buf = vec![0u8; want];
+        let n = match f.read(&mut buf) {
+            Ok(0) | Err(_) => return Sent::Bytes(sent),
+            Ok(n) => n,
+        };
+        buf.truncate(n);
+        if tx.send(Bytes::from(buf)).await.is_err() {
+            return Sent::Gone;
+        }
+        sent += n as u64;
+    }
+}
+
+/// Send the file at `path` from `offset` to its end, if it is the file
+/// `id`.
+async fn send_from(
+    path: &std::path::Path,
+    id: (u64, u64),
+    offset: u64,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+) -> Sent {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Sent::Bytes(0);
+    };
+    if f.metadata().map(|m| identity(&m)).ok() != Some(id) {
+        return Sent::Bytes(0);
+    }
+    send_range(&mut f, offset, None, tx).await
+}
+
+/// What is sent first of the file `f`, `len` bytes long: its last lines,
+/// read from its end and sent in chunks (a file without times, which may
+/// be as long as a container made it), or — a file with times, the
+/// agent's own log, kept small by rotation — the lines [`initial`] picks.
+/// Where following goes on, or `None` when the reader went away.
+async fn send_first(
+    f: &mut std::fs::File,
+    len: u64,
+    timestamped: bool,
+    want: &Want,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+) -> Option<u64> {
+    if timestamped {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        let _ = f.read_to_end(&mut bytes);
+        let (first, upto) = initial(&bytes, want, true);
+        if !first.is_empty() && tx.send(Bytes::from(first)).await.is_err() {
+            return None;
+        }
+        return Some(upto as u64);
+    }
+    let Ok((start, end)) = first_range(f, len, want) else {
+        return Some(len);
+    };
+    match send_range(f, start, Some(end), tx).await {
+        Sent::Gone => return None,
+        Sent::Bytes(n) if n > 0 && !want.follow => {
+            // Every line ends in a newline, the last one too.
+            let mut last = [0u8];
+            use std::io::{Read, Seek};
+            let ends = f.seek(std::io::SeekFrom::Start(start + n - 1)).is_ok()
+                && f.read_exact(&mut last).is_ok()
+                && last[0] == b'\n';
+            if !ends && tx.send(Bytes::from_static(b"\n")).await.is_err() {
+                return None;
+            }
+        }
+        Sent::Bytes(_) => {}
+    }
+    Some(end)
 }
 
 async fn follow_file(
@@ -159,25 +339,19 @@ async fn follow_file(
     want: Want,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
-    let (bytes, mut id) = match std::fs::File::open(&path) {
-        Ok(f) => {
-            use std::io::Read;
-            let id = f.metadata().map(|m| identity(&m)).unwrap_or_default();
-            let mut v = Vec::new();
-            let _ = (&f).read_to_end(&mut v);
-            (v, id)
+    let (mut offset, mut id) = (0, (0, 0));
+    if let Ok(mut f) = std::fs::File::open(&path) {
+        let meta = f.metadata().ok();
+        id = meta.as_ref().map(identity).unwrap_or_default();
+        let len = meta.map_or(0, |m| m.len());
+        match send_first(&mut f, len, timestamped, &want, &tx).await {
+            Some(upto) => offset = upto,
+            None => return,
         }
-        Err(_) => (Vec::new(), (0, 0)),
-    };
-    let (first, upto) = initial(&bytes, &want, timestamped);
-    drop(bytes);
-    if !first.is_empty() && tx.send(Bytes::from(first)).await.is_err() {
-        return;
     }
     if !want.follow {
         return;
     }
-    let mut offset = upto as u64;
     loop {
         tokio::select! {
             _ = tx.closed() => return,
@@ -186,32 +360,35 @@ async fn follow_file(
         let Ok(meta) = std::fs::metadata(&path) else {
             continue; // between a rotation's rename and the new file
         };
-        let mut new = Vec::new();
         if identity(&meta) != id {
             // Rotated (or replaced): the rest of the old one, where it went.
             if let Some(old) = &rotated {
-                new.extend(read_from(old, id, offset).unwrap_or_default());
+                if let Sent::Gone = send_from(old, id, offset, &tx).await {
+                    return;
+                }
             }
             id = identity(&meta);
             offset = 0;
         } else if meta.len() < offset {
             offset = 0; // truncated
         }
-        if meta.len() > offset || !new.is_empty() {
-            if let Some(more) = read_from(&path, id, offset) {
-                offset += more.len() as u64;
-                new.extend(more);
+        if meta.len() > offset {
+            match send_from(&path, id, offset, &tx).await {
+                Sent::Bytes(n) => offset += n,
+                Sent::Gone => return,
             }
-        }
-        if !new.is_empty() && tx.send(Bytes::from(new)).await.is_err() {
-            return;
         }
     }
 }
 
-async fn follow_journal(unit: &str, want: Want, tx: tokio::sync::mpsc::Sender<Bytes>) {
+async fn follow_journal(
+    unit: &str,
+    from: Option<DateTime<Utc>>,
+    want: Want,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
     use tokio::io::AsyncReadExt;
-    let argv = journal_argv(unit, &want);
+    let argv = journal_argv(unit, from, &want);
     let child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
@@ -275,7 +452,7 @@ mod tests {
     #[test]
     fn the_journal_as_asked() {
         assert_eq!(
-            journal_argv("devhost-web01.service", &want(200, false)),
+            journal_argv("devhost-web01.service", None, &want(200, false)),
             [
                 "journalctl",
                 "--no-pager",
@@ -292,6 +469,7 @@ mod tests {
             .with_timezone(&Utc);
         let argv = journal_argv(
             "u",
+            None,
             &Want {
                 lines: 5,
                 since: Some(t),
@@ -300,8 +478,53 @@ mod tests {
         );
         assert_eq!(argv[7..], ["--lines=5", "--since=@1796119200", "--follow"]);
         assert_eq!(
-            journal_argv("u", &want(u32::MAX as usize, false))[7],
+            journal_argv("u", None, &want(u32::MAX as usize, false))[7],
             "--lines=all"
+        );
+    }
+
+    #[test]
+    fn the_journal_starts_with_the_containers_creation() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let created = at("2026-12-01T10:00:00.250Z");
+        let source = Source::Journal {
+            unit: "devhost-web01.service".into(),
+            from: None,
+        }
+        .created(created);
+        let Source::Journal { unit, from } = &source else {
+            panic!("{source:?}")
+        };
+        // To the microsecond: an earlier container's last words may be in
+        // the second this one was created, and this one's first ones.
+        assert_eq!(
+            journal_argv(unit, *from, &want(5, false))[8..],
+            ["--since=@1796119200.250000"]
+        );
+        let since = |t| Want {
+            lines: 5,
+            since: Some(at(t)),
+            follow: true,
+        };
+        assert_eq!(
+            journal_argv(unit, *from, &since("2026-11-01T00:00:00Z"))[8..],
+            ["--since=@1796119200.250000", "--follow"],
+            "an earlier --since is the creation"
+        );
+        assert_eq!(
+            journal_argv(unit, *from, &since("2026-12-01T11:00:00Z"))[8..],
+            ["--since=@1796122800", "--follow"],
+            "a later one is kept"
+        );
+        let file = Source::File {
+            path: "/x".into(),
+            timestamped: false,
+            rotated: None,
+        };
+        assert_eq!(
+            file.clone().created(created),
+            file,
+            "a file is its container's own"
         );
     }
 
@@ -319,6 +542,85 @@ mod tests {
         );
         assert_eq!(initial(log, &want(0, true), false), (String::new(), 14));
         assert_eq!(initial(b"", &want(5, true), false), (String::new(), 0));
+    }
+
+    #[test]
+    fn the_first_range_found_from_the_end_is_what_initial_takes() {
+        let texts = [
+            "",
+            "a",
+            "a\n",
+            "one\ntwo\nthree\npart",
+            "a\n\nb\n\n",
+            "\n\n\n",
+            "no newline at all",
+        ];
+        for text in texts {
+            for lines in [0, 1, 2, 3, 10] {
+                for follow in [false, true] {
+                    let w = want(lines, follow);
+                    let mut f = std::io::Cursor::new(text.as_bytes());
+                    let (start, end) = first_range(&mut f, text.len() as u64, &w).unwrap();
+                    let mut got = text[start as usize..end as usize].to_string();
+                    if !follow && !got.is_empty() && !got.ends_with('\n') {
+                        got.push('\n');
+                    }
+                    assert_eq!(
+                        (got, end as usize),
+                        initial(text.as_bytes(), &w, false),
+                        "{text:?}, {lines} lines, follow {follow}"
+                    );
+                }
+            }
+        }
+        // Lines longer than what is read at a time.
+        let long = format!("{}\n{}\nlast", "x".repeat(3 * CHUNK), "y".repeat(CHUNK + 1));
+        let mut f = std::io::Cursor::new(long.as_bytes());
+        assert_eq!(
+            first_range(&mut f, long.len() as u64, &want(2, false)).unwrap(),
+            (3 * CHUNK as u64 + 1, long.len() as u64)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_lines_of_a_huge_file_are_read_from_its_end() {
+        use std::io::Write;
+        // A terabyte (a hole, no disk), then three lines: read whole, it
+        // would not fit in memory.
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("console.log");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(1 << 40).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"\none\ntwo\nthree\n").unwrap();
+        for follow in [false, true] {
+            let mut rx = stream(
+                Source::File {
+                    path: path.clone(),
+                    timestamped: false,
+                    rotated: None,
+                },
+                want(2, follow),
+            );
+            let mut got = Vec::new();
+            while got.len() < "two\nthree\n".len() {
+                let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+                    .await
+                    .expect("the last lines come at once");
+                match chunk {
+                    Some(c) => got.extend(c),
+                    None => break,
+                }
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                "two\nthree\n",
+                "follow {follow}"
+            );
+        }
     }
 
     #[test]
@@ -350,7 +652,14 @@ mod tests {
         assert_eq!(check(&file(true), &w, "agent's log"), Ok(()));
         assert_eq!(check(&file(false), &want(1, true), "x"), Ok(()));
         assert_eq!(
-            check(&Source::Journal { unit: "u".into() }, &w, "console"),
+            check(
+                &Source::Journal {
+                    unit: "u".into(),
+                    from: None
+                },
+                &w,
+                "console"
+            ),
             Ok(())
         );
     }

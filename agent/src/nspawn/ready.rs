@@ -94,9 +94,22 @@ pub fn clear_stale(dir: &Path) {
     }
 }
 
-/// The last `n` lines of a log file (for error messages).
+/// What [`tail_lines`] reads of a log, at most: its end.
+const TAIL_BYTES: u64 = 1 << 20;
+
+/// The last `n` lines of a log file (for error messages), from its last
+/// MiB: a console is as long as its container made it.
 pub fn tail_lines(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
+    use std::io::{Read, Seek};
+    let mut text = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if f.seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
+            .is_ok()
+        {
+            let _ = f.take(TAIL_BYTES).read_to_end(&mut text);
+        }
+    }
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
@@ -106,6 +119,19 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_of_a_huge_log_is_read_from_its_end() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("console.log");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(1 << 40).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"\none\ntwo\nthree\n").unwrap();
+        assert_eq!(tail_lines(&p, 2), "two\nthree");
+        assert_eq!(tail_lines(&d.path().join("missing"), 2), "");
+    }
 
     #[tokio::test]
     async fn a_notify_sockets_file_goes_with_it() {

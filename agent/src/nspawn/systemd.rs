@@ -119,18 +119,22 @@ impl SystemdBackend {
         tokio::time::timeout(timeout, wait).await.ok().flatten()
     }
 
-    /// The last lines the unit wrote to the journal.
-    async fn journal_tail(&self, unit: &str, lines: usize) -> String {
-        let out = tokio::process::Command::new("journalctl")
-            .args([
-                "-u",
-                unit,
-                "-n",
-                &lines.to_string(),
-                "-o",
-                "cat",
-                "--no-pager",
-            ])
+    /// The last lines the unit wrote to the journal (since `from`: a
+    /// unit's journal also holds earlier containers of the same name).
+    async fn journal_tail(
+        &self,
+        unit: &str,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        lines: usize,
+    ) -> String {
+        let want = crate::logs::Want {
+            lines,
+            since: None,
+            follow: false,
+        };
+        let argv = crate::logs::journal_argv(unit, from, &want);
+        let out = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
             .stdin(std::process::Stdio::null())
             .output()
             .await;
@@ -168,6 +172,8 @@ impl Backend for SystemdBackend {
             .receive_job_removed()
             .await
             .map_err(dbus_err(name, "subscribing to jobs"))?;
+        // What this start logs; the journal of the unit has more.
+        let from = chrono::Utc::now();
         let job = m
             .start_transient_unit(unit.clone(), "fail".into(), to_values(props), vec![])
             .await
@@ -194,7 +200,7 @@ impl Backend for SystemdBackend {
             Some("done") => {}
             other => {
                 let what = other.unwrap_or("no answer from systemd");
-                let tail = self.journal_tail(&unit, 20).await;
+                let tail = self.journal_tail(&unit, Some(from), 20).await;
                 return Err(match other {
                     Some("timeout") | None => NspawnError::ReadyTimeout {
                         name: name.to_string(),
@@ -224,7 +230,7 @@ impl Backend for SystemdBackend {
                 name: name.to_string(),
                 secs: self.start_timeout.as_secs(),
                 waiting_for: self.ready.describe(),
-                tail: self.journal_tail(&unit, 20).await,
+                tail: self.journal_tail(&unit, Some(from), 20).await,
             });
         }
         self.find(name)
@@ -362,12 +368,13 @@ impl Backend for SystemdBackend {
         _console_log: &Path,
         lines: usize,
     ) -> String {
-        self.journal_tail(&unit_name(name), lines).await
+        self.journal_tail(&unit_name(name), None, lines).await
     }
 
     fn console_source(&self, name: &ContainerName, _console_log: &Path) -> crate::logs::Source {
         crate::logs::Source::Journal {
             unit: unit_name(name),
+            from: None,
         }
     }
 }

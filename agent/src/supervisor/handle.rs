@@ -58,7 +58,7 @@ pub(super) enum Msg {
     },
     ConsoleSource {
         name: ContainerName,
-        reply: Reply<crate::logs::Source>,
+        reply: Reply<Result<crate::logs::Source, SupervisorError>>,
     },
     Finding {
         text: String,
@@ -138,7 +138,7 @@ impl Handle {
         &self,
         name: ContainerName,
     ) -> Result<crate::logs::Source, SupervisorError> {
-        self.ask(|reply| Msg::ConsoleSource { name, reply }).await
+        self.ask(|reply| Msg::ConsoleSource { name, reply }).await?
     }
 
     pub async fn info(&self) -> Result<AgentInfo, SupervisorError> {

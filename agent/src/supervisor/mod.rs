@@ -256,8 +256,20 @@ impl Supervisor {
                     });
                 }
                 Msg::ConsoleSource { name, reply } => {
-                    let log = self.env.store.console_log(&name);
-                    let _ = reply.send(self.env.backend.console_source(&name, &log));
+                    // A unit's journal outlives its container: what an
+                    // earlier one of the name logged is not this one's.
+                    let source = match self.records.get(&name) {
+                        Some(r) => {
+                            let log = self.env.store.console_log(&name);
+                            Ok(self
+                                .env
+                                .backend
+                                .console_source(&name, &log)
+                                .created(r.created))
+                        }
+                        None => Err(SupervisorError::NoSuchContainer(name)),
+                    };
+                    let _ = reply.send(source);
                 }
                 Msg::Info { reply } => {
                     let _ = reply.send(AgentInfo {

@@ -131,6 +131,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         return Err(DaemonError::SocketInUse(socket.display().to_string()));
     }
     let _ = std::fs::remove_file(&socket);
+    let clock = crate::clock::Clock::system();
+    // What keeps containers awake: the proxy, the API's shells and the
+    // supervisor's jobs report to it; the sleep sweep reads it.
+    let busy = Arc::new(crate::sleep::Busy::new(clock.clone()));
     // The edge binds its ports before anything else is served: a port in use
     // fails the start with the address named.
     let edge = if cfg.edge.enable {
@@ -168,6 +172,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 responder,
                 zone,
                 count_activity: cfg.cleanup.policy.count_activity,
+                busy: busy.clone(),
+                wake_timeout: cfg.sleep.wake_timeout,
             },
         );
         edge.start().await?;
@@ -191,7 +197,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     };
     let env = Subsystems {
         admission: crate::admission::Admission::real(&cfg),
-        edge,
+        edge: edge.clone(),
         cfg: cfg.clone(),
         store,
         backend,
@@ -201,11 +207,15 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         nix_safety,
         builds: crate::supervisor::build::Builds::new(cfg.nix.max_builds),
         host_warnings: warnings,
-        clock: crate::clock::Clock::system(),
+        clock,
+        busy,
         provisioner: std::sync::Arc::new(crate::provision::provisioner::Enter),
         fetcher: std::sync::Arc::new(crate::nix::fetch::Http),
     };
     let handle = Supervisor::start(env).await?;
+    if let Some(edge) = &edge {
+        edge.set_waker(Arc::new(handle.waker()));
+    }
     let listener = UnixListener::bind(&socket).map_err(io("binding", &socket))?;
     std::fs::set_permissions(
         &socket,

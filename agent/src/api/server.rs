@@ -291,6 +291,8 @@ async fn shell(
     }
     may_change(caller, &shared.cfg, "shell")?;
     let (name, target, want) = super::shell::prepare(&shared.handle, caller, name, query).await?;
+    // The container stays awake while the shell is open.
+    let awake = shared.handle.hold_awake(&name)?;
     // Counted for the shell's life (the connection it came on is no longer
     // counted once upgraded).
     let max = super::shell::MAX_SHELLS_PER_UID;
@@ -303,6 +305,7 @@ async fn shell(
     };
     tokio::spawn(async move {
         let _counted = counted;
+        let _awake = awake;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => super::shell::relay(upgraded, name, uid, target, want).await,
             Err(e) => tracing::warn!("shell in {name}: upgrade failed: {e}"),
@@ -325,11 +328,12 @@ async fn post_op(
     name: &str,
     verb: &str,
 ) -> Result<Response<Body>, ApiError> {
-    const VERBS: [&str; 9] = [
+    const VERBS: [&str; 10] = [
         "ensure",
         "provision",
         "start",
         "stop",
+        "wake",
         "pin",
         "unpin",
         "extend",
@@ -338,7 +342,7 @@ async fn post_op(
     ];
     if !VERBS.contains(&verb) {
         return Err(ApiError::not_found(format!(
-            "unknown operation {verb:?} (use ensure, provision, start, stop, pin, unpin, extend, adopt or forget)"
+            "unknown operation {verb:?} (use ensure, provision, start, stop, wake, pin, unpin, extend, adopt or forget)"
         )));
     }
     let name: ContainerName = name.parse()?;
@@ -367,6 +371,7 @@ async fn post_op(
         }
         "start" => Op::Start,
         "stop" => Op::Stop,
+        "wake" => Op::Wake,
         "pin" => Op::Pin(true),
         "unpin" => Op::Pin(false),
         "adopt" => Op::Adopt,
@@ -516,6 +521,12 @@ fn ensure_op(body: &[u8], cfg: &Config) -> Result<Op, ApiError> {
         .map(|map| crate::container::Upstreams::parse(&map, &aliases))
         .transpose()
         .map_err(ApiError::bad_request)?;
+    let sleep_after = b
+        .sleep_after
+        .as_deref()
+        .map(crate::sleep::SleepAfter::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Op::Ensure(crate::supervisor::EnsureSpec {
         channel,
         aliases,
@@ -525,6 +536,7 @@ fn ensure_op(body: &[u8], cfg: &Config) -> Result<Op, ApiError> {
         disk_size: b.disk_size,
         image_url: b.image_url,
         update_channel: b.update_channel.unwrap_or(true),
+        sleep_after,
     }))
 }
 

@@ -11,6 +11,7 @@ mod error;
 pub mod host;
 #[cfg(test)]
 mod proptests;
+pub mod sleep;
 
 pub use error::{invalid, ConfigError};
 pub use host::{
@@ -38,6 +39,7 @@ pub struct RawConfig {
     pub limits: crate::container::Limits,
     pub fc_devhost: crate::fcdevhost::FcDevhost,
     pub admission: admission::Admission,
+    pub sleep: sleep::Sleep,
 }
 
 /// The validated configuration the agent runs with.
@@ -53,6 +55,7 @@ pub struct Config {
     pub default_limits: crate::container::Limits,
     pub fc_devhost: crate::fcdevhost::FcDevhost,
     pub admission: admission::AdmissionConfig,
+    pub sleep: sleep::SleepConfig,
 }
 
 impl Config {
@@ -89,6 +92,7 @@ impl RawConfig {
         let edge = edge::validate(self.edge, self.certs, self.dns, &self.paths.state_dir)?;
         let cleanup = self.cleanup.validate()?;
         let admission = self.admission.validate()?;
+        let sleep = self.sleep.validate()?;
         self.limits
             .validate()
             .map_err(|e| invalid("limits", e.to_string()))?;
@@ -105,6 +109,7 @@ impl RawConfig {
             default_limits: self.limits,
             fc_devhost: self.fc_devhost,
             admission,
+            sleep,
             paths: self.paths,
         })
     }

@@ -8,6 +8,9 @@
 //! certificate store (it reads keys; the local CA path writes), the ACME
 //! responder (http-01 and tls-alpn-01 answers), and the DNS zone (it names
 //! the routed containers there; the DNS server beside it answers).
+//! One call goes the other way: a request for a sleeping container asks
+//! the supervisor to wake it, through the [`Wake`] handed to
+//! [`Edge::set_waker`] once the supervisor runs (`wake.rs`).
 
 pub mod activity;
 pub mod headers;
@@ -21,6 +24,9 @@ pub mod routes;
 mod slots;
 mod tls;
 mod upstream;
+mod wake;
+
+pub use wake::Wake;
 
 use crate::certs::responder::Responder;
 use crate::certs::{CertInfo, Certificates, Wanted};
@@ -63,6 +69,12 @@ pub struct Shares {
     /// Remember each container's last proxied request
     /// (`cleanup.count_activity`).
     pub count_activity: bool,
+    /// What keeps containers awake: each proxied request and upgraded
+    /// connection holds a guard here while it lasts.
+    pub busy: Arc<crate::sleep::Busy>,
+    /// How long a request for a sleeping container waits for it
+    /// (`sleep.wake_timeout_secs`).
+    pub wake_timeout: std::time::Duration,
 }
 
 pub struct Edge {
@@ -77,6 +89,10 @@ pub struct Edge {
     wanted: watch::Sender<Option<Wanted>>,
     /// Last proxied request per container (`None`: not counted).
     activity: Option<activity::Activity>,
+    busy: Arc<crate::sleep::Busy>,
+    /// Starts sleeping containers (the supervisor, once it runs).
+    waker: std::sync::OnceLock<Arc<dyn Wake>>,
+    wake_timeout: std::time::Duration,
 }
 
 impl Edge {
@@ -89,6 +105,9 @@ impl Edge {
             zone: shares.zone,
             wanted: watch::Sender::new(None),
             activity: shares.count_activity.then(activity::Activity::default),
+            busy: shares.busy,
+            waker: std::sync::OnceLock::new(),
+            wake_timeout: shares.wake_timeout,
             cfg,
         })
     }
@@ -126,6 +145,12 @@ impl Edge {
         if let Some(a) = &self.activity {
             a.touch(container, chrono::Utc::now().timestamp());
         }
+    }
+
+    /// Who wakes sleeping containers (set once, when the supervisor runs;
+    /// until then a sleeping container's requests get the retry page).
+    pub fn set_waker(&self, waker: Arc<dyn Wake>) {
+        let _ = self.waker.set(waker);
     }
 
     /// Keep the certificates of these containers (quarantined records)

@@ -297,9 +297,9 @@ async fn forward(
         .lookup(&host)
         .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
     shared.edge.touch(route.container.as_str());
-    if !route.running {
-        return Err(ProxyError::NotRunning(route.container.clone()));
-    }
+    // Held until the answer's body ended or the upgraded connection closed;
+    // a sleeping container is woken first.
+    let busy = super::wake::awake(&shared.edge, route).await?;
     let scheme = route.upstream.scheme.as_str();
     let pq = path_and_query(&req);
     let uri: Uri = format!("{scheme}://{}:{}{pq}", route.address, route.upstream.port)
@@ -326,6 +326,7 @@ async fn forward(
         if let Some(client_upgrade) = client_upgrade {
             let theirs = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
+                let _busy = busy;
                 if let (Ok(a), Ok(b)) = (client_upgrade.await, theirs.await) {
                     let _ =
                         tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
@@ -340,5 +341,9 @@ async fn forward(
     }
     strip_hop_by_hop(resp.headers_mut(), None);
     let (parts, body) = resp.into_parts();
+    let body = body.map_frame(move |frame| {
+        let _held = &busy;
+        frame
+    });
     Ok(Response::from_parts(parts, body.boxed()))
 }

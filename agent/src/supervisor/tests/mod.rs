@@ -76,6 +76,7 @@ enable = false
                 &self.cfg,
                 std::sync::Arc::new(self.probe.clone()),
             ),
+            busy: std::sync::Arc::new(crate::sleep::Busy::new(self.clock.clone())),
         }
     }
 
@@ -144,6 +145,7 @@ fn ensure_from(channel: &str) -> Op {
         disk_size: None,
         image_url: None,
         update_channel: true,
+        sleep_after: None,
     })
 }
 

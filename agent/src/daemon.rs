@@ -209,6 +209,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         host_warnings: warnings,
         clock,
         busy,
+        ssh_sessions: crate::sleep::ssh::sessions,
         provisioner: std::sync::Arc::new(crate::provision::provisioner::Enter),
         fetcher: std::sync::Arc::new(crate::nix::fetch::Http),
     };

@@ -69,6 +69,9 @@ pub struct Subsystems {
     pub admission: crate::admission::Admission,
     /// What keeps containers awake (shared with the edge and the API).
     pub busy: Arc<crate::sleep::Busy>,
+    /// SSH sessions into the network namespace a pid runs in
+    /// (`crate::sleep::ssh::sessions`; a fake in tests).
+    pub ssh_sessions: fn(u32) -> usize,
 }
 
 /// Operations waiting for one name (beyond the one running): more are

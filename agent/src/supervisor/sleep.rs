@@ -42,7 +42,7 @@ pub(super) fn snapshot(env: &Subsystems, r: &Record, pid: u32) -> Snapshot {
         .unwrap_or(seen.last);
     Snapshot {
         open: seen.open,
-        ssh: crate::sleep::ssh::sessions(pid),
+        ssh: (env.ssh_sessions)(pid),
         last,
     }
 }

@@ -77,6 +77,7 @@ enable = false
                 std::sync::Arc::new(self.probe.clone()),
             ),
             busy: std::sync::Arc::new(crate::sleep::Busy::new(self.clock.clone())),
+            ssh_sessions: sleep::ssh_sessions,
         }
     }
 
@@ -695,6 +696,7 @@ async fn a_container_disabled_by_cleanup_starts_again_only_once_extended() {
 
 mod quarantine;
 mod sharing;
+mod sleep;
 
 mod admission;
 

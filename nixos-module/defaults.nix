@@ -30,6 +30,7 @@
   disableAfter = 7;
   deleteAfter = 30;
   countActivity = false;
+  sleepAfter = "off";
   adminGroup = "wheel";
   userGroup = "users";
   sudoGroups = [ "service" "users" ];

@@ -59,6 +59,9 @@ let
       delete_after_days = cfg.deleteAfter;
       count_activity = cfg.countActivity;
     };
+    sleep = {
+      after = cfg.sleepAfter;
+    };
     limits = clean {
       memory_max = limits.memoryMax;
       cpu_percent = limits.cpuPercent;

@@ -101,6 +101,7 @@ const ALL_SET: &str = r#"(import ./defaults.nix) // {
   disableAfter = 10;
   deleteAfter = 40;
   countActivity = true;
+  sleepAfter = "2h";
   adminGroup = "admins";
   userGroup = "developers";
   settings = { edge = { workers = 3; }; certs = { max_new_per_week = 20; }; paths = { hosts_file = "/run/devhost/hosts"; }; admission = { max_parallel_boots = 6; }; };
@@ -124,6 +125,7 @@ fn module_settings_are_the_agents_config() {
     assert_eq!(c.cleanup, want.cleanup);
     assert_eq!(c.default_limits, want.default_limits);
     assert_eq!(c.admission, want.admission);
+    assert_eq!(c.sleep, want.sleep);
     assert_eq!(c.edge.domain, "example.com");
     assert!(c.edge.enable);
 
@@ -159,6 +161,10 @@ fn module_settings_are_the_agents_config() {
         devhost::cleanup::Policy::days(10, 40, true)
     );
     assert!(c.cleanup.policy.count_activity);
+    assert_eq!(
+        c.sleep.after,
+        devhost::sleep::SleepAfter::After(std::time::Duration::from_secs(7_200))
+    );
     assert_eq!(c.access.admin_group, "admins");
     assert_eq!(c.access.user_group, "developers");
     // `settings` adds keys and overrides rendered ones, section by section.

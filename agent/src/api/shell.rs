@@ -74,6 +74,9 @@ pub async fn prepare(
             info.owner_uid
         )));
     }
+    if info.state == super::types::State::Sleeping {
+        return Err(crate::supervisor::SupervisorError::Asleep(name).into());
+    }
     let leader = info
         .pid
         .and_then(|p| crate::sys::proc::children(p).into_iter().next())

@@ -5,7 +5,9 @@
 //! challenges answered, anything else a 301 to HTTPS for names the proxy
 //! routes only (`redirect.rs`).
 //! Bounded everywhere: connections (in all and per source, `slots.rs`),
-//! handshake and header time, header size, idle time.
+//! handshake and header time, header size, idle time. Each forwarded
+//! request keeps its container awake while it lasts, and one for a
+//! sleeping container waits for it to wake (`wake.rs`).
 
 use super::headers::{strip_hop_by_hop, to_upstream, upgrade_of};
 use super::idle::Idle;

@@ -437,6 +437,10 @@ async fn adopt(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> 
     } else {
         Phase::Stopped
     };
+    if running {
+        // It runs, so it is awake (a sleeping one stays asleep).
+        r.asleep_since = None;
+    }
     r.established = true;
     ctx.sup.resolve(&r.name, Some(r.clone())).await?;
     Ok(Outcome {

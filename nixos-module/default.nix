@@ -212,6 +212,20 @@ in
       };
     };
 
+    sleepAfter = mkOption {
+      type = types.str;
+      default = d.sleepAfter;
+      example = "2h";
+      description = ''
+        Put a running container to sleep (stop it, keeping its record,
+        address, routes, names and certificate) after this long without use:
+        `off`, or a period such as `30m`, `2h`, `1d`. The first request
+        through the proxy wakes it. Containers may set their own with
+        `devhost ensure NAME … --sleep-after`. Becomes `sleep.after`; the
+        other `[sleep]` keys through `settings.sleep`.
+      '';
+    };
+
     adminGroup = mkOption {
       type = types.str;
       default = d.adminGroup;

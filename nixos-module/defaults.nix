@@ -35,6 +35,7 @@
     perContainer = false;
     openFirewall = false;
   };
+  sleepAfter = "off";
   adminGroup = "wheel";
   userGroup = "users";
   sudoGroups = [ "service" "users" ];

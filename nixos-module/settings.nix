@@ -63,6 +63,9 @@ let
       listen = cfg.metrics.listen;
       per_container = cfg.metrics.perContainer;
     };
+    sleep = {
+      after = cfg.sleepAfter;
+    };
     limits = clean {
       memory_max = limits.memoryMax;
       cpu_percent = limits.cpuPercent;

@@ -137,6 +137,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     // The edge and the metrics bind their ports before anything else is
     // served: a port in use fails the start with the address named.
     let metrics_listener = crate::metrics::server::bind(&cfg.metrics)?;
+    let clock = crate::clock::Clock::system();
+    // What keeps containers awake: the proxy, the API's shells and execs
+    // and the supervisor's jobs report to it; the sleep sweep reads it.
+    let busy = Arc::new(crate::sleep::Busy::new(clock.clone()));
     let edge = if cfg.edge.enable {
         let label = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -173,6 +177,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 zone,
                 cleanup: cfg.cleanup.policy,
                 metrics: metrics.clone(),
+                busy: busy.clone(),
+                wake_timeout: cfg.sleep.wake_timeout,
             },
         );
         edge.start().await?;
@@ -196,7 +202,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     };
     let env = Subsystems {
         admission: crate::admission::Admission::real(&cfg),
-        edge,
+        edge: edge.clone(),
         cfg: cfg.clone(),
         store,
         backend,
@@ -206,7 +212,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         nix_safety,
         builds: crate::supervisor::build::Builds::new(cfg.nix.max_builds),
         host_warnings: warnings,
-        clock: crate::clock::Clock::system(),
+        clock,
+        busy,
+        ssh_sessions: crate::sleep::ssh::sessions,
         provisioner: std::sync::Arc::new(crate::provision::provisioner::Enter),
         fetcher: std::sync::Arc::new(crate::nix::fetch::Http),
         metrics: metrics.clone(),
@@ -214,6 +222,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let backend_kind = env.backend.kind();
     let observed_edge = env.edge.clone();
     let handle = Supervisor::start(env).await?;
+    if let Some(edge) = &edge {
+        edge.set_waker(Arc::new(handle.waker()));
+    }
     metrics.observe(Arc::new(crate::metrics::source::AgentSource {
         handle: handle.clone(),
         edge: observed_edge,

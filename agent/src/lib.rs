@@ -15,6 +15,8 @@
 //! - [`admission`]: boots at most N at once, and refused up front when
 //!   the host's limits (inotify, PIDs, disk) have no room for them.
 //! - [`cleanup`]: the policy that disables and deletes unused containers.
+//! - [`sleep`]: scale to zero: what keeps a container awake, when it is
+//!   idle long enough to sleep, SSH sessions seen from the host.
 //! - [`edge`]: the HTTPS reverse proxy (routes, TLS, pages).
 //! - [`certs`]: the certificate store the proxy reads and the worker writes;
 //!   ACME, the local CA, the rate budget.
@@ -62,6 +64,7 @@ pub mod nspawn;
 pub mod progress;
 pub mod provision;
 pub mod shared;
+pub mod sleep;
 pub mod state;
 pub mod supervisor;
 pub mod sys;

@@ -102,6 +102,7 @@ const ALL_SET: &str = r#"(import ./defaults.nix) // {
   deleteAfter = 40;
   countActivity = true;
   metrics = { listen = "[::]:9500"; perContainer = true; openFirewall = true; };
+  sleepAfter = "2h";
   adminGroup = "admins";
   userGroup = "developers";
   settings = { edge = { workers = 3; }; certs = { max_new_per_week = 20; }; paths = { hosts_file = "/run/devhost/hosts"; }; admission = { max_parallel_boots = 6; }; };
@@ -125,6 +126,7 @@ fn module_settings_are_the_agents_config() {
     assert_eq!(c.cleanup, want.cleanup);
     assert_eq!(c.default_limits, want.default_limits);
     assert_eq!(c.admission, want.admission);
+    assert_eq!(c.sleep, want.sleep);
     assert_eq!(c.edge.domain, "example.com");
     assert!(c.edge.enable);
     // The role serves /metrics on loopback (the agent alone does not).
@@ -164,6 +166,10 @@ fn module_settings_are_the_agents_config() {
         devhost::cleanup::Policy::days(10, 40, true)
     );
     assert!(c.cleanup.policy.count_activity);
+    assert_eq!(
+        c.sleep.after,
+        devhost::sleep::SleepAfter::After(std::time::Duration::from_secs(7_200))
+    );
     assert_eq!(c.access.admin_group, "admins");
     assert_eq!(c.access.user_group, "developers");
     assert_eq!(c.metrics.listen, Some("[::]:9500".parse().unwrap()));

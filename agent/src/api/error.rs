@@ -16,7 +16,12 @@ pub fn kind_of(e: &SupervisorError) -> ErrorKind {
         }
         Name(_) | BadMoment { .. } | ExtendDays { .. } => ErrorKind::BadRequest,
         QueueFull { .. } => ErrorKind::Busy,
-        Disabled { .. } | NotRunning(_) | NotIsolated(_) | Addresses(_) => ErrorKind::Failed,
+        Disabled { .. }
+        | NotRunning(_)
+        | Asleep(_)
+        | NotAsleep(_)
+        | NotIsolated(_)
+        | Addresses(_) => ErrorKind::Failed,
         // The host's limits: an admin raises them (or frees disk).
         Admission(crate::admission::AdmissionError::Refused { .. }) => ErrorKind::Conflict,
         Admission(crate::admission::AdmissionError::Stopped { .. }) => ErrorKind::Failed,

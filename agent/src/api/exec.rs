@@ -147,6 +147,9 @@ pub async fn way_in(
     what: &str,
 ) -> Result<(ContainerName, Way), ApiError> {
     let (name, info) = authorize(handle, caller, name, what).await?;
+    if info.state == super::types::State::Sleeping {
+        return Err(crate::supervisor::SupervisorError::Asleep(name).into());
+    }
     let leader = info
         .pid
         .and_then(|p| crate::sys::proc::children(p).into_iter().next())

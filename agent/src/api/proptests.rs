@@ -151,6 +151,7 @@ fn ensure() -> impl Strategy<Value = EnsureBody> {
             opt_string(),
             prop::collection::vec(props::any_text(), 0..3),
             prop::option::of(any::<u32>()),
+            opt_string(),
         ),
         (
             prop::option::of(limits()),
@@ -166,7 +167,7 @@ fn ensure() -> impl Strategy<Value = EnsureBody> {
     )
         .prop_map(
             |(
-                (channel, hydra_eval, aliases, owner_uid),
+                (channel, hydra_eval, aliases, owner_uid, sleep_after),
                 (limits, upstreams, disk_size, image_url, update_channel),
             )| EnsureBody {
                 channel,
@@ -178,6 +179,7 @@ fn ensure() -> impl Strategy<Value = EnsureBody> {
                 disk_size,
                 image_url,
                 update_channel,
+                sleep_after,
             },
         )
 }

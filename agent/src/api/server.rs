@@ -319,6 +319,8 @@ async fn exec(
         .map_err(|e| ApiError::bad_request(format!("invalid exec request: {e}")))?;
     let argv = ExecArgv::try_from(b.argv).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (name, way) = super::exec::way_in(&shared.handle, caller, name, "exec").await?;
+    // The container stays awake while the command runs.
+    let awake = shared.handle.hold_awake(&name)?;
     let uid = caller.uid;
     let Some(counted) = Connections::admit(&shared.execs, uid, MAX_EXECS_PER_UID) else {
         return Err(ApiError::new(
@@ -329,6 +331,7 @@ async fn exec(
     let req = Request::from_parts(parts, ());
     tokio::spawn(async move {
         let _counted = counted;
+        let _awake = awake;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => super::exec::relay(upgraded, name, uid, way, argv).await,
             Err(e) => tracing::warn!("exec in {name}: upgrade failed: {e}"),
@@ -349,6 +352,8 @@ async fn shell(
     wants_upgrade(&req, super::shell::UPGRADE)?;
     may_change(caller, &shared.cfg, "shell")?;
     let (name, way, want) = super::shell::prepare(&shared.handle, caller, name, query).await?;
+    // The container stays awake while the shell is open.
+    let awake = shared.handle.hold_awake(&name)?;
     // Counted for the shell's life (the connection it came on is no longer
     // counted once upgraded).
     let max = super::shell::MAX_SHELLS_PER_UID;
@@ -361,6 +366,7 @@ async fn shell(
     };
     tokio::spawn(async move {
         let _counted = counted;
+        let _awake = awake;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => super::shell::relay(upgraded, name, uid, way, want).await,
             Err(e) => tracing::warn!("shell in {name}: upgrade failed: {e}"),
@@ -378,11 +384,12 @@ async fn post_op(
     name: &str,
     verb: &str,
 ) -> Result<Response<Body>, ApiError> {
-    const VERBS: [&str; 9] = [
+    const VERBS: [&str; 10] = [
         "ensure",
         "provision",
         "start",
         "stop",
+        "wake",
         "pin",
         "unpin",
         "extend",
@@ -391,7 +398,7 @@ async fn post_op(
     ];
     if !VERBS.contains(&verb) {
         return Err(ApiError::not_found(format!(
-            "unknown operation {verb:?} (use ensure, provision, start, stop, pin, unpin, extend, adopt or forget)"
+            "unknown operation {verb:?} (use ensure, provision, start, stop, wake, pin, unpin, extend, adopt or forget)"
         )));
     }
     let name: ContainerName = name.parse()?;
@@ -420,6 +427,7 @@ async fn post_op(
         }
         "start" => Op::Start,
         "stop" => Op::Stop,
+        "wake" => Op::Wake,
         "pin" => Op::Pin(true),
         "unpin" => Op::Pin(false),
         "adopt" => Op::Adopt,
@@ -584,6 +592,12 @@ fn ensure_op(body: &[u8], cfg: &Config) -> Result<Op, ApiError> {
         .map(|map| crate::container::Upstreams::parse(&map, &aliases))
         .transpose()
         .map_err(ApiError::bad_request)?;
+    let sleep_after = b
+        .sleep_after
+        .as_deref()
+        .map(crate::sleep::SleepAfter::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Op::Ensure(crate::supervisor::EnsureSpec {
         channel,
         aliases,
@@ -593,6 +607,7 @@ fn ensure_op(body: &[u8], cfg: &Config) -> Result<Op, ApiError> {
         disk_size: b.disk_size,
         image_url: b.image_url,
         update_channel: b.update_channel.unwrap_or(true),
+        sleep_after,
     }))
 }
 

@@ -38,6 +38,10 @@ pub struct EnsureBody {
     /// its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_channel: Option<bool>,
+    /// Put to sleep after this long idle: `off`, `default` (the host's) or
+    /// a period like `2h`; recorded when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_after: Option<String>,
 }
 
 /// A provisioning run: the steps the CLI parsed and expanded (ECHO content
@@ -86,7 +90,8 @@ pub struct ProvisionFile {
 
 /// What a container is doing: its phase, except that a container recorded
 /// as running without a process is `dead` (and one recorded as stopped
-/// that runs is `running`).
+/// that runs is `running`), and a stopped one that was put to sleep is
+/// `sleeping`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -99,13 +104,17 @@ pub enum State {
     Stopped,
     Destroying,
     Dead,
+    Sleeping,
 }
 
 impl State {
-    pub fn of(phase: Phase, running: bool) -> State {
+    /// From the recorded phase, whether a process runs, and whether it was
+    /// put to sleep.
+    pub fn of(phase: Phase, running: bool, asleep: bool) -> State {
         match (phase, running) {
             (Phase::Running | Phase::Stopped, true) => State::Running,
             (Phase::Running, false) => State::Dead,
+            (Phase::Stopped, false) if asleep => State::Sleeping,
             (Phase::Stopped, false) => State::Stopped,
             (Phase::Creating, _) => State::Creating,
             (Phase::Building, _) => State::Building,
@@ -119,6 +128,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Dead => "dead",
+            State::Sleeping => "sleeping",
             State::Creating => Phase::Creating.as_str(),
             State::Building => Phase::Building.as_str(),
             State::Networking => Phase::Networking.as_str(),
@@ -198,12 +208,22 @@ pub struct ContainerInfo {
     /// container started, a build slot, a boot slot).
     #[serde(default)]
     pub waiting: Option<String>,
+    /// Its own sleep setting: `default` (the host's), `off` or a period.
+    #[serde(default)]
+    pub sleep_after: String,
+    /// Asleep since then (RFC 3339): stopped for want of use; the next
+    /// request through the proxy wakes it.
+    #[serde(default)]
+    pub asleep_since: Option<String>,
+    /// The idle period that applies and where it stands, in words.
+    #[serde(default)]
+    pub sleep: Option<String>,
 }
 
 impl ContainerInfo {
     pub fn new(r: &Record, pid: Option<u32>) -> ContainerInfo {
         let running = pid.is_some();
-        let state = State::of(r.phase, running);
+        let state = State::of(r.phase, running, r.asleep_since.is_some());
         ContainerInfo {
             name: r.name.to_string(),
             phase: r.phase,
@@ -232,6 +252,9 @@ impl ContainerInfo {
             disk_used: None,
             waiting: None,
             image_url: r.image_url.clone(),
+            sleep_after: r.sleep_after.to_string(),
+            asleep_since: r.asleep_since.map(stamp),
+            sleep: None,
         }
     }
 }
@@ -474,7 +497,7 @@ mod tests {
             Phase::Destroying,
         ];
         for p in phases {
-            let s = State::of(p, p != Phase::Running);
+            let s = State::of(p, p != Phase::Running, false);
             let expected = match p {
                 Phase::Running => "dead",
                 Phase::Stopped => "running",
@@ -484,8 +507,18 @@ mod tests {
             assert_eq!(s.to_string(), expected);
             assert_eq!(format!("{s:<11}|"), format!("{expected:<11}|"));
         }
-        assert_eq!(State::of(Phase::Stopped, false), State::Stopped);
-        assert_eq!(State::of(Phase::Running, true), State::Running);
+        assert_eq!(State::of(Phase::Stopped, false, false), State::Stopped);
+        assert_eq!(State::of(Phase::Running, true, false), State::Running);
+    }
+
+    #[test]
+    fn a_stopped_container_put_to_sleep_is_sleeping() {
+        assert_eq!(State::of(Phase::Stopped, false, true), State::Sleeping);
+        assert_eq!(serde_json::to_value(State::Sleeping).unwrap(), "sleeping");
+        // Running again (or on its way) it is what its phase says.
+        assert_eq!(State::of(Phase::Stopped, true, true), State::Running);
+        assert_eq!(State::of(Phase::Starting, false, true), State::Starting);
+        assert_eq!(State::of(Phase::Stopping, true, true), State::Stopping);
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub enum Command {
     Start { name: String },
     /// Stop a container (graceful poweroff, then kill after the timeout).
     Stop { name: String },
+    /// Start a container that was put to sleep (a request through the
+    /// proxy wakes it by itself; an SSH session does not).
+    Wake { name: String },
     /// Remove a container and everything it has on the host.
     Destroy { name: String },
     /// The agent's version, backend and what its last start reconciled.
@@ -165,6 +168,7 @@ pub fn main(args: &[String]) -> i32 {
         Command::Completions { shell } => cmd::completions::run(shell),
         Command::Start { name } => cmd::start::run(sock, json, &name),
         Command::Stop { name } => cmd::stop::run(sock, json, &name),
+        Command::Wake { name } => cmd::wake::run(sock, json, &name),
         Command::Destroy { name } => cmd::destroy::run(sock, json, &name),
         Command::Info => cmd::info::run(sock, json),
         Command::Pin { name } => cmd::pin::run(sock, json, &name, true),

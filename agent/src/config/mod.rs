@@ -12,6 +12,7 @@ pub mod host;
 pub mod metrics;
 #[cfg(test)]
 mod proptests;
+pub mod sleep;
 
 pub use error::{invalid, ConfigError};
 pub use host::{
@@ -40,6 +41,7 @@ pub struct RawConfig {
     pub fc_devhost: crate::fcdevhost::FcDevhost,
     pub admission: admission::Admission,
     pub metrics: metrics::Metrics,
+    pub sleep: sleep::Sleep,
 }
 
 /// The validated configuration the agent runs with.
@@ -56,6 +58,7 @@ pub struct Config {
     pub fc_devhost: crate::fcdevhost::FcDevhost,
     pub admission: admission::AdmissionConfig,
     pub metrics: metrics::MetricsConfig,
+    pub sleep: sleep::SleepConfig,
 }
 
 impl Config {
@@ -93,6 +96,7 @@ impl RawConfig {
         let cleanup = self.cleanup.validate()?;
         let admission = self.admission.validate()?;
         let metrics = self.metrics.validate()?;
+        let sleep = self.sleep.validate()?;
         self.limits
             .validate()
             .map_err(|e| invalid("limits", e.to_string()))?;
@@ -110,6 +114,7 @@ impl RawConfig {
             fc_devhost: self.fc_devhost,
             admission,
             metrics,
+            sleep,
             paths: self.paths,
         })
     }

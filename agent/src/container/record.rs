@@ -5,6 +5,7 @@
 use super::limits::Limits;
 use super::names::{Alias, ChannelUrl, ContainerName};
 use super::Upstreams;
+use crate::sleep::SleepAfter;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -98,6 +99,17 @@ pub struct Record {
     /// container needs none; recorded as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
+    /// Put to sleep after this long idle (`default`: the host's
+    /// `[sleep] after`).
+    #[serde(default, skip_serializing_if = "SleepAfter::is_default")]
+    pub sleep_after: SleepAfter,
+    /// Asleep since then: stopped for want of use, with its routes, names
+    /// and certificate kept; the next request through the proxy (or `devhost
+    /// wake`, an ensure, a start) starts it again. Saved before it is
+    /// stopped, cleared when it runs again, by a stop and by cleanup's
+    /// disabling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asleep_since: Option<DateTime<Utc>>,
 }
 
 impl Record {
@@ -130,6 +142,8 @@ impl Record {
             upstreams: Upstreams::default(),
             disk_size: None,
             image_url: None,
+            sleep_after: SleepAfter::Default,
+            asleep_since: None,
         }
     }
 

@@ -10,6 +10,9 @@
 //! the routed containers there; the DNS server beside it answers).
 //! With `[edge] dashboard = true` it also serves a page of its own at the
 //! apex (`dashboard/`), with a certificate for the apex.
+//! One call goes the other way: a request for a sleeping container asks
+//! the supervisor to wake it, through the [`Wake`] handed to
+//! [`Edge::set_waker`] once the supervisor runs (`wake.rs`).
 
 pub mod activity;
 pub mod dashboard;
@@ -24,6 +27,9 @@ pub mod routes;
 mod slots;
 mod tls;
 mod upstream;
+mod wake;
+
+pub use wake::Wake;
 
 use crate::certs::responder::Responder;
 use crate::certs::{CertInfo, Certificates, Wanted};
@@ -69,6 +75,12 @@ pub struct Shares {
     pub cleanup: crate::cleanup::Policy,
     /// Where requests, connections and certificate orders are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// What keeps containers awake: each proxied request and upgraded
+    /// connection holds a guard here while it lasts.
+    pub busy: Arc<crate::sleep::Busy>,
+    /// How long a request for a sleeping container waits for it
+    /// (`sleep.wake_timeout_secs`).
+    pub wake_timeout: std::time::Duration,
 }
 
 pub struct Edge {
@@ -89,6 +101,10 @@ pub struct Edge {
     /// Client connections open, in all and per source.
     slots: Arc<slots::Slots>,
     metrics: Arc<crate::metrics::Metrics>,
+    busy: Arc<crate::sleep::Busy>,
+    /// Starts sleeping containers (the supervisor, once it runs).
+    waker: std::sync::OnceLock<Arc<dyn Wake>>,
+    wake_timeout: std::time::Duration,
 }
 
 impl Edge {
@@ -111,6 +127,9 @@ impl Edge {
             cleanup: shares.cleanup,
             slots: slots::Slots::new(cfg.max_connections, cfg.max_connections_per_source),
             metrics: shares.metrics,
+            busy: shares.busy,
+            waker: std::sync::OnceLock::new(),
+            wake_timeout: shares.wake_timeout,
             cfg,
         })
     }
@@ -168,6 +187,12 @@ impl Edge {
         if let Some(a) = &self.activity {
             a.touch(container, chrono::Utc::now().timestamp());
         }
+    }
+
+    /// Who wakes sleeping containers (set once, when the supervisor runs;
+    /// until then a sleeping container's requests get the retry page).
+    pub fn set_waker(&self, waker: Arc<dyn Wake>) {
+        let _ = self.waker.set(waker);
     }
 
     /// Keep the certificates of these containers (quarantined records)

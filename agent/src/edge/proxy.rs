@@ -6,7 +6,9 @@
 //! challenges answered, anything else a 301 to HTTPS for names the proxy
 //! routes only (`redirect.rs`).
 //! Bounded everywhere: connections (in all and per source, `slots.rs`),
-//! handshake and header time, header size, idle time.
+//! handshake and header time, header size, idle time. Each forwarded
+//! request keeps its container awake while it lasts, and one for a
+//! sleeping container waits for it to wake (`wake.rs`).
 
 use super::headers::{strip_hop_by_hop, to_upstream, upgrade_of};
 use super::idle::Idle;
@@ -352,9 +354,9 @@ async fn forward(
         .lookup(&host)
         .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
     shared.edge.touch(route.container.as_str());
-    if !route.running {
-        return Err(ProxyError::NotRunning(route.container.clone()));
-    }
+    // Held until the answer's body ended or the upgraded connection closed;
+    // a sleeping container is woken first.
+    let busy = super::wake::awake(&shared.edge, route).await?;
     let scheme = route.upstream.scheme.as_str();
     let pq = path_and_query(&req);
     let uri: Uri = format!("{scheme}://{}:{}{pq}", route.address, route.upstream.port)
@@ -381,6 +383,7 @@ async fn forward(
         if let Some(client_upgrade) = client_upgrade {
             let theirs = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
+                let _busy = busy;
                 if let (Ok(a), Ok(b)) = (client_upgrade.await, theirs.await) {
                     let _ =
                         tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
@@ -395,5 +398,9 @@ async fn forward(
     }
     strip_hop_by_hop(resp.headers_mut(), None);
     let (parts, body) = resp.into_parts();
+    let body = body.map_frame(move |frame| {
+        let _held = &busy;
+        frame
+    });
     Ok(Response::from_parts(parts, body.boxed()))
 }

@@ -15,8 +15,11 @@ pub struct Route {
     pub container: ContainerName,
     pub address: Ipv4Addr,
     pub upstream: Upstream,
-    /// The container is running (otherwise the proxy answers 503).
+    /// The container is running (otherwise the proxy answers 503, or
+    /// wakes it when it sleeps).
     pub running: bool,
+    /// The container was put to sleep: a request wakes it.
+    pub sleeping: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +89,7 @@ impl RouteTable {
                 address: r.addresses.local,
                 upstream,
                 running: r.phase == Phase::Running,
+                sleeping: r.asleep_since.is_some(),
             };
             hosts.insert(HostName(format!("{}.{domain}", r.name)), route(base));
             for a in &r.aliases {
@@ -231,6 +235,7 @@ mod tests {
             address: a.parse().unwrap(),
             upstream: up,
             running,
+            sleeping: false,
         };
         assert_eq!(
             t.lookup(&host("web01.dev.test")),
@@ -294,6 +299,27 @@ mod tests {
                 ),
             ])
         );
+    }
+
+    #[test]
+    fn a_sleeping_container_keeps_its_routes_and_says_it_sleeps() {
+        let mut asleep = record("web01", "10.233.0.6", &["www"]);
+        asleep.phase = Phase::Stopped;
+        asleep.asleep_since = Some("2026-01-31T03:00:00Z".parse().unwrap());
+        let t = RouteTable::build("dev.test", HTTPS, &[asleep.clone()]);
+        let want = Route {
+            container: "web01".parse().unwrap(),
+            address: "10.233.0.6".parse().unwrap(),
+            upstream: HTTPS,
+            running: false,
+            sleeping: true,
+        };
+        assert_eq!(t.lookup(&host("web01.dev.test")), Some(&want));
+        assert_eq!(t.lookup(&host("www.web01.dev.test")), Some(&want));
+        // Disabled by cleanup: no routes, asleep or not.
+        asleep.enabled = false;
+        let t = RouteTable::build("dev.test", HTTPS, &[asleep]);
+        assert_eq!(t.lookup(&host("web01.dev.test")), None);
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl Supervisor {
                 record.upstreams = spec.upstreams.clone().unwrap_or_default();
                 record.disk_size = spec.disk_size;
                 record.image_url = spec.image_url.clone();
+                record.sleep_after = spec.sleep_after.unwrap_or_default();
                 Ok(ops::Job::Create {
                     record,
                     caller: caller.clone(),
@@ -103,7 +104,7 @@ impl Supervisor {
             (Op::Destroy, None) => Ok(ops::Job::Nothing(format!(
                 "no container named {name}; nothing to destroy"
             ))),
-            (Op::Expire { .. }, None) => Ok(ops::Job::Nothing(format!(
+            (Op::Expire { .. } | Op::Sleep, None) => Ok(ops::Job::Nothing(format!(
                 "container {name} no longer exists"
             ))),
             (_, None) => Err(SupervisorError::NoSuchContainer(name.clone())),
@@ -119,6 +120,8 @@ impl Supervisor {
                     Op::Extend { days } => ops::Job::Extend(r, *days),
                     Op::Expire { now } => ops::Job::Expire(r, *now),
                     Op::Destroy => ops::Job::Destroy(r),
+                    Op::Wake => ops::Job::Wake(r),
+                    Op::Sleep => ops::Job::Sleep(r),
                     Op::Ensure(_) | Op::Adopt | Op::Forget => unreachable!("matched above"),
                 })
             }

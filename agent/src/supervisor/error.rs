@@ -49,6 +49,10 @@ pub enum SupervisorError {
     Disabled { name: ContainerName, reason: String },
     #[error("container {0} is not running; start it first")]
     NotRunning(ContainerName),
+    #[error("container {0} is asleep (or falling asleep); `devhost wake {0}` wakes it")]
+    Asleep(ContainerName),
+    #[error("container {0} is stopped, not asleep; `devhost start {0}` starts it")]
+    NotAsleep(ContainerName),
     #[error("container {0} runs without a user namespace (it started before devhost isolated containers); restart it (devhost stop {0}, devhost start {0}) to provision it")]
     NotIsolated(ContainerName),
     #[error(transparent)]

@@ -83,6 +83,8 @@ pub struct Handle {
     pub(super) retry: std::sync::Arc<tokio::sync::Notify>,
     /// The newest records the supervisor published.
     pub(super) records: watch::Receiver<derived::Snapshot>,
+    /// What keeps containers awake.
+    pub(super) busy: std::sync::Arc<crate::sleep::Busy>,
 }
 
 fn gone() -> SupervisorError {
@@ -157,6 +159,25 @@ impl Handle {
             reply,
         })
         .await?
+    }
+
+    /// Keep `name` awake while the guard lives: what a shell or an `exec`
+    /// session holds for its whole life (taken before it starts, so that a
+    /// container falling asleep right then refuses it rather than dying
+    /// under it).
+    pub fn hold_awake(
+        &self,
+        name: &ContainerName,
+    ) -> Result<crate::sleep::BusyGuard, SupervisorError> {
+        self.busy
+            .enter(name)
+            .map_err(|_| SupervisorError::Asleep(name.clone()))
+    }
+
+    /// Wakes sleeping containers for the proxy (one wake per container
+    /// however many requests wait for it).
+    pub fn waker(&self) -> super::Waker {
+        super::Waker::new(self.clone())
     }
 
     /// Persist a record (jobs call this before each phase's side effects).

@@ -18,6 +18,7 @@ mod op;
 mod ops;
 mod preflight;
 mod reconcile;
+mod sleep;
 mod steps;
 mod sweep;
 #[cfg(test)]
@@ -27,6 +28,7 @@ pub use error::{StepError, SupervisorError};
 pub use handle::Handle;
 use handle::{Msg, Reply};
 pub use op::{EnsureSpec, Op, Outcome};
+pub use sleep::Waker;
 
 use crate::access::Caller;
 use crate::api::types::{AgentInfo, ContainerInfo};
@@ -67,6 +69,11 @@ pub struct Subsystems {
     pub admission: crate::admission::Admission,
     /// Where operations, builds and cleanup actions are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// What keeps containers awake (shared with the edge and the API).
+    pub busy: Arc<crate::sleep::Busy>,
+    /// SSH sessions into the network namespace a pid runs in
+    /// (`crate::sleep::ssh::sessions`; a fake in tests).
+    pub ssh_sessions: fn(u32) -> usize,
 }
 
 /// Operations waiting for one name (beyond the one running): more are
@@ -157,6 +164,7 @@ impl Supervisor {
             applied,
             retry,
             records: published,
+            busy: env.busy.clone(),
         };
         let sup = Supervisor {
             records: records.into_iter().map(|r| (r.name.clone(), r)).collect(),
@@ -174,11 +182,15 @@ impl Supervisor {
         let wanted: Vec<ContainerName> = sup
             .records
             .values()
-            .filter(|r| r.enabled && r.want_running && r.phase != Phase::Running)
+            // A sleeping one sleeps on: the next request wakes it.
+            .filter(|r| {
+                r.enabled && r.want_running && r.phase != Phase::Running && r.asleep_since.is_none()
+            })
             .map(|r| r.name.clone())
             .collect();
         let booted = sup.env.store.host_booted_since_last_start();
         let concurrency = sup.env.cfg.nspawn.boot_concurrency;
+        tokio::spawn(sleep::watch(sup.env.clone(), handle.clone()));
         tokio::spawn(sup.run());
         if booted && !wanted.is_empty() {
             tokio::spawn(boot::start_after_boot(handle.clone(), wanted, concurrency));
@@ -491,6 +503,7 @@ pub(super) async fn info_of(env: &Subsystems, r: &Record) -> ContainerInfo {
     info.certificate = env.edge.as_ref().and_then(|e| e.cert_info(r.name.as_str()));
     let d = sweep::decision_for(env, r, pid.is_some(), env.clock.now());
     info.cleanup = Some(d.reason);
+    info.sleep = Some(sleep::describe(env, r, pid));
     if r.disk_size.is_some() {
         // It reads mountinfo and asks `btrfs`: off the async threads.
         let root = steps::root_dir(env, r);

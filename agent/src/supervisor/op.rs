@@ -25,6 +25,8 @@ pub struct EnsureSpec {
     /// Whether a re-ensure moves an existing container to `channel` (else
     /// it keeps the channel it has).
     pub update_channel: bool,
+    /// Replaces the recorded sleep setting when given.
+    pub sleep_after: Option<crate::sleep::SleepAfter>,
 }
 
 /// An operation on one container, validated. Operations on one name run
@@ -58,6 +60,14 @@ pub enum Op {
     /// it becomes the container's record again, its phase what is really
     /// running. Admitted only for a quarantined name, for admins.
     Adopt,
+    /// Start a container that was put to sleep (nothing to do when it
+    /// runs). Admitted for an existing container; one that is stopped but
+    /// not asleep is refused (`start` starts it).
+    Wake,
+    /// Put a running container to sleep if it is (still) idle for its
+    /// period, as the sleep sweep saw it. Admitted always: a container
+    /// destroyed meanwhile is nothing to do. The agent's own.
+    Sleep,
     /// Remove everything of a quarantined name, as destroy would, and
     /// release the name and address (the file stays in
     /// `quarantine/resolved/`). Admitted only for a quarantined name, for
@@ -81,8 +91,8 @@ impl Op {
     /// See each variant.
     pub fn admits(&self) -> Admits {
         match self {
-            Op::Ensure(_) | Op::Destroy | Op::Expire { .. } => Admits::Always,
-            Op::Start | Op::Stop | Op::Provision(_) | Op::Pin(_) | Op::Extend { .. } => {
+            Op::Ensure(_) | Op::Destroy | Op::Expire { .. } | Op::Sleep => Admits::Always,
+            Op::Start | Op::Stop | Op::Provision(_) | Op::Pin(_) | Op::Extend { .. } | Op::Wake => {
                 Admits::Existing
             }
             Op::Adopt | Op::Forget => Admits::Quarantined,
@@ -100,6 +110,8 @@ impl Op {
             Op::Pin(false) => "unpin",
             Op::Extend { .. } => "extend",
             Op::Expire { .. } => "clean up",
+            Op::Wake => "wake",
+            Op::Sleep => "put to sleep",
             Op::Adopt => "adopt",
             Op::Forget => "forget",
         }

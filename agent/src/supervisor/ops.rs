@@ -49,6 +49,10 @@ pub enum Job {
     Pin(Record, bool),
     Extend(Record, u32),
     Expire(Record, chrono::DateTime<chrono::Utc>),
+    /// A sleeping container started.
+    Wake(Record),
+    /// A running container put to sleep, if it is idle.
+    Sleep(Record),
     /// A quarantined record taken back.
     Adopt(Record),
     /// Everything of a quarantined name removed (the record stands in for
@@ -99,6 +103,8 @@ async fn run_job(ctx: &JobCtx, job: Job) -> Result<Outcome, SupervisorError> {
         Job::Pin(r, pinned) => super::sweep::pin(ctx, r, pinned).await,
         Job::Extend(r, days) => super::sweep::extend(ctx, r, days).await,
         Job::Expire(r, now) => super::sweep::expire(ctx, r, now).await,
+        Job::Wake(r) => super::sleep::wake(ctx, r).await,
+        Job::Sleep(r) => super::sleep::fall_asleep(ctx, r).await,
         Job::Adopt(r) => adopt(ctx, r).await,
         Job::Forget(r) => forget(ctx, r).await,
         Job::Nothing(message) => Ok(Outcome {
@@ -126,6 +132,7 @@ async fn create(
         Ok(()) => {
             r.established = true;
             ctx.phase(&mut r, Phase::Running).await?;
+            ctx.env.busy.touch(&r.name);
             Ok(Outcome {
                 message: format!(
                     "container {} created and running at {} ({} ms)",
@@ -202,6 +209,7 @@ async fn refresh(
         disk_size,
         image_url,
         update_channel,
+        sleep_after,
         ..
     } = spec;
     let channel_changed = update_channel && r.channel != channel;
@@ -220,6 +228,9 @@ async fn refresh(
     }
     if let Some(u) = upstreams {
         r.upstreams = u;
+    }
+    if let Some(s) = sleep_after {
+        r.sleep_after = s;
     }
     r.last_deploy = ctx.env.clock.now();
     r.enabled = true;
@@ -251,7 +262,9 @@ async fn refresh(
             });
         }
         r.phase = Phase::Running;
+        r.asleep_since = None;
         ctx.sup.save(&r).await?;
+        ctx.env.busy.wake(&r.name);
         return Ok(Outcome {
             message: format!("container {} is running at {}", r.name, r.addresses.local),
             container: Some(ctx.info(&r).await),
@@ -261,8 +274,13 @@ async fn refresh(
     boot(ctx, r, "ensured").await
 }
 
-/// Bring an existing, stopped container up.
-async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, SupervisorError> {
+/// Bring an existing, stopped (or sleeping) container up; once it runs it
+/// is awake. A failed boot leaves it stopped (a sleeping one asleep).
+pub(super) async fn boot(
+    ctx: &JobCtx,
+    mut r: Record,
+    verb: &str,
+) -> Result<Outcome, SupervisorError> {
     let env = &ctx.env;
     let t = Instant::now();
     ctx.phase(&mut r, Phase::Networking).await?;
@@ -280,7 +298,10 @@ async fn boot(ctx: &JobCtx, mut r: Record, verb: &str) -> Result<Outcome, Superv
     .await;
     match result {
         Ok(_) => {
+            r.asleep_since = None;
             ctx.phase(&mut r, Phase::Running).await?;
+            env.busy.wake(&r.name);
+            env.busy.touch(&r.name);
             Ok(Outcome {
                 message: format!(
                     "container {} {verb} and running at {} ({} ms)",
@@ -304,7 +325,9 @@ async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> 
     super::sweep::reenable_for_start(&ctx.env, &mut r)?;
     r.want_running = true;
     if ctx.env.backend.find(&r.name).await.is_some() {
+        r.asleep_since = None;
         ctx.phase(&mut r, Phase::Running).await?;
+        ctx.env.busy.wake(&r.name);
         return Ok(Outcome {
             message: format!("container {} is already running", r.name),
             container: Some(ctx.info(&r).await),
@@ -316,6 +339,9 @@ async fn start(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> 
 
 async fn stop(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> {
     r.want_running = false;
+    // Stopped by its owner: not asleep (no request wakes it).
+    r.asleep_since = None;
+    ctx.env.busy.wake(&r.name);
     let was_running = ctx.env.backend.find(&r.name).await.is_some();
     stop_recorded(ctx, &mut r).await?;
     Ok(Outcome {
@@ -365,11 +391,19 @@ async fn provision(
     plan: &crate::provision::Plan,
 ) -> Result<Outcome, SupervisorError> {
     let env = &ctx.env;
+    if r.asleep_since.is_some() {
+        return Err(SupervisorError::Asleep(r.name.clone()));
+    }
     let leader = env
         .backend
         .leader(&r.name)
         .await
         .ok_or_else(|| SupervisorError::NotRunning(r.name.clone()))?;
+    // Awake while it runs (and idle only from its end on).
+    let _busy = env
+        .busy
+        .enter(&r.name)
+        .map_err(|_| SupervisorError::Asleep(r.name.clone()))?;
     let path = env.store.provision_log(&r.name);
     let transcript = std::fs::OpenOptions::new()
         .create(true)
@@ -426,6 +460,10 @@ async fn adopt(ctx: &JobCtx, mut r: Record) -> Result<Outcome, SupervisorError> 
     } else {
         Phase::Stopped
     };
+    if running {
+        // It runs, so it is awake (a sleeping one stays asleep).
+        r.asleep_since = None;
+    }
     r.established = true;
     ctx.sup.resolve(&r.name, Some(r.clone())).await?;
     Ok(Outcome {

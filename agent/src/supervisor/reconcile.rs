@@ -46,6 +46,7 @@ pub async fn reconcile(env: &Subsystems) -> Reconciled {
             continue;
         }
         let before = r.phase;
+        let recorded = r.clone();
         match r.phase {
             Phase::Destroying => {
                 match remove_completely(env, &r).await {
@@ -69,8 +70,21 @@ pub async fn reconcile(env: &Subsystems) -> Reconciled {
                 }
                 r.phase = Phase::Stopped;
             }
-            _ if running => r.phase = Phase::Running,
+            _ if running => {
+                // It runs, so it is awake (a wake the agent did not see end).
+                r.phase = Phase::Running;
+                r.asleep_since = None;
+            }
+            // Asleep or stopped: kept so (a sleeping one stays routed).
             Phase::Stopped => {}
+            _ if r.asleep_since.is_some() => {
+                r.phase = Phase::Stopped;
+                findings.push(format!(
+                    "{}: waking it was interrupted (recorded {}); still asleep, the next request wakes it",
+                    r.name,
+                    before.as_str()
+                ));
+            }
             _ => {
                 r.phase = Phase::Stopped;
                 findings.push(format!(
@@ -107,7 +121,7 @@ pub async fn reconcile(env: &Subsystems) -> Reconciled {
                 r.name, plan.netns
             ));
         }
-        if r.phase != before {
+        if r != recorded {
             if let Err(e) = env.store.save(&r) {
                 findings.push(format!(
                     "{}: saving the reconciled record failed: {e}",

@@ -198,6 +198,8 @@ pub(super) async fn expire(
             // sweep takes up again.
             r.enabled = false;
             r.want_running = false;
+            // Disabled is not asleep: no request wakes it.
+            r.asleep_since = None;
             super::ops::stop_recorded(ctx, &mut r).await?;
             Ok(Outcome {
                 message: format!("container {} stopped and disabled: {}", r.name, d.reason),

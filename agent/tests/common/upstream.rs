@@ -140,45 +140,109 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 /// Send `msg` over a websocket to `wss://HOST:PORT/ws` (on loopback,
 /// trusting `root`); what came back.
 pub fn websocket_echo(root: &std::path::Path, port: u16, host: &str, msg: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let root = std::fs::read(root).unwrap();
-    let host = host.to_string();
-    let msg = msg.to_string();
-    rt.block_on(async move {
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&root) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
+    WebSocket::open(root, port, host).echo(msg)
+}
+
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A websocket to `wss://HOST:PORT/ws` through the edge, open until
+/// dropped (or [`WebSocket::close`]d).
+pub struct WebSocket {
+    rt: tokio::runtime::Runtime,
+    ws: Option<tokio_tungstenite::WebSocketStream<Tls>>,
+}
+
+impl WebSocket {
+    /// Open it (on loopback, trusting `root`).
+    pub fn open(root: &std::path::Path, port: u16, host: &str) -> WebSocket {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .unwrap();
-        let name = rustls_pki_types::ServerName::try_from(host.clone()).unwrap();
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        let url = format!("wss://{host}:{port}/ws");
-        let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
-        assert_eq!(resp.status(), 101);
-        ws.send(tokio_tungstenite::tungstenite::Message::text(msg))
-            .await
-            .unwrap();
-        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-            .await
-            .expect("echo within 10 s")
+        let root = std::fs::read(root).unwrap();
+        let host = host.to_string();
+        let ws = rt.block_on(async move {
+            use rustls_pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pki_types::CertificateDer::pem_slice_iter(&root) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
             .unwrap()
-            .unwrap();
-        m.into_text().unwrap().to_string()
-    })
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let name = rustls_pki_types::ServerName::try_from(host.clone()).unwrap();
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            let url = format!("wss://{host}:{port}/ws");
+            let (ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+            assert_eq!(resp.status(), 101);
+            ws
+        });
+        WebSocket { rt, ws: Some(ws) }
+    }
+
+    /// Send `msg`; what came back.
+    pub fn echo(&mut self, msg: &str) -> String {
+        let ws = self.ws.as_mut().expect("open");
+        let msg = msg.to_string();
+        self.rt.block_on(async move {
+            ws.send(tokio_tungstenite::tungstenite::Message::text(msg))
+                .await
+                .unwrap();
+            let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+                .await
+                .expect("echo within 10 s")
+                .unwrap()
+                .unwrap();
+            m.into_text().unwrap().to_string()
+        })
+    }
+
+    /// Close it (the close handshake, then the connection).
+    pub fn close(mut self) {
+        if let Some(mut ws) = self.ws.take() {
+            self.rt.block_on(async move {
+                let _ = ws.close(None).await;
+                // Until the other side's close arrives or the stream ends.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
+            });
+        }
+    }
+}
+
+/// A TCP listener on `port` in `/run/netns/NETNS` that accepts
+/// connections and keeps each open until its client closes it: what an
+/// SSH daemon on port 22 looks like to the kernel's tables, without one.
+/// Returns once it listens; it ends with the test process.
+pub fn hold_in_netns(netns: &str, port: u16) {
+    let path = format!("/run/netns/{netns}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).expect("open the container's netns");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let l = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+        tx.send(()).unwrap();
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 256];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("listening in the netns");
 }

@@ -1,4 +1,5 @@
-//! `devhost ensure NAME CHANNEL [ALIAS…] [--memory …] [--upstream [ALIAS=]SCHEME:PORT]…`.
+//! `devhost ensure NAME CHANNEL [ALIAS…] [--memory …] [--upstream [ALIAS=]SCHEME:PORT]…
+//! [--sleep-after PERIOD|off|default]`.
 
 use crate::api::types::EnsureBody;
 use crate::cli::args::whole;
@@ -14,6 +15,7 @@ pub fn body(
     aliases: &[String],
     limits: Option<Limits>,
     upstreams: Option<BTreeMap<String, String>>,
+    sleep_after: Option<String>,
 ) -> Vec<u8> {
     serde_json::to_vec(&EnsureBody {
         channel: channel.to_string(),
@@ -25,6 +27,7 @@ pub fn body(
         disk_size: None,
         image_url: None,
         update_channel: None,
+        sleep_after,
     })
     .expect("serializes")
 }
@@ -49,6 +52,11 @@ pub struct EnsureArgs {
     /// (repeatable; given ones replace the recorded set).
     #[arg(long = "upstream", value_name = "[ALIAS=]SCHEME:PORT")]
     pub upstreams: Vec<String>,
+    /// Put the container to sleep after this long without use (`30m`,
+    /// `2h`, `1d`), `off`, or `default` (the host's `[sleep] after`); the
+    /// next request through the proxy wakes it. Kept when not given.
+    #[arg(long, value_name = "PERIOD|off|default")]
+    pub sleep_after: Option<String>,
 }
 
 impl EnsureArgs {
@@ -69,6 +77,15 @@ impl EnsureArgs {
             out.insert(key, value);
         }
         Ok(Some(out))
+    }
+
+    /// `--sleep-after` as the API takes it (checked there too).
+    pub fn sleep_after(&self) -> Result<Option<String>, String> {
+        let Some(s) = &self.sleep_after else {
+            return Ok(None);
+        };
+        crate::sleep::SleepAfter::parse(s).map_err(|e| format!("--sleep-after: {e}"))?;
+        Ok(Some(s.clone()))
     }
 
     pub fn limits(&self) -> Result<Option<Limits>, String> {
@@ -101,13 +118,14 @@ pub fn run(
     aliases: &[String],
     args: &EnsureArgs,
 ) -> i32 {
-    let (limits, upstreams) = match (args.limits(), args.upstreams()) {
-        (Ok(l), Ok(u)) => (l, u),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: {e}");
-            return crate::cli::EXIT_USAGE;
-        }
-    };
+    let (limits, upstreams, sleep_after) =
+        match (args.limits(), args.upstreams(), args.sleep_after()) {
+            (Ok(l), Ok(u), Ok(s)) => (l, u, s),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                eprintln!("error: {e}");
+                return crate::cli::EXIT_USAGE;
+            }
+        };
     let name = match super::name_or_exit(name) {
         Ok(n) => n,
         Err(code) => return code,
@@ -117,7 +135,7 @@ pub fn run(
         &client,
         hyper::Method::POST,
         &format!("/v1/containers/{name}/ensure"),
-        Some(body(channel, aliases, limits, upstreams)),
+        Some(body(channel, aliases, limits, upstreams, sleep_after)),
         json,
     )
 }

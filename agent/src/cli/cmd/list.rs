@@ -16,19 +16,30 @@ pub fn run(sock: Option<&Path>, json: bool) -> i32 {
         );
         return 0;
     }
+    let states: Vec<String> = list.containers.iter().map(state).collect();
+    let w = states.iter().map(String::len).max().unwrap_or(0).max(11);
     println!(
-        "{:<12} {:<11} {:<16} {:>6}  ALIASES",
+        "{:<12} {:<w$} {:<16} {:>6}  ALIASES",
         "NAME", "STATE", "ADDRESS", "OWNER"
     );
-    for c in &list.containers {
+    for (c, s) in list.containers.iter().zip(&states) {
         println!(
-            "{:<12} {:<11} {:<16} {:>6}  {}",
+            "{:<12} {:<w$} {:<16} {:>6}  {}",
             c.name,
-            c.state,
+            s,
             c.address,
             c.owner_uid,
             c.aliases.join(" ")
         );
     }
     0
+}
+
+/// The state as `list` and `status` show it: `sleeping (since …)` for a
+/// container put to sleep.
+pub fn state(c: &crate::api::types::ContainerInfo) -> String {
+    match (&c.state, &c.asleep_since) {
+        (crate::api::types::State::Sleeping, Some(t)) => format!("sleeping (since {t})"),
+        (s, _) => s.to_string(),
+    }
 }

@@ -20,6 +20,7 @@ pub mod shell;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod wake;
 
 use crate::container::ContainerName;
 use std::path::Path;
@@ -33,7 +34,7 @@ pub fn name_or_exit(name: &str) -> Result<ContainerName, i32> {
 }
 
 /// A request about one container that takes no body and streams its answer
-/// (`devhost start`, `stop`, `destroy`, `pin`, `unpin`): `verb` is what
+/// (`devhost start`, `stop`, `wake`, `destroy`, `pin`, `unpin`): `verb` is what
 /// follows `/v1/containers/NAME/` in the path, or `None` for the container
 /// itself.
 pub fn container_action(

@@ -19,7 +19,7 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
         return 0;
     }
     println!("name:        {}", c.name);
-    println!("state:       {}", c.state);
+    println!("state:       {}", super::list::state(&c));
     if let Some(w) = &c.waiting {
         println!("waiting:     {w}");
     }
@@ -82,6 +82,9 @@ pub fn run(sock: Option<&Path>, json: bool, name: &str) -> i32 {
     }
     if let Some(d) = &c.cleanup {
         println!("cleanup:     {d}");
+    }
+    if let Some(s) = &c.sleep {
+        println!("sleep:       {s}");
     }
     0
 }

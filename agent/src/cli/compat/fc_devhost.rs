@@ -80,6 +80,11 @@ pub struct EnsureArgs {
     /// Keep an existing environment's channel.
     #[arg(long, overrides_with = "update_channel")]
     pub no_update_channel: bool,
+    /// Put it to sleep after this long without use (`2h`), `off`, or
+    /// `default`; kept when not given (batou gives none: its ensure wakes a
+    /// sleeping environment and leaves the setting alone).
+    #[arg(long, value_name = "PERIOD|off|default")]
+    pub sleep_after: Option<String>,
     pub name: String,
 }
 
@@ -115,6 +120,9 @@ impl EnsureArgs {
             (true, _) => Some(true),
             _ => None,
         };
+        if let Some(s) = &self.sleep_after {
+            crate::sleep::SleepAfter::parse(s).map_err(|e| format!("--sleep-after: {e}"))?;
+        }
         let aliases = if self.aliases.trim().is_empty() {
             vec![]
         } else {
@@ -130,6 +138,7 @@ impl EnsureArgs {
             disk_size,
             image_url: self.image_url.clone(),
             update_channel,
+            sleep_after: self.sleep_after.clone(),
         })
     }
 }
@@ -265,7 +274,26 @@ mod tests {
             Some("https://hydra.example/image.qcow2")
         );
         assert_eq!(b.update_channel, Some(false));
+        assert_eq!(b.sleep_after, None, "batou leaves the sleep setting alone");
         assert_eq!(a.name, "a1b2c3d4");
+    }
+
+    #[test]
+    fn a_sleep_setting_is_passed_on_and_checked_first() {
+        let a = ensure_args(&["ensure", "--sleep-after", "2h", "--channel-url", "/c", "n"]);
+        assert_eq!(a.body().unwrap().sleep_after.as_deref(), Some("2h"));
+        let a = ensure_args(&[
+            "ensure",
+            "--sleep-after",
+            "soon",
+            "--channel-url",
+            "/c",
+            "n",
+        ]);
+        assert!(a
+            .body()
+            .unwrap_err()
+            .starts_with("--sleep-after: sleep after \"soon\""));
     }
 
     #[test]

@@ -21,9 +21,13 @@ enum Case {
     CleanupDisable,
     CleanupDelete,
     Provision,
+    /// An idle container put to sleep.
+    Sleep,
+    /// A sleeping container woken.
+    Wake,
 }
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 10] = [
     Case::Create,
     Case::Start,
     Case::EnsureStopped,
@@ -32,10 +36,12 @@ const CASES: [Case; 8] = [
     Case::CleanupDisable,
     Case::CleanupDelete,
     Case::Provision,
+    Case::Sleep,
+    Case::Wake,
 ];
 
 /// A provisioning plan of three RUN steps.
-fn three_steps() -> Op {
+pub(super) fn three_steps() -> Op {
     let steps = (1..=3)
         .map(|i| provision_dsl::Step {
             file: "provision.sh".into(),
@@ -71,6 +77,15 @@ impl Case {
                 run(sup, "web01", ensure()).await.unwrap();
                 h.clock.advance(chrono::TimeDelta::days(31));
             }
+            Case::Sleep | Case::Wake => {
+                run(sup, "web01", super::sleep::ensure_sleeping(60))
+                    .await
+                    .unwrap();
+                h.clock.advance(chrono::TimeDelta::hours(1));
+                if matches!(self, Case::Wake) {
+                    run(sup, "web01", Op::Sleep).await.unwrap();
+                }
+            }
         }
     }
 
@@ -82,6 +97,8 @@ impl Case {
             Case::Stop => run(sup, "web01", Op::Stop).await.is_ok(),
             Case::Destroy => run(sup, "web01", Op::Destroy).await.is_ok(),
             Case::Provision => run(sup, "web01", three_steps()).await.is_ok(),
+            Case::Sleep => run(sup, "web01", Op::Sleep).await.is_ok(),
+            Case::Wake => run(sup, "web01", Op::Wake).await.is_ok(),
             Case::CleanupDisable | Case::CleanupDelete => sweep(sup).await.failures() == 0,
         }
     }
@@ -118,6 +135,7 @@ fn consistent(h: &Harness, after_restart: bool) -> Result<(), String> {
     let running = h.running("web01");
     match r.phase {
         Phase::Running if !running => Err("recorded running, not running".into()),
+        Phase::Running if r.asleep_since.is_some() => Err("running, recorded asleep".into()),
         Phase::Stopped if running => Err("recorded stopped, running".into()),
         Phase::Running | Phase::Stopped => Ok(()),
         // A failed destroy keeps its phase for the retry; a restart ends it.

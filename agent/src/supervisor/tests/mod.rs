@@ -80,6 +80,8 @@ enable = false
                 std::sync::Arc::new(self.probe.clone()),
             ),
             metrics: self.metrics.clone(),
+            busy: std::sync::Arc::new(crate::sleep::Busy::new(self.clock.clone())),
+            ssh_sessions: sleep::ssh_sessions,
         }
     }
 
@@ -148,6 +150,7 @@ fn ensure_from(channel: &str) -> Op {
         disk_size: None,
         image_url: None,
         update_channel: true,
+        sleep_after: None,
     })
 }
 
@@ -698,6 +701,7 @@ async fn a_container_disabled_by_cleanup_starts_again_only_once_extended() {
 mod metrics;
 mod quarantine;
 mod sharing;
+mod sleep;
 
 mod admission;
 

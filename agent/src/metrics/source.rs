@@ -5,6 +5,7 @@
 
 use super::state::{resident_bytes, Inotify, Snapshot, Source};
 use crate::admission::probe::{HostProbe, ProcProbe};
+use crate::container::Phase;
 use crate::edge::Edge;
 use crate::net::pool::AddressPool;
 use crate::supervisor::Handle;
@@ -39,6 +40,10 @@ impl Source for AgentSource {
         Snapshot {
             backend: self.backend,
             phases: records.iter().map(|r| r.phase).collect(),
+            asleep: records
+                .iter()
+                .filter(|r| r.phase == Phase::Stopped && r.asleep_since.is_some())
+                .count() as u64,
             pool_used: blocks.len() as u64,
             pool_capacity: u64::from(self.pool.capacity()),
             certificates: self

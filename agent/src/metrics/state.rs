@@ -33,6 +33,9 @@ pub struct Snapshot {
     pub backend: &'static str,
     /// The phase of every container record.
     pub phases: Vec<Phase>,
+    /// Of the stopped ones, those asleep (counted as `sleeping`, not
+    /// `stopped`).
+    pub asleep: u64,
     /// /30 blocks of the address pool taken (records and quarantined
     /// names), and all there are.
     pub pool_used: u64,
@@ -100,7 +103,7 @@ pub(super) fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder) -> Result<()
     {
         let mut family = encoder.encode_descriptor(
             "containers",
-            "Containers by the phase of their record (running, stopped, building, ...) and the backend that runs them.",
+            "Containers by the phase of their record (running, stopped, building, ...; sleeping: stopped for want of use) and the backend that runs them.",
             None,
             MetricType::Gauge,
         )?;
@@ -109,9 +112,17 @@ pub(super) fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder) -> Result<()
                 state: phase.as_str(),
                 backend: s.backend,
             };
-            let n = s.phases.iter().filter(|p| **p == phase).count() as u64;
+            let mut n = s.phases.iter().filter(|p| **p == phase).count() as u64;
+            if phase == Phase::Stopped {
+                n = n.saturating_sub(s.asleep);
+            }
             ConstGauge::new(n).encode(family.encode_family(&labels)?)?;
         }
+        let labels = ContainerStateLabels {
+            state: "sleeping",
+            backend: s.backend,
+        };
+        ConstGauge::new(s.asleep).encode(family.encode_family(&labels)?)?;
     }
     {
         let mut family = encoder.encode_descriptor(

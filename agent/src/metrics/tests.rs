@@ -16,7 +16,13 @@ impl Source for Fixed {
 fn snapshot() -> Snapshot {
     Snapshot {
         backend: "direct",
-        phases: vec![Phase::Running, Phase::Running, Phase::Stopped],
+        phases: vec![
+            Phase::Running,
+            Phase::Running,
+            Phase::Stopped,
+            Phase::Stopped,
+        ],
+        asleep: 1,
         pool_used: 4,
         pool_capacity: 64,
         certificates: vec![("c1".into(), 1_900_000_000)],
@@ -198,12 +204,16 @@ fn state_gauges_come_from_the_snapshot() {
     };
     assert_eq!(containers("running"), Some(2.0));
     assert_eq!(containers("stopped"), Some(1.0));
+    assert_eq!(containers("sleeping"), Some(1.0), "asleep, not stopped");
     assert_eq!(
         containers("building"),
         Some(0.0),
         "every phase has a series"
     );
-    assert_eq!(e.matching("devhost_containers", &[]).len(), PHASES.len());
+    assert_eq!(
+        e.matching("devhost_containers", &[]).len(),
+        PHASES.len() + 1
+    );
     let pool = |state| e.value("devhost_address_pool_blocks", &[("state", state)]);
     assert_eq!((pool("used"), pool("free")), (Some(4.0), Some(60.0)));
     assert_eq!(

@@ -117,7 +117,16 @@ fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Since when it sleeps (stopped for want of use; the next request wakes
+/// it).
+fn asleep(r: &Record) -> Option<DateTime<Utc>> {
+    r.asleep_since.filter(|_| r.phase == Phase::Stopped)
+}
+
 fn state_tone(r: &Record) -> Tone {
+    if asleep(r).is_some() {
+        return Tone::Quiet;
+    }
     match (r.phase, r.want_running) {
         (Phase::Running, _) => Tone::Good,
         (Phase::Stopped, false) => Tone::Quiet,
@@ -203,7 +212,10 @@ fn row(r: &Record, f: &Facts) -> Row {
             .get(&r.owner_uid)
             .cloned()
             .unwrap_or_else(|| format!("uid {}", r.owner_uid)),
-        state: r.phase.as_str().to_string(),
+        state: match asleep(r) {
+            Some(t) => format!("sleeping (since {})", moment(t)),
+            None => r.phase.as_str().to_string(),
+        },
         state_tone: state_tone(r),
         aliases: r
             .aliases
@@ -225,11 +237,15 @@ pub fn page(records: &[Record], f: &Facts) -> Page {
     let mut enabled: Vec<&Record> = records.iter().filter(|r| r.enabled).collect();
     enabled.sort_by(|a, b| a.name.cmp(&b.name));
     let running = enabled.iter().filter(|r| r.phase == Phase::Running).count();
+    let sleeping = match enabled.iter().filter(|r| asleep(r).is_some()).count() {
+        0 => String::new(),
+        n => format!(", {n} sleeping"),
+    };
     Page {
         domain: f.domain.to_string(),
         as_of: moment(f.now),
         summary: format!(
-            "{}, {running} running",
+            "{}, {running} running{sleeping}",
             plural(enabled.len(), "enabled container")
         ),
         rows: enabled.into_iter().map(|r| row(r, f)).collect(),
@@ -345,6 +361,9 @@ mod tests {
         let mut stopped = record("db", "10.233.0.14", &[]);
         stopped.phase = Phase::Stopped;
         stopped.want_running = false;
+        let mut asleep = record("idle", "10.233.0.22", &[]);
+        asleep.phase = Phase::Stopped;
+        asleep.asleep_since = Some("2026-01-01T09:30:00Z".parse().unwrap());
         let mut building = record("new", "10.233.0.18", &["x"]);
         building.phase = Phase::Building;
         building.established = false;
@@ -353,7 +372,7 @@ mod tests {
             https_port: 8443,
             ..known.facts()
         };
-        let p = page(&[web01(), off, building, stopped], &f);
+        let p = page(&[web01(), off, building, stopped, asleep], &f);
         let names: Vec<(&str, &str, Tone)> = p
             .rows
             .iter()
@@ -363,14 +382,15 @@ mod tests {
             names,
             vec![
                 ("db", "stopped", Tone::Quiet),
+                ("idle", "sleeping (since 2026-01-01 09:30 UTC)", Tone::Quiet),
                 ("new", "building", Tone::Warn),
                 ("web01", "running", Tone::Good)
             ]
         );
-        assert_eq!(p.summary, "3 enabled containers, 1 running");
-        assert_eq!(p.rows[1].name.href, "https://new.dev.test:8443/");
-        assert_eq!(p.rows[1].aliases[0].href, "https://x.new.dev.test:8443/");
-        assert_eq!(p.rows[2].owner, "uid 1000", "no user name known");
+        assert_eq!(p.summary, "4 enabled containers, 1 running, 1 sleeping");
+        assert_eq!(p.rows[2].name.href, "https://new.dev.test:8443/");
+        assert_eq!(p.rows[2].aliases[0].href, "https://x.new.dev.test:8443/");
+        assert_eq!(p.rows[3].owner, "uid 1000", "no user name known");
         assert_eq!(
             (p.rows[0].certificate.as_str(), p.rows[0].certificate_tone),
             ("none", Tone::Quiet)

@@ -193,11 +193,12 @@ impl Backend for DirectBackend {
         let mut procs = Vec::new();
         for d in self.cgroups(name) {
             std::fs::create_dir_all(&d).map_err(io_err(name, "creating its cgroup"))?;
-            let c = |p: PathBuf| {
-                std::ffi::CString::new(p.into_os_string().into_encoded_bytes())
-                    .map_err(|e| io_err(name, "naming its cgroup")(std::io::Error::other(e)))
-            };
-            procs.push((c(d.join("cgroup.procs"))?, c(d)?));
+            procs.push(
+                std::ffi::CString::new(
+                    d.join("cgroup.procs").into_os_string().into_encoded_bytes(),
+                )
+                .map_err(|e| io_err(name, "naming its cgroup")(std::io::Error::other(e)))?,
+            );
         }
         // Own session: no signal aimed at the agent's process group or
         // terminal reaches the container, and it outlives the agent.
@@ -207,8 +208,8 @@ impl Backend for DirectBackend {
             cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
                 crate::sys::fs::cloexec_from(3)?;
-                for (p, dir) in &procs {
-                    crate::sys::fs::join_cgroup(dir, p)?;
+                for p in &procs {
+                    crate::sys::fs::write_pid_zero(p)?;
                 }
                 nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(std::io::Error::from)?;

@@ -490,37 +490,6 @@ pub fn write_pid_zero(procs: &std::ffi::CStr) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Join the cgroup `dir` (whose `cgroup.procs` is `procs`), making the
-/// directory again when it went away after it was made. An empty cgroup
-/// can be on its way out when the child joins it: seen on a hybrid host in
-/// the `name=systemd` hierarchy, in floods of `devhost start` (and of
-/// wakes) about 3 in 1000 boots failed with `cannot start systemd-nspawn:
-/// No such file or directory` (an immediate mkdir and retry did not help:
-/// the directory was still there, its files gone). So: up to 100 times,
-/// make it again, or wait 1 ms while it is still being removed. Only raw
-/// system calls, so it may run between fork and exec.
-pub fn join_cgroup(dir: &std::ffi::CStr, procs: &std::ffi::CStr) -> std::io::Result<()> {
-    use nix::libc;
-    for _ in 0..100 {
-        match write_pid_zero(procs) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                // SAFETY: mkdir of a NUL-terminated path; nanosleep.
-                unsafe {
-                    if libc::mkdir(dir.as_ptr(), 0o755) != 0 {
-                        let pause = libc::timespec {
-                            tv_sec: 0,
-                            tv_nsec: 1_000_000,
-                        };
-                        libc::nanosleep(&pause, std::ptr::null_mut());
-                    }
-                }
-            }
-            other => return other,
-        }
-    }
-    write_pid_zero(procs)
-}
-
 /// Mark every descriptor from `first` on close-on-exec, so that a process
 /// about to exec as someone else (a user, a container) inherits nothing but
 /// what it was given. Only a raw system call, so it may run between fork

@@ -85,7 +85,9 @@ pub(super) fn describe(env: &Subsystems, r: &Record, pid: Option<u32>) -> String
 /// Check the running containers every `sleep.check_interval_secs` and put
 /// the idle ones to sleep, until the supervisor goes away.
 pub(super) async fn watch(env: Arc<Subsystems>, handle: Handle) {
-    let mut tick = tokio::time::interval(env.cfg.sleep.check_interval);
+    let every = env.cfg.sleep.check_interval;
+    // The first check one interval after the start, as every other.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -486,16 +486,7 @@ mod tests {
 
     #[test]
     fn states_serialize_as_phase_names_and_dead() {
-        let phases = [
-            Phase::Creating,
-            Phase::Building,
-            Phase::Networking,
-            Phase::Starting,
-            Phase::Running,
-            Phase::Stopping,
-            Phase::Stopped,
-            Phase::Destroying,
-        ];
+        let phases = Phase::ALL;
         for p in phases {
             let s = State::of(p, p != Phase::Running, false);
             let expected = match p {

@@ -30,6 +30,18 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order of a container's life.
+    pub const ALL: [Phase; 8] = [
+        Phase::Creating,
+        Phase::Building,
+        Phase::Networking,
+        Phase::Starting,
+        Phase::Running,
+        Phase::Stopping,
+        Phase::Stopped,
+        Phase::Destroying,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Creating => "creating",

@@ -15,16 +15,7 @@ use prometheus_client::registry::Unit;
 use std::sync::{Arc, OnceLock};
 
 /// Every phase a record can be in, so that each has a series (zero too).
-pub const PHASES: [Phase; 8] = [
-    Phase::Creating,
-    Phase::Building,
-    Phase::Networking,
-    Phase::Starting,
-    Phase::Running,
-    Phase::Stopping,
-    Phase::Stopped,
-    Phase::Destroying,
-];
+pub const PHASES: [Phase; 8] = Phase::ALL;
 
 /// What the state gauges show at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
